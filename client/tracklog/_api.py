@@ -1,0 +1,220 @@
+"""``tracklog.Api``: reading runs back from the store server."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from tracklog import _history, _home, _launch, _refs, _settings
+from tracklog._errors import CommError, NotFoundError, UsageError
+from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2, store_pb2, store_pb2_grpc
+
+STATE_NAMES = {
+    records_pb2.RUN_STATE_RUNNING: "running",
+    records_pb2.RUN_STATE_FINISHED: "finished",
+    records_pb2.RUN_STATE_FAILED: "failed",
+    records_pb2.RUN_STATE_KILLED: "killed",
+    records_pb2.RUN_STATE_CRASHED: "crashed",
+}
+
+
+def translate(exc: grpc.RpcError, what: str) -> CommError:
+    """The one place where gRPC errors from the store become the SDK's exceptions."""
+    code = exc.code() if hasattr(exc, "code") else None
+    detail = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFoundError(f"{what}: {detail}")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return CommError(f"{what}: the store server is not reachable ({detail})")
+    return CommError(f"{what}: {detail}")
+
+
+def local_server(home: Path, timeout: float = 15.0) -> str:
+    """The address of the daemon's embedded store server, starting the daemon if needed."""
+    target = _launch.ensure_daemon(home, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    with _launch.channel(target) as channel:
+        stub = daemon_pb2_grpc.DaemonStub(channel)
+        while True:
+            try:
+                status = stub.Status(
+                    daemon_pb2.StatusRequest(), timeout=max(0.1, deadline - time.monotonic())
+                )
+            except grpc.RpcError as exc:
+                raise translate(exc, "asking the tracklog daemon for its local store") from exc
+            if status.local_server:
+                return status.local_server
+            if time.monotonic() >= deadline:
+                raise CommError(f"the local store server did not start; see {home / 'server.log'}")
+            time.sleep(0.05)  # the daemon is starting the store; poll its status
+
+
+class Api:
+    """Queries a store server: ``server`` (host:port), else ``TRACKLOG_SERVER``, else the local one."""
+
+    def __init__(self, server: str | None = None, *, timeout: float = 30.0) -> None:
+        if server:
+            _settings.validate_server(server)
+        address = server or _settings.configured_server(os.environ, _home.home())
+        if not address:
+            address = local_server(_home.home())
+        self.server = address
+        self.timeout = timeout
+        self._channel = _launch.channel(address)
+        self._stub = store_pb2_grpc.StoreStub(self._channel)
+        self._http_url: str | None = None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def http_url(self) -> str:
+        if self._http_url is None:
+            try:
+                info = self._stub.ServerInfo(store_pb2.ServerInfoRequest(), timeout=self.timeout)
+                self._http_url = info.http_url
+            except grpc.RpcError:
+                return ""
+        return self._http_url
+
+    def run(self, path: str) -> ApiRun:
+        """One run by ``entity/project/id``."""
+        ref = _refs.RunPath.parse(path)
+        return ApiRun(self, self._get(ref))
+
+    def _get(self, ref: _refs.RunPath) -> store_pb2.RunView:
+        request = store_pb2.GetRunRequest(
+            ref=records_pb2.RunRef(entity=ref.entity, project=ref.project, id=ref.id)
+        )
+        try:
+            return self._stub.GetRun(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc, f"run {ref}") from exc
+
+    def runs(
+        self,
+        path: str | None = None,
+        filters: dict[str, Any] | None = None,
+        order: str = "-created_at",
+        limit: int = 0,
+    ) -> list[ApiRun]:
+        """Runs of ``entity/project`` (or ``project`` of the default entity; None: every run)."""
+        entity = project = ""
+        if path:
+            parts = [p for p in path.strip("/").split("/") if p]
+            if len(parts) == 1:
+                entity, project = _settings.default_entity(), parts[0]
+            elif len(parts) == 2:
+                entity, project = parts
+            else:
+                raise UsageError(f"runs() path {path!r} must look like 'entity/project'")
+        request = store_pb2.ListRunsRequest(
+            entity=entity, project=project, filters_json=json.dumps(filters or {}), order=order, limit=limit
+        )
+        out: list[ApiRun] = []
+        while True:
+            try:
+                response = self._stub.ListRuns(request, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                raise translate(exc, f"listing runs of {path or 'every project'}") from exc
+            out.extend(ApiRun(self, view) for view in response.runs)
+            if not response.next_page_token or (limit and len(out) >= limit):
+                return out[:limit] if limit else out
+            request.page_token = response.next_page_token
+
+    def _history(self, request: store_pb2.HistoryRequest, what: str) -> Iterator[records_pb2.HistoryBatch]:
+        try:
+            yield from self._stub.History(request, timeout=self.timeout * 10)
+        except grpc.RpcError as exc:
+            raise translate(exc, what) from exc
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ""
+
+
+class ApiRun:
+    """A run as the store holds it (a snapshot; ``load()`` refreshes it)."""
+
+    def __init__(self, api: Api, view: store_pb2.RunView) -> None:
+        self._api = api
+        self._set(view)
+
+    def _set(self, view: store_pb2.RunView) -> None:
+        self._view = view
+        self.entity, self.project, self.id = view.ref.entity, view.ref.project, view.ref.id
+        self.name = view.name
+        self.notes = view.notes
+        self.tags = list(view.tags)
+        self.group = view.group
+        self.job_type = view.job_type
+        self.state = STATE_NAMES.get(view.state, "unknown")
+        self.exit_code = view.exit_code
+        self.config: dict[str, Any] = json.loads(view.config_json or "{}")
+        self.summary: dict[str, Any] = json.loads(view.summary_json or "{}")
+        self.metrics = {m.key: {"last": m.last, "min": m.min, "max": m.max} for m in view.metrics}
+        self.metadata: dict[str, Any] = json.loads(view.metadata_json or "{}")
+        self.created_at = _iso(view.created_at)
+        self.heartbeat_at = _iso(view.heartbeat_at)
+        self.finished_at = _iso(view.finished_at)
+        self.start_time = view.created_at
+        self.history_rows = view.history_rows
+        self.host = view.host
+
+    @property
+    def path(self) -> str:
+        return f"{self.entity}/{self.project}/{self.id}"
+
+    @property
+    def url(self) -> str:
+        base = self._api.http_url
+        return f"{base}/{self.entity}/{self.project}/runs/{self.id}" if base else ""
+
+    def load(self) -> ApiRun:
+        self._set(self._api._get(_refs.RunPath(self.entity, self.project, self.id)))
+        return self
+
+    def _request(
+        self, keys: Sequence[str] | None, samples: int | None, page_rows: int = 0
+    ) -> store_pb2.HistoryRequest:
+        if isinstance(keys, str):
+            raise TypeError("keys must be a list of str, not a str")
+        return store_pb2.HistoryRequest(
+            ref=self._view.ref,
+            keys=[k for k in (keys or ()) if k not in ("_step", "_timestamp", "_runtime")],
+            samples=samples or 0,
+            page_rows=page_rows,
+        )
+
+    def _rows(self, request: store_pb2.HistoryRequest) -> Iterator[dict[str, Any]]:
+        start = self.start_time
+        for row in _history.decode_rows(self._api._history(request, f"history of {self.path}")):
+            row["_runtime"] = row["_timestamp"] - start
+            yield row
+
+    def history(self, keys: Sequence[str] | None = None, samples: int | None = 500) -> list[dict[str, Any]]:
+        """Up to ``samples`` rows (evenly spaced; None: every row) as dicts with _step, _timestamp,
+        _runtime and the logged keys. With ``keys``, only rows where one of them has a value."""
+        return list(self._rows(self._request(keys, samples)))
+
+    def scan_history(
+        self, keys: Sequence[str] | None = None, page_size: int = 10_000
+    ) -> Iterator[dict[str, Any]]:
+        """Every row, in step order, fetched page by page."""
+        return self._rows(self._request(keys, None, page_size))
+
+    def __repr__(self) -> str:
+        return f"<tracklog.ApiRun {self.path} ({self.state})>"

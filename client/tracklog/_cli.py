@@ -1,0 +1,209 @@
+"""The ``tracklog`` command: server, daemon, sync, runs, login."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tracklog import _home, _spool
+from tracklog._errors import TracklogError
+
+
+def _cmd_server(args: argparse.Namespace, rest: list[str]) -> int:
+    import tracklog_server
+
+    return tracklog_server.main(rest)
+
+
+def _cmd_daemon(args: argparse.Namespace, rest: list[str]) -> int:
+    import tracklogd
+
+    home = _home.home()
+    if args.action == "start":
+        tracklogd.start(home)
+        print(f"tracklog daemon running for {home}")
+        return 0
+    if args.action == "stop":
+        stopped = tracklogd.stop(home, timeout=30.0)
+        print("tracklog daemon stopped" if stopped else "no tracklog daemon was running")
+        return 0
+    status = tracklogd.status(home)
+    if status is None:
+        print(f"no tracklog daemon is running for {home}")
+        return 1
+    print(f"tracklog daemon pid {status.pid}, version {status.version}, home {home}")
+    print(f"local store server: {status.local_server or '(starting)'}")
+    if not status.runs:
+        print("no runs attached or waiting to sync")
+    for run in status.runs:
+        ref = run.ref
+        state = "attached" if run.attached else "syncing"
+        print(
+            f"  {ref.entity}/{ref.project}/{ref.id}  {state}  durable {run.durable_seq}  "
+            f"synced {run.synced_seq}  server {run.server or 'local'}"
+        )
+    return 0
+
+
+def _store_address(explicit: str | None) -> str:
+    from tracklog import _api, _settings
+
+    address = explicit or os.environ.get("TRACKLOG_SERVER", "")
+    if address:
+        return _settings.validate_server(address)
+    return _api.local_server(_home.home())
+
+
+def _find_spools(paths: Sequence[str], all_offline: bool) -> list[Path]:
+    spools: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file() and path.suffix == ".tlog":
+            spools.append(path)
+            continue
+        found = sorted(path.glob("run-*.tlog")) if path.is_dir() else []
+        if not found:
+            raise TracklogError(f"{raw} is not a tracklog run directory (no run-*.tlog spool in it)")
+        spools.extend(found)
+    if all_offline:
+        root = Path(os.environ.get("TRACKLOG_DIR") or os.getcwd()) / "tracklog"
+        spools.extend(sorted(root.glob("offline-run-*/run-*.tlog")))
+    return spools
+
+
+class _Progress:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 30
+        filled = width if total == 0 else int(width * done / total)
+        bar = "#" * filled + "-" * (width - filled)
+        text = f"{self.label} [{bar}] {done}/{total} frames"
+        if self.tty:
+            sys.stderr.write("\r" + text + ("\n" if done >= total else ""))
+        elif done >= total:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
+    spools = _find_spools(args.paths, args.all)
+    if not spools:
+        print("nothing to sync" + ("" if args.paths or args.all else ": give run directories or --all"))
+        return 0 if args.all else 2
+    import tracklogd
+
+    server = _store_address(args.server)
+    failed = 0
+    for spool in spools:
+        last = 0
+        for frame in _spool.scan(spool):
+            last = frame.seq
+        already = _spool.read_synced(spool)
+        label = spool.parent.name
+        if already >= last:
+            print(f"{label}: already synced ({last} frames)")
+            continue
+        try:
+            result = tracklogd.sync_spool(spool, server, progress=_Progress(label))
+        except Exception as exc:  # report per run and go on with the others
+            print(f"{label}: sync failed: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{label}: synced {result.sent} new frames to {server}")
+    return 1 if failed else 0
+
+
+def _cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
+    from tracklog._api import Api
+
+    with Api(args.server) as api:
+        runs = api.runs(args.path, limit=args.limit)
+    if not runs:
+        print("no runs" + (f" in {args.path}" if args.path else ""))
+        return 0
+    rows = [("RUN", "NAME", "STATE", "CREATED", "ROWS", "SUMMARY")]
+    for run in runs:
+        summary = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in list(sorted(run.summary.items()))[:4]
+            if not k.startswith("_")
+        )
+        rows.append((run.path, run.name, run.state, run.created_at, str(run.history_rows), summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def _cmd_login(args: argparse.Namespace, rest: list[str]) -> int:
+    from tracklog import _settings
+
+    home = _home.ensure_home(_home.home())
+    server = _settings.validate_server(args.server)
+    target = home / "settings.json"
+    target.write_text(json.dumps({"server": server}) + "\n")
+    os.chmod(target, 0o600)
+    print(f"tracklog will use the store server at {server} (saved in {target}; TRACKLOG_SERVER overrides it)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="tracklog", description="Experiment tracking for machine-learning runs."
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    server = sub.add_parser(
+        "server", help="run a store server (see `tracklog server --help`)", add_help=False
+    )
+    server.set_defaults(func=_cmd_server)
+
+    daemon = sub.add_parser("daemon", help="start, stop or inspect this machine's daemon")
+    daemon.add_argument("action", choices=("start", "stop", "status"))
+    daemon.set_defaults(func=_cmd_daemon)
+
+    sync = sub.add_parser("sync", help="send offline runs to the store server (safe to repeat)")
+    sync.add_argument("paths", nargs="*", metavar="PATH", help="run directories (or .tlog spools)")
+    sync.add_argument("--all", action="store_true", help="every offline run under ./tracklog")
+    sync.add_argument("--server", help="host:port of the store server (default: TRACKLOG_SERVER or local)")
+    sync.set_defaults(func=_cmd_sync)
+
+    runs = sub.add_parser("runs", help="list runs in a table")
+    runs.add_argument("path", nargs="?", metavar="ENTITY/PROJECT")
+    runs.add_argument("--limit", type=int, default=50, help="at most this many runs (0: all)")
+    runs.add_argument("--server", help="host:port of the store server")
+    runs.set_defaults(func=_cmd_runs)
+
+    login = sub.add_parser("login", help="remember which store server to use")
+    login.add_argument("--server", required=True, help="host:port of the store server")
+    login.set_defaults(func=_cmd_login)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["server"]:  # everything after `server` belongs to the server's own parser
+        return _cmd_server(argparse.Namespace(), argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args, []))
+    except TracklogError as exc:
+        print(f"tracklog: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,141 @@
+"""``run.config`` and ``run.summary``: dict-like views whose changes become records of the run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from tracklog import _history, _values
+from tracklog.v1 import records_pb2
+
+Emit = Callable[[records_pb2.Record], None]
+
+
+class Config:
+    """The run's hyper-parameters: ``config.lr``, ``config["lr"]``, ``config.update({...})``.
+
+    Every change is validated (JSON-encodable, NaN/Inf allowed) and sent as one ConfigUpdate record.
+    """
+
+    __slots__ = ("_emit", "_items")
+
+    def __init__(self, emit: Emit | None = None) -> None:
+        object.__setattr__(self, "_items", {})
+        object.__setattr__(self, "_emit", emit)
+
+    def _bind(self, emit: Emit) -> None:
+        object.__setattr__(self, "_emit", emit)
+
+    def update(self, items: Mapping[str, Any] | argparse.Namespace | None = None, **kwargs: Any) -> None:
+        if isinstance(items, argparse.Namespace):
+            items = vars(items)
+        if items is not None and not isinstance(items, Mapping):
+            raise TypeError(f"config must be a mapping or argparse.Namespace, got {type(items).__name__}")
+        changes: dict[str, Any] = {}
+        for key, value in {**(items or {}), **kwargs}.items():
+            if not isinstance(key, str):
+                raise TypeError(f"config keys must be str; got key {key!r} of type {type(key).__name__}")
+            changes[key] = _values.config_value(key, value)
+        if not changes:
+            return
+        self._items.update(changes)
+        if self._emit is not None:
+            self._emit(
+                records_pb2.Record(config=records_pb2.ConfigUpdate(items_json=_history.dumps(changes)))
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return json.loads(_history.dumps(self._items))  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.update({name: value})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._items.get(key, default)
+
+    def keys(self) -> Any:
+        return self._items.keys()
+
+    def items(self) -> Any:
+        return self._items.items()
+
+    def __repr__(self) -> str:
+        return f"Config({self._items!r})"
+
+
+class Summary:
+    """The run's summary: the last logged value of each key unless set explicitly.
+
+    ``summary["best"] = 0.97`` sends a SummaryUpdate; reads see explicit values first, then the last
+    logged values, including rows still queued in this process.
+    """
+
+    __slots__ = ("_emit", "_explicit", "_logged")
+
+    def __init__(self, emit: Emit, logged: Callable[[], dict[str, Any]]) -> None:
+        self._emit = emit
+        self._logged = logged
+        self._explicit: dict[str, Any] = {}
+
+    def update(self, items: Mapping[str, Any]) -> None:
+        flat: dict[str, Any] = {}
+        _values.flatten_into(flat, items)
+        self._explicit.update(flat)
+        self._emit(records_pb2.Record(summary=records_pb2.SummaryUpdate(items_json=_history.dumps(flat))))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self._logged(), **self._explicit}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        self._explicit.pop(key, None)
+        self._emit(records_pb2.Record(summary=records_pb2.SummaryUpdate(removed=[key])))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.as_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
+
+    def __len__(self) -> int:
+        return len(self.as_dict())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
+
+    def keys(self) -> Any:
+        return self.as_dict().keys()
+
+    def items(self) -> Any:
+        return self.as_dict().items()
+
+    def __repr__(self) -> str:
+        return f"Summary({self.as_dict()!r})"

@@ -1,0 +1,156 @@
+"""``tracklog.init()``: settings, the run directory, the first record, the sender, the opening lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tracklog import _history, _lifecycle, _names, _settings, _spool
+from tracklog._config import Config
+from tracklog._errors import UsageError
+from tracklog._run import Run
+from tracklog._sender import Sender
+from tracklog._terminal import Printer
+from tracklog._transport import DaemonTransport, SpoolTransport, Transport
+from tracklog.v1 import daemon_pb2, records_pb2
+
+# Spawning a daemon costs a Python start-up plus imports; init() waits this long before going on
+# without it (the sender keeps retrying in the background and nothing is lost).
+DAEMON_START_TIMEOUT = 5.0
+
+
+def _run_dir(root: Path, run_id: str, offline: bool, resume: str, start: float) -> Path:
+    base = root / "tracklog"
+    if resume:
+        existing = sorted(base.glob(f"*run-*-{run_id}"))
+        if existing:
+            return existing[-1]
+        if resume == "must":
+            raise UsageError(f"resume='must' but no run directory for id {run_id!r} under {base}")
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(start))
+    return base / f"{'offline-' if offline else ''}run-{stamp}-{run_id}"
+
+
+def _resume_point(spool: Path) -> tuple[int, dict[str, Any]]:
+    """The next step of a run being resumed from its local spool, and its config so far."""
+    next_step, config = 0, dict[str, Any]()
+    if not spool.exists():
+        return next_step, config
+    for frame in _spool.scan(spool):
+        record = records_pb2.Record.FromString(frame.payload)
+        kind = record.WhichOneof("kind")
+        if kind == "history":
+            steps = _history.unpack_int64(records_pb2.HistoryBatch.FromString(record.history).steps)
+            if steps:
+                next_step = steps[-1] + 1
+        elif kind == "start":
+            config = json.loads(record.start.config_json or "{}")
+        elif kind == "config":
+            config.update(json.loads(record.config.items_json))
+    return next_step, config
+
+
+def init(
+    project: str | None = None,
+    entity: str | None = None,
+    name: str | None = None,
+    id: str | None = None,
+    config: Mapping[str, Any] | argparse.Namespace | None = None,
+    tags: Sequence[str] | None = None,
+    notes: str | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    mode: str | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    resume: str | bool | None = None,
+) -> Run:
+    """Starts a run and returns it; also available as ``tracklog.run`` until it finishes."""
+    settings = _settings.resolve(project=project, entity=entity, run_id=id, mode=mode, dir=dir, resume=resume)
+    printer = Printer(quiet=os.environ.get("TRACKLOG_SILENT", "").lower() in ("1", "true"))
+    cfg = Config()
+    cfg.update(config)  # validates before anything is created
+    tag_tuple = _settings.validate_tags(tags) if tags is not None else ()
+    notes = _settings.validate_text("notes", notes, _settings.MAX_NOTES) if notes is not None else ""
+    group = _settings.validate_text("group", group, 128) if group is not None else ""
+    job_type = _settings.validate_text("job_type", job_type, 64) if job_type is not None else ""
+
+    previous = _lifecycle.current()
+    if previous is not None:  # one current run per process, as wandb: the previous one ends
+        previous.finish()
+
+    start = time.time()
+    offline = settings.mode == "offline"
+    run_dir = _run_dir(settings.root_dir, settings.run_id, offline, settings.resume, start)
+    if name is None:
+        existing = len(list(run_dir.parent.glob("*run-*"))) if run_dir.parent.exists() else 0
+        name = _names.generate(existing + 1)
+    name = _settings.validate_name(name)
+
+    if settings.mode == "disabled":
+        run = Run(
+            settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,
+            config=cfg, run_dir=run_dir, sender=None, printer=printer, start_time=start,
+        )  # fmt: skip
+        return run
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spool = run_dir / f"run-{settings.run_id}.tlog"
+    step = 0
+    if settings.resume:
+        step, previous_config = _resume_point(spool)
+        cfg = Config()
+        cfg.update(
+            {
+                **previous_config,
+                **(dict(vars(config)) if isinstance(config, argparse.Namespace) else dict(config or {})),
+            }
+        )
+
+    transport: Transport
+    if offline:
+        transport = SpoolTransport(spool)
+    else:
+        ref = records_pb2.RunRef(entity=settings.entity, project=settings.project, id=settings.run_id)
+        attach = daemon_pb2.Attach(ref=ref, run_dir=str(run_dir), pid=os.getpid(), server=settings.server)
+        transport = DaemonTransport(settings.home, attach, start_timeout=DAEMON_START_TIMEOUT)
+    sender = Sender(transport, warn=printer.warn)
+    run = Run(
+        settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,
+        config=cfg, run_dir=run_dir, sender=sender, printer=printer, start_time=start, step=step,
+    )  # fmt: skip
+    start_record = records_pb2.RunStart(
+        ref=records_pb2.RunRef(entity=settings.entity, project=settings.project, id=settings.run_id),
+        name=name,
+        notes=notes,
+        tags=tag_tuple,
+        group=group,
+        job_type=job_type,
+        config_json=_history.dumps(cfg.as_dict()),
+        start_time=start,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        run_dir=str(run_dir),
+        offline=offline,
+        resume=settings.resume,
+    )
+    sender.queue.append(records_pb2.Record(start=start_record))
+    connected = sender.connect_now()
+    sender.start()
+    if not connected and not offline:
+        printer.warn("the tracklog daemon is not answering yet; the run goes on and its data is kept")
+    _lifecycle.adopt(run)
+    printer.opening(run)
+    return run
+
+
+def finish(exit_code: int | None = None) -> None:
+    """Finishes the current run, if any."""
+    run = _lifecycle.current()
+    if run is not None:
+        run.finish(exit_code)

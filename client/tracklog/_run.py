@@ -1,0 +1,286 @@
+"""``Run``: what ``tracklog.init()`` returns. ``log()`` is the hot path: validate, stamp, enqueue."""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from tracklog import _settings, _values
+from tracklog._config import Config, Summary
+from tracklog._sender import BATCH_ROWS, Sender
+from tracklog._terminal import Printer
+from tracklog.v1 import records_pb2
+
+RUNNING = records_pb2.RUN_STATE_RUNNING
+FINISHED = records_pb2.RUN_STATE_FINISHED
+FAILED = records_pb2.RUN_STATE_FAILED
+KILLED = records_pb2.RUN_STATE_KILLED
+STATE_NAMES: dict[int, str] = {FINISHED: "finished", FAILED: "failed", KILLED: "killed"}
+
+_now = time.time
+
+
+class Run:
+    """One tracked run. Not thread-safe for concurrent ``log()`` calls from several threads."""
+
+    def __init__(
+        self,
+        settings: _settings.Settings,
+        *,
+        name: str,
+        notes: str,
+        tags: tuple[str, ...],
+        group: str,
+        job_type: str,
+        config: Config,
+        run_dir: Path,
+        sender: Sender | None,
+        printer: Printer,
+        start_time: float,
+        step: int = 0,
+    ) -> None:
+        self._settings = settings
+        self._name, self._notes, self._tags = name, notes, tags
+        self._group, self._job_type = group, job_type
+        self._run_dir = run_dir
+        self._sender = sender
+        self._printer = printer
+        self._start_time = start_time
+        self._step = step
+        self._pending: dict[str, Any] | None = None  # the row being accumulated with commit=False
+        self._dropped = 0
+        self._finished = False
+        self.config = config
+        self.summary = Summary(self._emit, self._logged_summary)
+        if sender is None:  # disabled: every call returns at once
+            self._queue = None
+            self.log = self._log_disabled  # type: ignore[method-assign]
+        else:
+            self._queue = sender.queue
+            config._bind(self._emit)
+
+    # -- the hot path -------------------------------------------------------------------------------
+
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        """Records ``data`` at the current step.
+
+        ``commit=False`` accumulates into the current row; ``step=s`` moves to step ``s`` (a step below
+        the current one is dropped with a warning). Raises TypeError for a non-mapping, a non-str key or
+        an unsupported value, naming the key and the type; nothing of that call is recorded then.
+        """
+        # Fast path: a plain dict of str -> float/int, committed at the next step. No lock, no I/O.
+        if step is None and commit is None and self._pending is None and type(data) is dict:
+            for key, value in data.items():
+                if type(key) is not str or (type(value) is not float and type(value) is not int):
+                    break
+            else:
+                queue = self._queue
+                queue.append((self._step, _now(), data.copy()))  # type: ignore[union-attr]
+                self._step += 1
+                if len(queue) >= BATCH_ROWS:  # type: ignore[arg-type]
+                    self._sender.wake.set()  # type: ignore[union-attr]
+                return
+        self._log_slow(data, step, commit)
+
+    def _log_slow(self, data: Mapping[str, Any], step: int | None, commit: bool | None) -> None:
+        if self._finished:
+            self._printer.warn_once("log-after-finish", "log() after finish() is ignored")
+            return
+        if not isinstance(data, Mapping):
+            raise TypeError(f"log() takes a mapping such as a dict, got {type(data).__name__}")
+        row: dict[str, Any] = {}
+        _values.flatten_into(row, data)
+        if step is not None:
+            if isinstance(step, bool):
+                raise TypeError("log() step must be an int, got bool")
+            step = operator.index(step)
+            if step < 0:
+                raise ValueError(f"log() step must be >= 0, got {step}")
+            if step < self._step:
+                self._drop(step)
+                return
+            if step > self._step:
+                if self._pending is not None:
+                    self._commit()
+                self._step = step
+            self._merge(row)
+            if commit:
+                self._commit()
+        else:
+            self._merge(row)
+            if commit is not False:
+                self._commit()
+
+    def _merge(self, row: dict[str, Any]) -> None:
+        if self._pending is None:
+            self._pending = row
+        else:
+            self._pending.update(row)
+
+    def _commit(self) -> None:
+        row, self._pending = self._pending or {}, None
+        self._queue.append((self._step, _now(), row))  # type: ignore[union-attr]
+        self._step += 1
+
+    def _drop(self, step: int) -> None:
+        self._dropped += 1
+        if self._dropped == 1:
+            self._printer.warn(
+                f"log() at step {step} is below the current step {self._step}; the data is dropped "
+                "(steps only move forward; later drops are counted and reported at finish)"
+            )
+
+    def _disown(self) -> None:
+        """In a forked child: this process does not own the run; log() warns once and drops."""
+        self._finished = True
+        self._sender = None
+        self._queue = None
+        self.log = self._log_in_child  # type: ignore[method-assign]
+
+    def _log_in_child(
+        self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        self._printer.warn_once("fork", "log() in a forked child process is ignored; log from the parent")
+
+    def _log_disabled(
+        self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        return None
+
+    # -- records ------------------------------------------------------------------------------------
+
+    def _emit(self, record: records_pb2.Record) -> None:
+        if self._queue is not None and not self._finished:
+            self._queue.append(record)
+
+    def _logged_summary(self) -> dict[str, Any]:
+        if self._sender is None:
+            return {}
+        with self._sender.lock:
+            values = dict(self._sender.last_values)
+            queued = list(self._queue or ())
+        for item in queued:
+            if type(item) is tuple:
+                values.update(item[2])
+        if self._pending:
+            values.update(self._pending)
+        return values
+
+    # -- attributes ---------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._settings.run_id
+
+    @property
+    def entity(self) -> str:
+        return self._settings.entity
+
+    @property
+    def project(self) -> str:
+        return self._settings.project
+
+    @property
+    def path(self) -> str:
+        return f"{self.entity}/{self.project}/{self.id}"
+
+    @property
+    def url(self) -> str:
+        """The run's web page, once the daemon knows the store server's address (else empty)."""
+        if self._sender is None:
+            return ""
+        return self._sender.transport.url
+
+    @property
+    def dir(self) -> str:
+        return str(self._run_dir)
+
+    @property
+    def mode(self) -> str:
+        return self._settings.mode
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    @property
+    def start_time(self) -> float:
+        return self._start_time
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = _settings.validate_name(value)
+        self._emit(records_pb2.Record(update=records_pb2.RunUpdate(name=self._name)))
+
+    @property
+    def notes(self) -> str:
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: str) -> None:
+        self._notes = _settings.validate_text("notes", value, _settings.MAX_NOTES)
+        self._emit(records_pb2.Record(update=records_pb2.RunUpdate(notes=self._notes)))
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: tuple[str, ...] | list[str]) -> None:
+        self._tags = _settings.validate_tags(value)
+        tags = records_pb2.StringList(values=self._tags)
+        self._emit(records_pb2.Record(update=records_pb2.RunUpdate(tags=tags)))
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    @property
+    def job_type(self) -> str:
+        return self._job_type
+
+    # -- the end ------------------------------------------------------------------------------------
+
+    def finish(self, exit_code: int | None = None) -> None:
+        """Ends the run: ``finished`` for exit code 0 or None, ``failed`` otherwise. Idempotent."""
+        state = FINISHED if not exit_code else FAILED
+        self._end(state, exit_code or 0)
+
+    def _end(self, state: int, exit_code: int, reason: str = "") -> None:
+        if self._finished:
+            return
+        if self._pending is not None:
+            self._commit()
+        from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
+
+        _lifecycle.forget(self)
+        if self._sender is None:
+            self._finished = True
+            return
+        end = records_pb2.Finish(state=state, exit_code=exit_code, end_time=_now(), reason=reason)  # type: ignore[arg-type]
+        self._queue.append(records_pb2.Record(finish=end))  # type: ignore[union-attr]
+        self._finished = True
+        durable = self._sender.close(timeout=60.0)
+        self._printer.closing(self, STATE_NAMES.get(state, "finished"), durable, self._dropped)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        from tracklog import _lifecycle
+
+        state, code = _lifecycle.outcome(exc)
+        self._end(state, code, reason=_lifecycle.describe(exc))
+
+    def __repr__(self) -> str:
+        return f"<tracklog.Run {self.path} name={self._name!r}>"

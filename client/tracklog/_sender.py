@@ -1,0 +1,213 @@
+"""The run's background thread: drains the queue ``Run.log`` fills, encodes frames, ships them.
+
+Invariants:
+- The hot path only appends to ``queue`` (a deque: atomic append/popleft without a lock) and, when
+  the queue grows past a batch, sets ``wake``. Everything else happens on this thread.
+- Frames get consecutive seqs in queue order; history rows between two control records form one
+  HistoryBatch, so the spool preserves the order the training script produced.
+- A frame stays in ``unacked`` until the transport reports it durable; after a reconnect every frame
+  above the daemon's durable seq is sent again (the daemon drops what it already holds).
+- This thread never raises: failures become one rate-limited warning and a reconnect with backoff.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tracklog import _history
+from tracklog._errors import CommError
+from tracklog._sparkline import Series
+from tracklog._transport import Transport
+from tracklog.v1 import records_pb2
+
+FLUSH_INTERVAL = 0.1  # seconds: the longest a row waits in the training process
+BATCH_ROWS = 4096  # rows per HistoryBatch; the hot path wakes the thread at this queue length
+MAX_BATCH_FRAMES = 64  # frames per message to the daemon
+
+Row = tuple[int, float, dict[str, Any]]
+
+
+class Sender:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        warn: Callable[[str], None],
+        flush_interval: float = FLUSH_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.queue: deque[Row | records_pb2.Record] = deque()
+        self.wake = threading.Event()
+        self._warn = warn
+        self._flush_interval = flush_interval
+        self._clock = clock
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._seq = 0
+        self._unacked: deque[tuple[int, bytes]] = deque()
+        self._sent_through = 0
+        self._connected = False
+        self._next_attempt = 0.0
+        self._backoff = 0.1
+        self._warned_at = -1e9
+        self._builder = _history.BatchBuilder()
+        # Local view of the run for summary reads and the closing lines, guarded by ``lock``.
+        self.lock = threading.Lock()
+        self.last_values: dict[str, Any] = {}
+        self.series: dict[str, Series] = {}
+        self.rows = 0
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def connect_now(self) -> bool:
+        """First connection, on the caller's thread, so that init() can print the run's URL."""
+        self._try_connect()
+        return self._connected
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tracklog-sender", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float) -> bool:
+        """Drains everything, waits until it is durable; True if all of it is."""
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        # If the thread is stuck, what it has not shipped stays in memory; say so.
+        done = not self.queue and not self._unacked
+        self.transport.close()
+        return done
+
+    @property
+    def pending_frames(self) -> int:
+        return len(self._unacked)
+
+    # -- the thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.wake.wait(self._flush_interval)
+                self.wake.clear()
+                self._cycle()
+            self._finish_cycle()
+        except Exception as exc:  # the training loop must never see a sender crash
+            self._warn(f"internal error in the sender thread, run data may be incomplete: {exc!r}")
+
+    def _cycle(self) -> None:
+        self._encode()
+        self._ship()
+
+    def _finish_cycle(self, deadline_s: float = 30.0) -> None:
+        """After close(): ship the rest and wait for durability, reconnecting while time remains."""
+        self._encode()
+        deadline = self._clock() + deadline_s
+        while self._unacked and self._clock() < deadline:
+            self._ship()
+            if self._connected and self._unacked:
+                self.transport.wait_durable(self._unacked[-1][0], min(1.0, deadline - self._clock()))
+                self._trim()
+            elif self._unacked:
+                self._sleep_until_retry(deadline)
+
+    def _sleep_until_retry(self, deadline: float) -> None:
+        delay = max(0.0, min(self._next_attempt, deadline) - self._clock())
+        if delay:
+            time.sleep(min(delay, 0.5))  # backoff between reconnects while finishing
+
+    def _encode(self) -> None:
+        """Turns queued rows and records into frames (appended to ``unacked``)."""
+        queue, builder = self.queue, self._builder
+        frames: list[records_pb2.Record | bytes] = []
+        # Under ``lock`` so that a summary read sees each row either still queued or applied.
+        with self.lock:
+            self._drain(queue, builder, frames)
+        for frame in frames:
+            self._seq += 1
+            payload = frame if type(frame) is bytes else frame.SerializeToString()  # type: ignore[union-attr]
+            self._unacked.append((self._seq, payload))
+
+    def _drain(
+        self,
+        queue: deque[Row | records_pb2.Record],
+        builder: _history.BatchBuilder,
+        frames: list[records_pb2.Record | bytes],
+    ) -> None:
+        while queue:
+            item = queue.popleft()
+            if type(item) is tuple:
+                builder.add(*item)
+                if len(builder) >= BATCH_ROWS:
+                    frames.append(self._flush_builder())
+            else:
+                if len(builder):
+                    frames.append(self._flush_builder())
+                frames.append(item)  # type: ignore[arg-type]
+        if len(builder):
+            frames.append(self._flush_builder())
+
+    def _flush_builder(self) -> bytes:
+        builder = self._builder
+        record = records_pb2.Record(history=builder.encode())
+        self.rows += len(builder)
+        self.last_values.update(builder.last_values())
+        for key, values in builder.numeric_columns():
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = Series()
+            series.extend(values)
+        builder.reset()
+        return record.SerializeToString()
+
+    def _ship(self) -> None:
+        if not self._connected or self.transport.broken:
+            self._connected = False
+            if self._clock() < self._next_attempt:
+                return
+            self._try_connect()
+            if not self._connected:
+                return
+        self._trim()
+        pending = [frame for frame in self._unacked if frame[0] > self._sent_through]
+        try:
+            for start in range(0, len(pending), MAX_BATCH_FRAMES):
+                chunk = pending[start : start + MAX_BATCH_FRAMES]
+                self.transport.send(chunk)
+                self._sent_through = chunk[-1][0]
+        except CommError as exc:
+            self._connected = False
+            self._warn_limited(f"lost the connection to the tracklog daemon ({exc}); retrying")
+
+    def _trim(self) -> None:
+        durable = self.transport.durable_seq()
+        unacked = self._unacked
+        while unacked and unacked[0][0] <= durable:
+            unacked.popleft()
+
+    def _try_connect(self) -> None:
+        try:
+            durable = self.transport.connect()
+        except (CommError, OSError) as exc:
+            self._connected = False
+            self._next_attempt = self._clock() + self._backoff
+            self._backoff = min(self._backoff * 2, 5.0)
+            self._warn_limited(f"cannot reach the tracklog daemon ({exc}); data is kept and resent")
+            return
+        self._connected = True
+        self._backoff = 0.1
+        self._sent_through = durable
+        self._trim()
+
+    def _warn_limited(self, message: str) -> None:
+        now = self._clock()
+        if now - self._warned_at >= 60.0:
+            self._warned_at = now
+            self._warn(message)

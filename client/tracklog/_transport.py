@@ -1,0 +1,182 @@
+"""Where a run's frames go: the daemon over one gRPC stream, or (offline) straight into the spool.
+
+Both transports report a *durable* seq: every frame up to it is safe in the spool. The sender keeps
+frames above it in memory and resends them after a reconnect.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+
+from tracklog import _launch, _spool
+from tracklog._errors import CommError
+from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2
+
+
+class Transport(Protocol):
+    url: str
+
+    def connect(self) -> int:
+        """Opens the run; returns the highest seq already durable. Raises CommError."""
+
+    def send(self, frames: Sequence[tuple[int, bytes]]) -> None:
+        """Queues frames (in seq order) for writing; never blocks on the peer."""
+
+    @property
+    def broken(self) -> bool: ...
+
+    def durable_seq(self) -> int: ...
+
+    def wait_durable(self, seq: int, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class SpoolTransport:
+    """Offline mode: the training process itself is the spool's single writer."""
+
+    def __init__(self, spool: Path) -> None:
+        self.spool = spool
+        self.url = ""
+        self._writer: _spool.SpoolWriter | None = None
+
+    def connect(self) -> int:
+        try:
+            self._writer = _spool.SpoolWriter(self.spool)
+        except OSError as exc:
+            raise CommError(f"cannot open {self.spool}: {exc}") from exc
+        return self._writer.last_seq
+
+    def send(self, frames: Sequence[tuple[int, bytes]]) -> None:
+        assert self._writer is not None
+        try:
+            self._writer.append(frames)
+        except (OSError, _spool.SpoolError) as exc:
+            raise CommError(f"cannot write {self.spool}: {exc}") from exc
+
+    @property
+    def broken(self) -> bool:
+        return self._writer is None
+
+    def durable_seq(self) -> int:
+        return 0 if self._writer is None else self._writer.last_seq
+
+    def wait_durable(self, seq: int, timeout: float) -> bool:
+        if self._writer is None:
+            return False
+        try:
+            self._writer.sync()
+        except OSError:
+            return False
+        return self._writer.last_seq >= seq
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+_CLOSE = object()
+
+
+class DaemonTransport:
+    """One run's bidirectional stream to the daemon; a reader thread takes acks off the stream."""
+
+    def __init__(
+        self, home: Path, attach: daemon_pb2.Attach, *, start_timeout: float, attach_timeout: float = 5.0
+    ) -> None:
+        self.home = home
+        self.url = ""
+        self._attach = attach
+        self._start_timeout = start_timeout
+        self._attach_timeout = attach_timeout
+        self._cond = threading.Condition()
+        self._durable = 0
+        self._attached = False
+        self._broken = True
+        self._channel: grpc.Channel | None = None
+        self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
+
+    def connect(self) -> int:
+        self.close()
+        target = _launch.ensure_daemon(self.home, timeout=self._start_timeout)
+        self._channel = _launch.channel(target)
+        stub = daemon_pb2_grpc.DaemonStub(self._channel)
+        requests: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._requests = requests
+        requests.put(daemon_pb2.ClientMessage(attach=self._attach))
+        with self._cond:
+            self._attached = False
+            self._broken = False
+        call = stub.RunStream(iter(requests.get, _CLOSE))  # type: ignore[arg-type]
+        threading.Thread(target=self._read, args=(call,), name="tracklog-acks", daemon=True).start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._attached or self._broken, self._attach_timeout):
+                self._broken = True
+            if not self._attached:
+                raise CommError("the tracklog daemon did not accept the run")
+            return self._durable
+
+    def _read(self, call: Iterator[daemon_pb2.DaemonMessage]) -> None:
+        # Runs until the stream ends; never raises: a broken stream only marks the transport broken.
+        try:
+            for message in call:
+                kind = message.WhichOneof("kind")
+                with self._cond:
+                    if kind == "ack":
+                        self._durable = max(self._durable, message.ack.durable_seq)
+                    elif kind == "attached":
+                        self._durable = message.attached.durable_seq
+                        self.url = message.attached.url or self.url
+                        self._attached = True
+                    self._cond.notify_all()
+                if kind == "stop":
+                    _thread.interrupt_main()  # a stop from the API ends the run as killed
+        except grpc.RpcError:
+            pass
+        finally:
+            with self._cond:
+                self._broken = True
+                self._cond.notify_all()
+
+    def send(self, frames: Sequence[tuple[int, bytes]]) -> None:
+        if self._broken:
+            raise CommError("the stream to the tracklog daemon is closed")
+        batch = daemon_pb2.FrameBatch(frames=[records_pb2.Frame(seq=s, record=r) for s, r in frames])
+        self._requests.put(daemon_pb2.ClientMessage(frames=batch))
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    def durable_seq(self) -> int:
+        return self._durable
+
+    def wait_durable(self, seq: int, timeout: float) -> bool:
+        with self._cond:
+            self._cond.wait_for(lambda: self._durable >= seq or self._broken, timeout)
+            return self._durable >= seq
+
+    def close(self) -> None:
+        self._requests.put(_CLOSE)
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,92 @@
+"""Validation and normalisation of what ``Run.log`` and ``config`` accept (the slow path).
+
+``Run.log`` handles the common case (str keys, float/int values) inline; anything else comes here:
+nested mappings flatten to ``a/b`` keys, numpy and torch scalars become Python numbers, and values of
+unsupported types raise TypeError naming the key and the type before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+MAX_KEY = 256
+MAX_TEXT = 64 * 1024  # a str value, or the JSON of a list value
+_JSON_SCALARS = (str, bool, type(None))
+
+
+def _scalar(value: Any) -> Any:
+    """A numpy/torch scalar (or 0-d array / 1-element tensor) as a Python number, else ``value``."""
+    module = type(value).__module__
+    if module.startswith(("numpy", "torch")):
+        size = getattr(value, "size", None)
+        numel = size() if callable(size) and module.startswith("torch") else size
+        if hasattr(value, "numel"):
+            numel = value.numel()
+        if numel == 1 and hasattr(value, "item"):
+            return value.item()
+    return value
+
+
+def check_key(key: object) -> str:
+    if type(key) is not str:
+        raise TypeError(f"log() keys must be str; got key {key!r} of type {type(key).__name__}")
+    if not key or len(key) > MAX_KEY:
+        raise ValueError(f"log() key {key[:40]!r} must be 1-{MAX_KEY} characters")
+    return key
+
+
+def normalise(key: str, value: Any) -> Any:
+    """A loggable form of ``value`` or TypeError naming ``key`` and the type."""
+    kind = type(value)
+    if kind is float or kind is int or kind is bool or value is None:
+        return value
+    if kind is str:
+        if len(value) > MAX_TEXT:
+            raise ValueError(
+                f"log() value for key {key!r} is {len(value)} characters; the limit is {MAX_TEXT}"
+            )
+        return value
+    converted = _scalar(value)
+    if converted is not value:
+        return normalise(key, converted)
+    if isinstance(value, float | int):  # subclasses such as numpy.float64 or IntEnum
+        return float(value) if isinstance(value, float) else int(value)
+    if isinstance(value, list | tuple):
+        items = [normalise(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        if any(isinstance(v, list | dict) for v in items) or len(json.dumps(items)) > MAX_TEXT:
+            raise TypeError(
+                f"log() value for key {key!r}: only flat lists of numbers and strings are supported"
+            )
+        return items
+    raise TypeError(
+        f"log() value for key {key!r} has unsupported type {kind.__module__}.{kind.__qualname__}"
+        if kind.__module__ != "builtins"
+        else f"log() value for key {key!r} has unsupported type {kind.__name__}"
+    )
+
+
+def flatten_into(out: dict[str, Any], data: Mapping[Any, Any], prefix: str = "") -> None:
+    """Validates ``data`` and writes its flattened, normalised items into ``out``."""
+    for key, value in data.items():
+        name = prefix + check_key(key)
+        if isinstance(value, Mapping):
+            flatten_into(out, value, name + "/")
+        else:
+            out[name] = normalise(name, value)
+
+
+def config_value(key: str, value: Any) -> Any:
+    """A JSON-encodable form of a config value, or TypeError naming the key."""
+    if isinstance(value, Mapping):
+        return {str(k): config_value(f"{key}.{k}", v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [config_value(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    value = _scalar(value)
+    if value is None or isinstance(value, str | bool | int | float):
+        return value  # NaN and Infinity included: the JSON encoding keeps them
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"config value for key {key!r} has unsupported type {type(value).__name__}")
