@@ -1,0 +1,53 @@
+"""Properties of the distribution as a whole: light imports, committed generated code, public surfaces."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_tracklog_loads_neither_sqlalchemy_psutil_nor_tenacity() -> None:
+    code = (
+        "import sys, tracklog\n"
+        "heavy = sorted(m for m in ('sqlalchemy', 'psutil', 'tenacity', 'alembic', 'psycopg', 'tracklogd',"
+        " 'tracklog_server') if m in sys.modules)\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_the_committed_generated_protobuf_code_is_up_to_date(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable}
+    subprocess.run([str(ROOT / "scripts" / "gen-proto"), str(tmp_path)], check=True, env=env, capture_output=True)
+    fresh = tmp_path / "tracklog" / "v1"
+    committed = ROOT / "client" / "tracklog" / "v1"
+    names = sorted(p.name for p in fresh.iterdir() if p.suffix in (".py", ".pyi"))
+    assert names == sorted(p.name for p in committed.iterdir() if p.suffix in (".py", ".pyi"))
+    _, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)
+    assert (mismatch, errors) == ([], []), "run scripts/gen-proto and commit the result"
+
+
+@pytest.mark.parametrize("package", ["tracklog", "tracklogd", "tracklog_server"])
+def test_each_package_declares_a_sorted_public_surface(package: str) -> None:
+    module = importlib.import_module(package)
+    exported = list(module.__all__)
+    assert exported == sorted(exported)
+    for name in exported:
+        assert hasattr(module, name), f"{package}.__all__ names {name!r}, which does not exist"
+
+
+def test_the_console_script_prints_its_commands() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tracklog", "--help"], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    for command in ("server", "daemon", "sync", "runs", "login"):
+        assert command in out.stdout
