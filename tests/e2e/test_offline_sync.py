@@ -1,0 +1,95 @@
+"""Offline runs stay on disk until `tracklog sync` sends them; syncing twice adds nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import tracklog
+from tracklog.testing import spool_of
+
+from tests.e2e.conftest import Script, StoreProcess
+
+pytestmark = pytest.mark.slow
+
+
+def _sync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tracklog", "sync", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_an_offline_run_of_ten_thousand_rows_syncs_completely_and_a_second_sync_adds_nothing(
+    script: Callable[..., Script], store: Callable[..., StoreProcess], env: dict[str, str], home: Path
+) -> None:
+    s = script(
+        """
+        import tracklog
+        run = tracklog.init(project="offline", mode="offline", config={"seed": 7})
+        print("RUN", run.path, flush=True)
+        print("DIR", run.dir, flush=True)
+        for i in range(10_000):
+            run.log({"loss": 1.0 / (i + 1), "acc": i / 10_000})
+        run.finish()
+        """
+    )
+    path = s.wait_line("RUN ")
+    run_dir = s.wait_line("DIR ")
+    assert s.wait() == 0, s.err
+    assert not home.exists() or not (home / "daemon.json").exists(), "offline mode must not start a daemon"
+    server = store()
+    server.start()
+    sync_env = {**env, "TRACKLOG_SERVER": server.address}
+    first = _sync(sync_env, run_dir)
+    assert first.returncode == 0, first.stderr
+    assert "synced" in first.stdout
+    with tracklog.Api(server.address) as api:
+        run = api.run(path)
+        assert (run.state, run.history_rows, run.config) == ("finished", 10_000, {"seed": 7})
+        assert [r["_step"] for r in run.scan_history(keys=["loss"])] == list(range(10_000))
+        second = _sync(sync_env, run_dir)
+        assert second.returncode == 0, second.stderr
+        assert "already synced" in second.stdout
+        assert api.run(path).history_rows == 10_000
+
+
+def test_sync_all_finds_every_offline_run_and_a_torn_spool_syncs_up_to_its_last_good_frame(
+    script: Callable[..., Script], store: Callable[..., StoreProcess], env: dict[str, str], tmp_path: Path
+) -> None:
+    paths = []
+    for _ in range(2):
+        s = script(
+            """
+            import tracklog
+            run = tracklog.init(project="offline", mode="offline")
+            print("RUN", run.path, flush=True)
+            print("DIR", run.dir, flush=True)
+            for i in range(1000):
+                run.log({"x": float(i)})
+                if i % 100 == 99:
+                    run.summary["at"] = i  # a control record between history frames
+            """
+        )
+        paths.append((s.wait_line("RUN "), s.wait_line("DIR ")))
+        assert s.wait() == 0, s.err
+    torn = spool_of(paths[1][1])
+    size = torn.stat().st_size
+    with open(torn, "r+b") as f:
+        f.truncate(size - 7)  # cut inside the last frame (the Finish record)
+    server = store()
+    server.start()
+    result = _sync({**env, "TRACKLOG_SERVER": server.address}, "--all")
+    assert result.returncode == 0, result.stderr
+    with tracklog.Api(server.address) as api:
+        assert api.run(paths[0][0]).history_rows == 1000
+        assert api.run(paths[0][0]).state == "finished"
+        cut = api.run(paths[1][0])
+        assert cut.history_rows == 1000
+        assert cut.state == "running"  # its Finish frame was torn off; the store never saw it end
