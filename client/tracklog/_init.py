@@ -7,7 +7,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,17 @@ def _resume_point(spool: Path) -> tuple[int, dict[str, Any]]:
         elif kind == "config":
             config.update(json.loads(record.config.items_json))
     return next_step, config
+
+
+def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], None]:
+    def write(frames: list[tuple[int, bytes]]) -> None:
+        writer = _spool.SpoolWriter(spool)
+        try:
+            writer.append(frames)
+        finally:
+            writer.close()
+
+    return write
 
 
 def init(
@@ -119,7 +130,7 @@ def init(
         ref = records_pb2.RunRef(entity=settings.entity, project=settings.project, id=settings.run_id)
         attach = daemon_pb2.Attach(ref=ref, run_dir=str(run_dir), pid=os.getpid(), server=settings.server)
         transport = DaemonTransport(settings.home, attach, start_timeout=DAEMON_START_TIMEOUT)
-    sender = Sender(transport, warn=printer.warn)
+    sender = Sender(transport, warn=printer.warn, fallback=None if offline else _spool_fallback(spool))
     run = Run(
         settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,
         config=cfg, run_dir=run_dir, sender=sender, printer=printer, start_time=start, step=step,

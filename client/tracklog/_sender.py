@@ -40,6 +40,8 @@ class Sender:
         flush_interval: float = FLUSH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
+        fallback: Callable[[list[tuple[int, bytes]]], None] | None = None,
+        finish_timeout: float = 15.0,
     ) -> None:
         self.transport = transport
         self.queue: deque[Row | records_pb2.Record] = deque()
@@ -49,6 +51,8 @@ class Sender:
         self._clock = clock
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
+        self._fallback = fallback
+        self._finish_timeout = finish_timeout
         self._seq = 0
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._sent_through = 0
@@ -76,15 +80,32 @@ class Sender:
         self._thread.start()
 
     def close(self, timeout: float) -> bool:
-        """Drains everything, waits until it is durable; True if all of it is."""
+        """Drains everything, waits until it is durable; True if all of it is.
+
+        If the daemon cannot be reached before the deadline, the frames it has not acknowledged are
+        written straight into the run's spool (``fallback``), where the next daemon or ``tracklog
+        sync`` finds them: the run's data outlives a daemon that is gone for good.
+        """
         self._stop.set()
         self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        # If the thread is stuck, what it has not shipped stays in memory; say so.
-        done = not self.queue and not self._unacked
         self.transport.close()
-        return done
+        if self._thread is not None and self._thread.is_alive():
+            return False  # still trying; what it holds stays in this process's memory until exit
+        self._encode()
+        if self._unacked and self._fallback is not None:
+            try:
+                count = len(self._unacked)
+                self._fallback(list(self._unacked))
+                self._unacked.clear()
+                self._warn(
+                    f"the tracklog daemon could not be reached; {count} frames were written to the run's "
+                    "spool instead: the next daemon start, or `tracklog sync` on the run directory, sends them"
+                )
+            except Exception as exc:  # never raise into the training script at exit
+                self._warn(f"could not write the remaining frames to the spool: {exc!r}")
+        return not self.queue and not self._unacked
 
     @property
     def pending_frames(self) -> int:
@@ -98,7 +119,7 @@ class Sender:
                 self.wake.wait(self._flush_interval)
                 self.wake.clear()
                 self._cycle()
-            self._finish_cycle()
+            self._finish_cycle(self._finish_timeout)
         except Exception as exc:  # the training loop must never see a sender crash
             self._warn(f"internal error in the sender thread, run data may be incomplete: {exc!r}")
 
@@ -106,7 +127,7 @@ class Sender:
         self._encode()
         self._ship()
 
-    def _finish_cycle(self, deadline_s: float = 30.0) -> None:
+    def _finish_cycle(self, deadline_s: float) -> None:
         """After close(): ship the rest and wait for durability, reconnecting while time remains."""
         self._encode()
         deadline = self._clock() + deadline_s

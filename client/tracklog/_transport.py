@@ -7,7 +7,6 @@ frames above it in memory and resends them after a reconnect.
 from __future__ import annotations
 
 import _thread
-import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -100,6 +99,7 @@ class DaemonTransport:
         self._attach_timeout = attach_timeout
         self._cond = threading.Condition()
         self._durable = 0
+        self._generation = 0  # which stream the reader thread belongs to; stale readers are ignored
         self._attached = False
         self._broken = True
         self._channel: grpc.Channel | None = None
@@ -114,10 +114,15 @@ class DaemonTransport:
         self._requests = requests
         requests.put(daemon_pb2.ClientMessage(attach=self._attach))
         with self._cond:
+            self._generation += 1
+            generation = self._generation
             self._attached = False
             self._broken = False
         call = stub.RunStream(iter(requests.get, _CLOSE))  # type: ignore[arg-type]
-        threading.Thread(target=self._read, args=(call,), name="tracklog-acks", daemon=True).start()
+        reader = threading.Thread(
+            target=self._read, args=(call, generation), name="tracklog-acks", daemon=True
+        )
+        reader.start()
         with self._cond:
             if not self._cond.wait_for(lambda: self._attached or self._broken, self._attach_timeout):
                 self._broken = True
@@ -125,12 +130,14 @@ class DaemonTransport:
                 raise CommError("the tracklog daemon did not accept the run")
             return self._durable
 
-    def _read(self, call: Iterator[daemon_pb2.DaemonMessage]) -> None:
+    def _read(self, call: Iterator[daemon_pb2.DaemonMessage], generation: int) -> None:
         # Runs until the stream ends; never raises: a broken stream only marks the transport broken.
         try:
             for message in call:
                 kind = message.WhichOneof("kind")
                 with self._cond:
+                    if generation != self._generation:
+                        return
                     if kind == "ack":
                         self._durable = max(self._durable, message.ack.durable_seq)
                     elif kind == "attached":
@@ -144,7 +151,8 @@ class DaemonTransport:
             pass
         finally:
             with self._cond:
-                self._broken = True
+                if generation == self._generation:
+                    self._broken = True
                 self._cond.notify_all()
 
     def send(self, frames: Sequence[tuple[int, bytes]]) -> None:
@@ -170,13 +178,3 @@ class DaemonTransport:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
