@@ -100,8 +100,8 @@ class Sender:
                 self._fallback(list(self._unacked))
                 self._unacked.clear()
                 self._warn(
-                    f"the tracklog daemon could not be reached; {count} frames were written to the run's "
-                    "spool instead: the next daemon start, or `tracklog sync` on the run directory, sends them"
+                    f"the daemon could not be reached; {count} frames were written to the run's "
+                    "spool instead; the next daemon start, or `tracklog sync` on the run dir, sends them"
                 )
             except Exception as exc:  # never raise into the training script at exit
                 self._warn(f"could not write the remaining frames to the spool: {exc!r}")

@@ -90,9 +90,16 @@ class DaemonTransport:
     """One run's bidirectional stream to the daemon; a reader thread takes acks off the stream."""
 
     def __init__(
-        self, home: Path, attach: daemon_pb2.Attach, *, start_timeout: float, attach_timeout: float = 5.0
+        self,
+        home: Path,
+        attach: daemon_pb2.Attach,
+        *,
+        start_timeout: float,
+        attach_timeout: float = 5.0,
+        spawn: bool = True,
     ) -> None:
         self.home = home
+        self._spawn = spawn
         self.url = ""
         self._attach = attach
         self._start_timeout = start_timeout
@@ -107,7 +114,7 @@ class DaemonTransport:
 
     def connect(self) -> int:
         self.close()
-        target = _launch.ensure_daemon(self.home, timeout=self._start_timeout)
+        target = _launch.ensure_daemon(self.home, timeout=self._start_timeout, start=self._spawn)
         self._channel = _launch.channel(target)
         stub = daemon_pb2_grpc.DaemonStub(self._channel)
         requests: queue.SimpleQueue[object] = queue.SimpleQueue()

@@ -1,16 +1,20 @@
-"""Helpers for tests of code that uses tracklog: read what a run wrote to its spool."""
+"""Helpers for tests: read what a run wrote to its spool, and a fake daemon to point the SDK at."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-from tracklog import _history, _spool
-from tracklog.v1 import records_pb2
+import grpc
 
-__all__ = ["history_rows", "read_records", "spool_of"]
+from tracklog import _history, _home, _spool
+from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2
+
+__all__ = ["FakeDaemon", "history_rows", "read_records", "spool_of"]
 
 
 def spool_of(run_dir: str | os.PathLike[str]) -> Path:
@@ -37,3 +41,64 @@ def history_rows(records: Iterable[tuple[int, records_pb2.Record]]) -> list[dict
         if record.WhichOneof("kind") == "history"
     ]
     return list(_history.decode_rows(batches))
+
+
+class FakeDaemon(daemon_pb2_grpc.DaemonServicer):
+    """An in-memory daemon servicer: keeps each run's frames, acks them, and can drop a stream.
+
+    ``drop_after``: break the stream of a run once it holds this many frames (once per setting), to
+    exercise the SDK's reconnect and resend. Serve it with ``serve(home)`` on the home's socket.
+    """
+
+    def __init__(self) -> None:
+        self.frames: dict[str, dict[int, bytes]] = {}
+        self.received: dict[str, int] = {}  # frames received, duplicates included
+        self.attaches = 0
+        self.drop_after: int | None = None
+        self._lock = threading.Lock()
+        self._server: grpc.Server | None = None
+
+    def RunStream(
+        self, request_iterator: Iterator[daemon_pb2.ClientMessage], context: grpc.ServicerContext
+    ) -> Iterator[daemon_pb2.DaemonMessage]:
+        path = ""
+        for message in request_iterator:
+            if message.WhichOneof("kind") == "attach":
+                ref = message.attach.ref
+                path = f"{ref.entity}/{ref.project}/{ref.id}"
+                with self._lock:
+                    self.attaches += 1
+                    held = self.frames.setdefault(path, {})
+                    durable = max(held, default=0)
+                yield daemon_pb2.DaemonMessage(attached=daemon_pb2.Attached(durable_seq=durable))
+                continue
+            with self._lock:
+                held = self.frames[path]
+                for frame in message.frames.frames:
+                    self.received[path] = self.received.get(path, 0) + 1
+                    held.setdefault(frame.seq, frame.record)
+                durable = max(held, default=0)
+                drop = self.drop_after is not None and len(held) >= self.drop_after
+                if drop:
+                    self.drop_after = None
+            if drop:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "dropped by FakeDaemon")
+            yield daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable))
+
+    def records(self, path: str) -> list[tuple[int, records_pb2.Record]]:
+        with self._lock:
+            held = dict(self.frames.get(path, {}))
+        return [(seq, records_pb2.Record.FromString(held[seq])) for seq in sorted(held)]
+
+    def serve(self, home: Path) -> FakeDaemon:
+        _home.ensure_home(home)
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        daemon_pb2_grpc.add_DaemonServicer_to_server(self, self._server)
+        self._server.add_insecure_port(_home.daemon_target(home))
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None)
+            self._server = None
