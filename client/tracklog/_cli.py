@@ -9,9 +9,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracklog import _home, _spool
 from tracklog._errors import TracklogError
+
+if TYPE_CHECKING:
+    import tracklogd
 
 
 def _cmd_server(args: argparse.Namespace, rest: list[str]) -> int:
@@ -79,12 +83,14 @@ def _find_spools(paths: Sequence[str], all_offline: bool) -> list[Path]:
 class _Progress:
     """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, total: int) -> None:
         self.label = label
+        self.total = total
         self.tty = sys.stderr.isatty()
         self._last = 0.0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, progress: tracklogd.SyncProgress) -> None:
+        done, total = progress.synced_seq, self.total
         now = time.monotonic()
         if done < total and now - self._last < 0.1:
             return
@@ -119,12 +125,12 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
             print(f"{label}: already synced ({last} frames)")
             continue
         try:
-            result = tracklogd.sync_spool(spool, server, progress=_Progress(label))
+            result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last))
         except Exception as exc:  # report per run and go on with the others
             print(f"{label}: sync failed: {exc}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{label}: synced {result.sent} new frames to {server}")
+        print(f"{label}: synced {result.frames_sent} new frames to {server}")
     return 1 if failed else 0
 
 

@@ -151,7 +151,7 @@ def init(
         resume=settings.resume,
     )
     sender.queue.append(records_pb2.Record(start=start_record))
-    connected = sender.connect_now()
+    connected = sender.connect_now(timeout=DAEMON_START_TIMEOUT)
     sender.start()
     if not connected and not offline:
         printer.warn("the tracklog daemon is not answering yet; the run goes on and its data is kept")

@@ -70,9 +70,18 @@ class Sender:
 
     # -- life cycle ---------------------------------------------------------------------------------
 
-    def connect_now(self) -> bool:
-        """First connection, on the caller's thread, so that init() can print the run's URL."""
+    def connect_now(self, timeout: float) -> bool:
+        """First connection, on the caller's thread, before the thread starts: connects, ships what
+        is queued (the RunStart) and waits until it is durable, so that a run exists in its spool
+        once init() returns, whatever happens to the training process next."""
         self._try_connect()
+        if not self._connected:
+            return False
+        self._encode()
+        self._ship()
+        if self._unacked:
+            self.transport.wait_durable(self._unacked[-1][0], timeout)
+            self._trim()
         return self._connected
 
     def start(self) -> None:

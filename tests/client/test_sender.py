@@ -40,7 +40,7 @@ def test_frames_reach_the_daemon_in_order_and_the_sender_keeps_nothing_after_ack
     daemon: FakeDaemon, tmp_path: Path
 ) -> None:
     sender, warnings = _sender(tmp_path / "home")
-    assert sender.connect_now()
+    assert sender.connect_now(timeout=5)
     sender.start()
     _rows(sender, 0, 10_000)
     assert sender.close(timeout=30)
@@ -54,7 +54,7 @@ def test_a_dropped_stream_is_reopened_and_every_frame_arrives_exactly_once(
     daemon: FakeDaemon, tmp_path: Path
 ) -> None:
     sender, _ = _sender(tmp_path / "home")
-    assert sender.connect_now()
+    assert sender.connect_now(timeout=5)
     sender.start()
     daemon.drop_after = 3
     for chunk in range(20):
@@ -81,7 +81,7 @@ def test_frames_the_daemon_never_acked_go_to_the_spool_when_it_is_gone_at_finish
     sender = Sender(
         transport, warn=warnings.append, flush_interval=0.01, fallback=written.extend, finish_timeout=0.5
     )
-    assert not sender.connect_now()
+    assert not sender.connect_now(timeout=5)
     sender.start()
     _rows(sender, 0, 100)
     assert sender.close(timeout=30)

@@ -1,0 +1,56 @@
+"""tracklog's store server: keeps runs in SQLite or PostgreSQL, serves gRPC and HTTP.
+
+Run it with ``python -m tracklog_server`` (or ``tracklog server``), or embed it::
+
+    from tracklog_server import StoreServer
+    srv = StoreServer("sqlite:///store.db", port=0, http_port=0)
+    srv.start(); print(srv.grpc_address, srv.http_url); srv.stop()
+"""
+
+from __future__ import annotations
+
+from ._cli import main
+from ._entities import (
+    ColumnSlice,
+    HistoryPage,
+    HistoryQuery,
+    IngestResult,
+    MetricSummary,
+    Run,
+    RunFilter,
+    RunKey,
+    RunState,
+)
+from ._errors import (
+    InvalidInputError,
+    RunNotFoundError,
+    SchemaError,
+    StoreConflictError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ._server import StoreServer
+from ._sql_store import SqlAlchemyStore
+from ._store import AbstractStore
+
+__all__ = [
+    "AbstractStore",
+    "ColumnSlice",
+    "HistoryPage",
+    "HistoryQuery",
+    "IngestResult",
+    "InvalidInputError",
+    "MetricSummary",
+    "Run",
+    "RunFilter",
+    "RunKey",
+    "RunNotFoundError",
+    "RunState",
+    "SchemaError",
+    "SqlAlchemyStore",
+    "StoreConflictError",
+    "StoreError",
+    "StoreServer",
+    "StoreUnavailableError",
+    "main",
+]

@@ -1,0 +1,119 @@
+"""Plain, immutable values returned by the store: no ORM objects ever leave the store layer.
+
+JSON documents (config, summary, metadata) travel as JSON text: Python's ``json`` with NaN and
+Infinity allowed, exactly as the records carry them, so nothing is decoded that a caller does not need.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class RunState(enum.StrEnum):
+    """A run's state as stored (the text in ``runs.state``)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    KILLED = "killed"
+    CRASHED = "crashed"
+
+
+@dataclass(frozen=True, slots=True)
+class RunKey:
+    """``entity/project/id`` of a run, already validated."""
+
+    entity: str
+    project: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.entity}/{self.project}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSummary:
+    """Summary of one numeric history key. ``min``/``max`` ignore NaN and are NaN when every value
+    was NaN; ``last`` is the value at ``last_step`` (may be NaN or +-Inf)."""
+
+    key: str
+    last: float
+    min: float
+    max: float
+    last_step: int
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    key: RunKey
+    name: str
+    notes: str
+    tags: tuple[str, ...]
+    group: str
+    job_type: str
+    state: RunState
+    exit_code: int
+    config_json: str
+    summary_json: str  # last logged value per key, overridden by explicit summary values
+    metrics: tuple[MetricSummary, ...]  # numeric keys, sorted by key
+    created_at: float  # unix seconds
+    heartbeat_at: float
+    finished_at: float  # 0.0 while not finished
+    history_rows: int
+    last_step: int  # -1 when no rows
+    metadata_json: str
+    host: str
+    run_dir: str
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """``accepted`` is False when the frames do not continue what the store holds (nothing was
+    applied); the sender resends from ``applied_through + 1``."""
+
+    accepted: bool
+    applied_through: int
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSlice:
+    """One key's values on some rows of a history page, in the wire encoding of
+    ``tracklog.v1.Column``: ``steps`` int64 LE; ``values`` float64 LE for numeric types, else
+    ``json_values`` one JSON text per step."""
+
+    key: str
+    type: int  # tracklog.v1.ColumnType
+    steps: bytes
+    values: bytes
+    json_values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Complete rows in ascending step order: one step and timestamp per row, and the requested
+    keys' values restricted to these rows."""
+
+    steps: bytes
+    timestamps: bytes
+    columns: tuple[ColumnSlice, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    keys: tuple[str, ...] = ()  # empty: every key
+    samples: int = 0  # 0: every row; else at most this many, evenly spaced, first and last kept
+    min_step: int = 0  # inclusive
+    max_step: int | None = None  # exclusive; None: no upper bound
+    page_rows: int = 0  # 0: the store's default
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    entity: str = ""  # empty: every entity
+    project: str = ""  # empty: every project
+    state: RunState | None = None
+    order: str = "-created_at"  # "created_at", "-created_at", "name", "-name"
+    limit: int = 0  # 0: no limit
+    offset: int = 0

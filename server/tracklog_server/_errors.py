@@ -1,0 +1,63 @@
+"""The store server's exception tree.
+
+Every failure that leaves the store layer is one of these. Database driver and SQLAlchemy errors are
+translated once, at the store boundary (``raise ... from exc``), so callers (the gRPC service, the HTTP
+pages, tests) never see ``sqlalchemy.exc`` types and map each class to one gRPC status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy.exc
+
+
+class StoreError(Exception):
+    """Base class: the store could not do what was asked."""
+
+
+class InvalidInputError(StoreError, ValueError):
+    """The caller sent something the store refuses: an unparseable record, a bad run id, a value over a
+    limit. Retrying the same input fails the same way (gRPC INVALID_ARGUMENT)."""
+
+
+class RunNotFoundError(StoreError, LookupError):
+    """No run has this entity/project/id (gRPC NOT_FOUND)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or is busy; retrying later may succeed (gRPC UNAVAILABLE)."""
+
+
+class StoreConflictError(StoreError):
+    """A concurrent writer changed the same rows first (a unique constraint fired); the operation
+    applied nothing and can be retried (gRPC ABORTED)."""
+
+
+class SchemaError(StoreError):
+    """The database schema cannot be brought to this version (e.g. it was made by a newer server)."""
+
+
+@contextmanager
+def translate_db_errors(action: str) -> Iterator[None]:
+    """Maps ``sqlalchemy.exc`` errors raised inside the block to the tree above.
+
+    ``action`` names what was being done ("ingest", "read run ...") so the message says where it failed
+    without exposing SQL or parameters, which may hold user data.
+    """
+    try:
+        yield
+    except sqlalchemy.exc.IntegrityError as exc:
+        raise StoreConflictError(f"{action}: a concurrent change conflicted; retry") from exc
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        raise StoreUnavailableError(f"{action}: database unavailable ({_first_line(exc.orig)})") from exc
+    except sqlalchemy.exc.TimeoutError as exc:
+        raise StoreUnavailableError(f"{action}: no database connection available in time") from exc
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise StoreError(f"{action}: database error ({type(exc).__name__})") from exc
+
+
+def _first_line(orig: BaseException | None) -> str:
+    text = str(orig) if orig is not None else "unknown error"
+    return text.strip().splitlines()[0][:200] if text.strip() else type(orig).__name__

@@ -1,0 +1,367 @@
+"""Applying decoded frames to the database, inside the caller's transaction (a Core connection).
+
+Invariants:
+
+* The caller holds the run row's lock (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on
+  SQLite) for the whole transaction, so ``last_seq`` cannot move underneath us: a frame is applied at
+  most once, in seq order, and a batch is applied wholly or not at all.
+* Whatever the number of frames and rows, one ingest issues a bounded number of statements: the run
+  row's SELECT ... FOR UPDATE and one UPDATE (an INSERT for a new run), one bulk INSERT of all history
+  chunks of all frames, one SELECT, one bulk INSERT and one bulk UPDATE of the metric summaries.
+  Statements are prebuilt at import so their compiled form is cached.
+* Steps grow across batches: rows at or below the run's ``last_step`` (a resumed run re-sending old
+  steps) are dropped, as the SDK drops a ``log(step=s)`` below the current step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from copy import copy
+from dataclasses import dataclass, field, fields
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+from tracklog._history import FLOAT, dumps
+
+from ._entities import IngestResult, RunKey, RunState
+from ._errors import InvalidInputError
+from ._limits import MAX_JSON_DOC
+from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
+from ._records import (
+    ColumnChunk,
+    ConfigOp,
+    EmptyOp,
+    FinishOp,
+    HistoryOp,
+    Op,
+    StartOp,
+    SummaryOp,
+    UpdateOp,
+)
+
+
+@dataclass(slots=True)
+class LockedRun:
+    """The locked run row as plain values (Core, not ORM: ingest is the hot path). Fields changed by the
+    ops are written back with one UPDATE by :meth:`save`."""
+
+    pk: int
+    run_id: str
+    name: str
+    notes: str
+    tags: list[str]
+    group: str
+    job_type: str
+    state: str
+    exit_code: int
+    finish_reason: str
+    heartbeat_at: float
+    finished_at: float | None
+    config_json: str
+    summary_json: str
+    summary_removed: list[str]
+    metadata_json: str
+    host: str
+    run_dir: str
+    last_seq: int
+    history_rows: int
+    last_step: int
+    _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._loaded = self._values()
+
+    def _values(self) -> dict[str, Any]:
+        return {name: copy(getattr(self, name)) for name in _RUN_FIELDS}
+
+    def save(self, conn: Connection) -> None:
+        values = self._values()
+        if values != self._loaded:
+            # One prepared UPDATE of every field: cheaper than building a statement per change set.
+            conn.execute(_SAVE_RUN, {"b_pk": self.pk, **{f"b_{k}": v for k, v in values.items()}})
+            self._loaded = values
+
+
+_RUN_FIELDS = [f.name for f in fields(LockedRun) if f.name not in ("pk", "_loaded")]
+_RUN_COLUMNS = {"group": "run_group"}  # attribute name -> column name where they differ
+
+
+def lock_run(conn: Connection, key: RunKey) -> LockedRun | None:
+    params = {"b_entity": key.entity, "b_project": key.project, "b_run_id": key.id}
+    row = conn.execute(_LOCK_RUN, params).mappings().one_or_none()
+    return None if row is None else LockedRun(**row)
+
+
+def apply_frames(conn: Connection, key: RunKey, frames: Sequence[tuple[int, Op]], now: float) -> IngestResult:
+    run = lock_run(conn, key)
+    last_seq = run.last_seq if run is not None else 0
+    fresh = [(seq, op) for seq, op in frames if seq > last_seq]  # already applied: an idempotent resend
+    if not fresh:
+        return IngestResult(True, last_seq)
+    first_seq, first_op = fresh[0]
+    if first_seq != last_seq + 1:
+        return IngestResult(False, last_seq)  # a gap: the sender resends from last_seq + 1
+    if run is None:
+        if not isinstance(first_op, StartOp):
+            return IngestResult(False, 0)
+        run = _create_run(conn, first_op, now)
+        fresh = fresh[1:]
+    _Applier(conn, run, now).apply(fresh)
+    run.last_seq = frames[-1][0]
+    run.save(conn)
+    return IngestResult(True, run.last_seq)
+
+
+def _create_run(conn: Connection, op: StartOp, now: float) -> LockedRun:
+    values: dict[str, Any] = {
+        "run_id": op.key.id,
+        "name": op.name or op.key.id,
+        "notes": op.notes,
+        "tags": list(op.tags),
+        "group": op.group,
+        "job_type": op.job_type,
+        "state": RunState.RUNNING.value,
+        "exit_code": 0,
+        "finish_reason": "",
+        "heartbeat_at": now,
+        "finished_at": None,
+        "config_json": _dumps_doc(op.config, "config"),
+        "summary_json": "{}",
+        "summary_removed": [],
+        "metadata_json": dumps({"pid": op.pid, "offline": op.offline}),
+        "host": op.host,
+        "run_dir": op.run_dir,
+        "last_seq": 1,
+        "history_rows": 0,
+        "last_step": -1,
+    }
+    row = {_RUN_COLUMNS.get(k, k): v for k, v in values.items()}
+    row.update(entity=op.key.entity, project=op.key.project, created_at=op.start_time or now)
+    result = cast(CursorResult[Any], conn.execute(insert(_RUNS).values(row)))
+    pk = result.inserted_primary_key[0]  # type: ignore[index]  # the chunks reference it
+    return LockedRun(pk=pk, **values)
+
+
+def _dumps_doc(doc: dict[str, Any], what: str) -> str:
+    text = dumps(doc)
+    if len(text) > MAX_JSON_DOC:
+        raise InvalidInputError(f"{what} would be {len(text)} characters; the limit is {MAX_JSON_DOC}")
+    return text
+
+
+class _Applier:
+    """Applies the ops of one ingest to one locked run; history writes are gathered and flushed once."""
+
+    def __init__(self, conn: Connection, run: LockedRun, now: float) -> None:
+        self.conn = conn
+        self.run = run
+        self.now = now
+        self.chunks: list[dict[str, Any]] = []
+        self.metric_cols: list[ColumnChunk] = []
+
+    def apply(self, ops: Sequence[tuple[int, Op]]) -> None:
+        for seq, op in ops:
+            if isinstance(op, HistoryOp):
+                self._history(seq, op)
+            elif isinstance(op, StartOp):
+                self._resume(op)
+            elif isinstance(op, ConfigOp):
+                self._config(op)
+            elif isinstance(op, SummaryOp):
+                self._summary(op)
+            elif isinstance(op, UpdateOp):
+                self._update(op)
+            elif isinstance(op, FinishOp):
+                self._finish(op)
+            else:
+                assert isinstance(op, EmptyOp)
+        if self.chunks:
+            # Core executemany on the table: the ORM's bulk path would add per-row bookkeeping.
+            self.conn.execute(insert(_CHUNKS), self.chunks)
+            _merge_metric_summaries(self.conn, self.run.pk, self.metric_cols)
+
+    def _history(self, seq: int, batch: HistoryOp) -> None:
+        cut = batch.after(self.run.last_step)
+        if cut is None:
+            return
+        run_pk = self.run.pk
+        self.chunks.append(
+            {
+                "run_pk": run_pk,
+                "key": TIMESTAMP_KEY,
+                "seq": seq,
+                "col_type": FLOAT,
+                "min_step": cut.steps[0],
+                "max_step": cut.last_step,
+                "n": len(cut.steps),
+                "steps": cut.steps_bytes,
+                "values": cut.times_bytes,
+            }
+        )
+        for col in cut.columns:
+            self.chunks.append(
+                {
+                    "run_pk": run_pk,
+                    "key": col.key,
+                    "seq": seq,
+                    "col_type": col.type,
+                    "min_step": col.min_step,
+                    "max_step": col.max_step,
+                    "n": col.n,
+                    "steps": col.steps_bytes,
+                    "values": col.values_bytes,
+                }
+            )
+        self.metric_cols.extend(cut.columns)
+        self.run.history_rows += len(cut.steps)
+        self.run.last_step = cut.last_step
+        if self.run.summary_removed:  # a removed summary key shows again once it is logged again
+            logged = {col.key for col in cut.columns}
+            self.run.summary_removed = [k for k in self.run.summary_removed if k not in logged]
+
+    def _resume(self, op: StartOp) -> None:
+        run = self.run
+        run.name = op.name or run.name
+        if op.notes:
+            run.notes = op.notes
+        if op.tags:
+            run.tags = list(op.tags)
+        if op.group:
+            run.group = op.group
+        if op.job_type:
+            run.job_type = op.job_type
+        if op.config:
+            self._config(ConfigOp(op.config))
+        run.host = op.host or run.host
+        run.run_dir = op.run_dir or run.run_dir
+        metadata = json.loads(run.metadata_json)
+        metadata.update(pid=op.pid, offline=op.offline)
+        run.metadata_json = dumps(metadata)
+        run.state = RunState.RUNNING.value
+        run.exit_code = 0
+        run.finish_reason = ""
+        run.finished_at = None
+        run.heartbeat_at = self.now
+
+    def _config(self, op: ConfigOp) -> None:
+        if not op.items:
+            return
+        config = json.loads(self.run.config_json)
+        config.update(op.items)
+        self.run.config_json = _dumps_doc(config, "config")
+
+    def _summary(self, op: SummaryOp) -> None:
+        summary = json.loads(self.run.summary_json)
+        summary.update(op.items)
+        removed = [k for k in self.run.summary_removed if k not in op.items]
+        for k in op.removed:
+            summary.pop(k, None)
+            if k not in removed:
+                removed.append(k)
+        self.run.summary_json = _dumps_doc(summary, "summary")
+        self.run.summary_removed = removed
+
+    def _update(self, op: UpdateOp) -> None:
+        run = self.run
+        if op.name is not None:
+            run.name = op.name or run.run_id
+        if op.notes is not None:
+            run.notes = op.notes
+        if op.tags is not None:
+            run.tags = list(op.tags)
+        if op.group is not None:
+            run.group = op.group
+        if op.job_type is not None:
+            run.job_type = op.job_type
+
+    def _finish(self, op: FinishOp) -> None:
+        run = self.run
+        run.state = op.state.value
+        run.exit_code = op.exit_code
+        run.finish_reason = op.reason
+        run.finished_at = op.end_time or self.now
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _merge_metric_summaries(conn: Connection, run_pk: int, columns: Sequence[ColumnChunk]) -> None:
+    """Folds the new columns into ``metric_summaries``: one SELECT, one bulk INSERT, one bulk UPDATE.
+
+    Columns arrive in ascending step order per key, but a later chunk can still end below an earlier
+    one of another type (a key that switched between numeric and JSON in one batch), so "last" is
+    decided by comparing steps, not by arrival order.
+    """
+    existing = {row.key: row for row in conn.execute(_SELECT_SUMMARIES, {"b_run_pk": run_pk}).mappings()}
+    merged: dict[str, dict[str, Any]] = {}
+    for col in columns:
+        state = merged.get(col.key)
+        if state is None:
+            old = existing.get(col.key)
+            state = merged[col.key] = (
+                dict(old)
+                if old is not None
+                else {
+                    "run_pk": run_pk,
+                    "key": col.key,
+                    "last_step": -1,
+                    "last_json": None,
+                    "has_num": False,
+                    "num_is_int": False,
+                    "num_last": None,
+                    "num_last_step": -1,
+                    "num_min": None,
+                    "num_max": None,
+                }
+            )
+        if col.max_step > state["last_step"]:
+            state["last_step"] = col.max_step
+            state["last_json"] = col.last_json
+        if col.num_values is None:
+            continue
+        state["has_num"] = True
+        if col.max_step > state["num_last_step"]:
+            state["num_last_step"] = col.max_step
+            state["num_last"] = _nan_to_none(col.num_last)
+            state["num_is_int"] = col.type != FLOAT
+        if col.num_min is not None:
+            lo, hi = state["num_min"], state["num_max"]
+            state["num_min"] = col.num_min if lo is None or col.num_min < lo else lo
+            state["num_max"] = col.num_max if hi is None or col.num_max > hi else hi
+    inserts = [row for key, row in merged.items() if key not in existing]
+    updates = [{f"b_{k}": v for k, v in row.items()} for key, row in merged.items() if key in existing]
+    if inserts:
+        conn.execute(insert(_SUMMARIES), inserts)
+    if updates:
+        conn.execute(_UPDATE_SUMMARY, updates)
+
+
+_RUNS = cast(Table, RunRow.__table__)
+_CHUNKS = cast(Table, HistoryChunkRow.__table__)
+# Statements of the hot path are built once; SQLAlchemy caches their compiled form.
+_LOCK_RUN = (
+    select(_RUNS.c.pk, *(_RUNS.c[_RUN_COLUMNS.get(name, name)].label(name) for name in _RUN_FIELDS))
+    .where(
+        _RUNS.c.entity == bindparam("b_entity"),
+        _RUNS.c.project == bindparam("b_project"),
+        _RUNS.c.run_id == bindparam("b_run_id"),
+    )
+    .with_for_update()  # a no-op on SQLite, where BEGIN IMMEDIATE already serializes writers
+)
+_SAVE_RUN = (
+    update(_RUNS)
+    .where(_RUNS.c.pk == bindparam("b_pk"))
+    .values({_RUN_COLUMNS.get(name, name): bindparam(f"b_{name}") for name in _RUN_FIELDS})
+)
+_SUMMARIES = cast(Table, MetricSummaryRow.__table__)
+# One UPDATE executed many times: bound parameters are the row's columns prefixed with "b_".
+_SELECT_SUMMARIES = select(_SUMMARIES).where(_SUMMARIES.c.run_pk == bindparam("b_run_pk"))
+_UPDATE_SUMMARY = (
+    update(_SUMMARIES)
+    .where(_SUMMARIES.c.run_pk == bindparam("b_run_pk"), _SUMMARIES.c.key == bindparam("b_key"))
+    .values({c.name: bindparam(f"b_{c.name}") for c in _SUMMARIES.c if not c.primary_key})
+)

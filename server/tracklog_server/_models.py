@@ -1,0 +1,123 @@
+"""SQLAlchemy models: the database schema (mirrored by the Alembic migrations in ``migrations/``).
+
+Invariants the store relies on:
+
+* ``runs`` has one row per ``(entity, project, run_id)``; ``last_seq`` is the highest frame applied,
+  and frames are applied in seq order without gaps, under a lock on this row.
+* ``history_chunks`` holds each column of each ingested HistoryBatch as it came (packed int64 steps,
+  packed float64 values, or for JSON columns a serialized ``tracklog.v1.StringList``). Steps of one
+  key never overlap across chunks, so ``(run_pk, key, min_step)`` is unique; reading one key uses that
+  index and never touches other keys' rows. Row times are the chunks of key ``_timestamp``, written
+  with every batch, so the set of rows is known without reading any logged key.
+* ``metric_summaries`` has one row per logged key (numeric or JSON) with the values the summary needs.
+  NaN is stored as NULL in ``num_last`` (SQLite turns NaN into NULL anyway); ``num_min``/``num_max``
+  are NULL while the key has no non-NaN value.
+* JSON documents that may hold NaN/Infinity (config, summary, metadata) are TEXT, because the
+  databases' JSON types reject those values; tags are plain string lists and use the JSON type.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an "INTEGER PRIMARY KEY"; PostgreSQL gets a 64-bit identity.
+BigIntPk = BigInteger().with_variant(Integer(), "sqlite")
+
+# Explicit constraint names keep migrations reproducible on both backends.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# The key under which each batch's row timestamps are stored. Logged keys may not use it.
+TIMESTAMP_KEY = "_timestamp"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("entity", "project", "run_id"),
+        Index("ix_runs_state_heartbeat_at", "state", "heartbeat_at"),
+        Index("ix_runs_entity_project_created_at", "entity", "project", "created_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    entity: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text, default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    group: Mapped[str] = mapped_column("run_group", Text, default="")
+    job_type: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int] = mapped_column(Integer, default=0)
+    finish_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Double)
+    heartbeat_at: Mapped[float] = mapped_column(Double)
+    # NULL until a Finish record is applied; a run with a Finish is never revived by heartbeats.
+    finished_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    config_json: Mapped[str] = mapped_column(Text, default="{}")
+    summary_json: Mapped[str] = mapped_column(Text, default="{}")  # explicitly set values only
+    # Keys removed from the summary; their logged value stays hidden until the key is logged again.
+    summary_removed: Mapped[list[str]] = mapped_column(JSON, default=list)
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    host: Mapped[str] = mapped_column(Text, default="")
+    run_dir: Mapped[str] = mapped_column(Text, default="")
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    history_rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_step: Mapped[int] = mapped_column(BigInteger, default=-1)
+
+
+class HistoryChunkRow(Base):
+    __tablename__ = "history_chunks"
+    __table_args__ = (Index("ix_history_chunks_run_key_min_step", "run_pk", "key", "min_step", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    run_pk: Mapped[int] = mapped_column(BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(Text)
+    seq: Mapped[int] = mapped_column(BigInteger)  # the frame that carried it
+    col_type: Mapped[int] = mapped_column(SmallInteger)  # tracklog.v1.ColumnType
+    min_step: Mapped[int] = mapped_column(BigInteger)
+    max_step: Mapped[int] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[bytes] = mapped_column(LargeBinary)
+    values: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MetricSummaryRow(Base):
+    __tablename__ = "metric_summaries"
+
+    run_pk: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_step: Mapped[int] = mapped_column(BigInteger)  # step of the last value of any type
+    last_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # set when that value is JSON
+    has_num: Mapped[bool] = mapped_column(Boolean, default=False)
+    num_is_int: Mapped[bool] = mapped_column(Boolean, default=False)
+    num_last: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL: NaN
+    num_last_step: Mapped[int] = mapped_column(BigInteger, default=-1)
+    num_min: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL: no non-NaN value
+    num_max: Mapped[float | None] = mapped_column(Double, nullable=True)

@@ -1,0 +1,391 @@
+"""Decoding and validating ingested frames, before any database work.
+
+Everything that can make a batch invalid is found here, so a batch is either fully decoded or refused
+with :class:`InvalidInputError` and the store never writes half of it. History columns are kept as they
+came (packed bytes); the only per-value work is done by C-implemented builtins over ``array`` objects:
+an ascending check of the row steps, ``min``/``max`` for the metric summary, and one ``json.loads`` per
+JSON value (JSON columns are rare: strings, lists, media references).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+from array import array
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from itertools import filterfalse, islice
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from tracklog._history import FLOAT, INT, JSON, pack_float64, pack_int64, unpack_float64, unpack_int64
+from tracklog._refs import validate_part
+from tracklog.v1 import records_pb2
+
+from ._entities import RunKey, RunState
+from ._errors import InvalidInputError
+from ._limits import MAX_JSON_DOC, MAX_LONG_TEXT, MAX_RECORD_BYTES, MAX_SHORT_TEXT, MAX_TAGS
+from ._models import TIMESTAMP_KEY
+
+# Keys a logged column may not use: they name the row itself.
+RESERVED_KEYS = frozenset({"_step", TIMESTAMP_KEY})
+
+_FINISH_STATES = {
+    records_pb2.RUN_STATE_FINISHED: RunState.FINISHED,
+    records_pb2.RUN_STATE_FAILED: RunState.FAILED,
+    records_pb2.RUN_STATE_KILLED: RunState.KILLED,
+    records_pb2.RUN_STATE_CRASHED: RunState.CRASHED,
+}
+
+
+def run_key(ref: records_pb2.RunRef) -> RunKey:
+    try:
+        return RunKey(
+            validate_part("entity", ref.entity),
+            validate_part("project", ref.project),
+            validate_part("id", ref.id),
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(str(exc)) from exc
+
+
+def loads_object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object (NaN and Infinity allowed), or InvalidInputError naming ``what``."""
+    if len(text) > MAX_JSON_DOC:
+        raise InvalidInputError(f"{what} is {len(text)} characters; the limit is {MAX_JSON_DOC}")
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"{what} is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _text(value: str, what: str, limit: int = MAX_SHORT_TEXT) -> str:
+    if len(value) > limit:
+        raise InvalidInputError(f"{what} is {len(value)} characters; the limit is {limit}")
+    return value
+
+
+def _tags(values: Sequence[str]) -> tuple[str, ...]:
+    if len(values) > MAX_TAGS:
+        raise InvalidInputError(f"{len(values)} tags; the limit is {MAX_TAGS}")
+    for tag in values:
+        _text(tag, "a tag")
+    return tuple(values)
+
+
+@dataclass(frozen=True, slots=True)
+class StartOp:
+    key: RunKey
+    name: str
+    notes: str
+    tags: tuple[str, ...]
+    group: str
+    job_type: str
+    config: dict[str, Any]
+    start_time: float
+    pid: int
+    host: str
+    run_dir: str
+    offline: bool
+    resume: str
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnChunk:
+    """One column of a batch, ready to store, with what the metric summary needs from it."""
+
+    key: str
+    type: int
+    steps: array[int]
+    steps_bytes: bytes  # as it came
+    values_bytes: bytes  # float64 LE as it came, or a serialized StringList (JSON)
+    num_values: array[float] | None  # numeric columns
+    json_values: Sequence[str] | None  # JSON columns
+    num_last: float  # numeric: the value at max_step
+    num_min: float | None  # None when every value is NaN (or JSON)
+    num_max: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.steps)
+
+    @property
+    def min_step(self) -> int:
+        return self.steps[0]
+
+    @property
+    def max_step(self) -> int:
+        return self.steps[-1]
+
+    @property
+    def last_json(self) -> str | None:
+        return self.json_values[-1] if self.json_values is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryOp:
+    steps: array[int]  # strictly ascending, >= 0, at least one row
+    steps_bytes: bytes
+    times_bytes: bytes
+    columns: tuple[ColumnChunk, ...]
+
+    @property
+    def last_step(self) -> int:
+        return self.steps[-1]
+
+    def after(self, step: int) -> HistoryOp | None:
+        """The rows with a step above ``step`` (rows at or below it were already stored), or None.
+
+        Only a resumed run re-sending old steps gets here; the copying is fine on this rare path.
+        """
+        if self.steps[0] > step:
+            return self
+        cut = bisect_right(self.steps, step)
+        if cut == len(self.steps):
+            return None
+        times = unpack_float64(self.times_bytes)[cut:]
+        columns = []
+        for col in self.columns:
+            i = bisect_right(col.steps, step)
+            if i < col.n:
+                columns.append(_cut_column(col, i))
+        steps = self.steps[cut:]
+        return HistoryOp(steps, pack_int64(steps), pack_float64(times), tuple(columns))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigOp:
+    items: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryOp:
+    items: dict[str, Any]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateOp:
+    name: str | None
+    notes: str | None
+    tags: tuple[str, ...] | None
+    group: str | None
+    job_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FinishOp:
+    state: RunState
+    exit_code: int
+    end_time: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyOp:
+    """A record that changes nothing (a history batch without rows); its seq still counts."""
+
+
+Op = StartOp | HistoryOp | ConfigOp | SummaryOp | UpdateOp | FinishOp | EmptyOp
+
+
+def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tuple[int, Op]]:
+    """Decodes ``(seq, serialized Record)`` pairs; seqs must be consecutive and start at 1 or more."""
+    out: list[tuple[int, Op]] = []
+    previous = 0
+    for seq, payload in frames:
+        if seq < 1:
+            raise InvalidInputError("frame seq must be 1 or more")
+        if previous and seq != previous + 1:
+            raise InvalidInputError(f"frame seqs must be consecutive; {seq} follows {previous}")
+        previous = seq
+        try:
+            out.append((seq, decode_record(key, payload)))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"frame {seq}: {exc}") from exc
+    return out
+
+
+def decode_record(key: RunKey, payload: bytes) -> Op:
+    if len(payload) > MAX_RECORD_BYTES:
+        raise InvalidInputError(f"record is {len(payload)} bytes; the limit is {MAX_RECORD_BYTES}")
+    try:
+        record = records_pb2.Record.FromString(payload)
+    except DecodeError as exc:
+        raise InvalidInputError("record is not a valid tracklog.v1.Record") from exc
+    kind = record.WhichOneof("kind")
+    if kind == "history":
+        return decode_history(record.history)
+    if kind == "start":
+        return _decode_start(key, record.start)
+    if kind == "config":
+        return ConfigOp(loads_object(record.config.items_json, "config"))
+    if kind == "summary":
+        removed = tuple(_text(k, "a removed summary key") for k in record.summary.removed)
+        return SummaryOp(loads_object(record.summary.items_json, "summary"), removed)
+    if kind == "update":
+        return _decode_update(record.update)
+    if kind == "finish":
+        return _decode_finish(record.finish)
+    raise InvalidInputError("record has no content (unknown or missing kind)")
+
+
+def _decode_start(key: RunKey, start: records_pb2.RunStart) -> StartOp:
+    if run_key(start.ref) != key:
+        raise InvalidInputError(f"RunStart is for run {run_key(start.ref)}, the request for {key}")
+    if start.resume not in ("", "allow", "must", "never"):
+        raise InvalidInputError(f"unknown resume mode {start.resume!r}")
+    if not math.isfinite(start.start_time) or start.start_time < 0:
+        raise InvalidInputError("start_time must be a finite, non-negative unix time")
+    return StartOp(
+        key=key,
+        name=_text(start.name, "name"),
+        notes=_text(start.notes, "notes", MAX_LONG_TEXT),
+        tags=_tags(start.tags),
+        group=_text(start.group, "group"),
+        job_type=_text(start.job_type, "job_type"),
+        config=loads_object(start.config_json, "config"),
+        start_time=start.start_time,
+        pid=start.pid,
+        host=_text(start.host, "host", MAX_LONG_TEXT),
+        run_dir=_text(start.run_dir, "run_dir", MAX_LONG_TEXT),
+        offline=start.offline,
+        resume=start.resume,
+    )
+
+
+def _decode_update(update: records_pb2.RunUpdate) -> UpdateOp:
+    return UpdateOp(
+        name=_text(update.name, "name") if update.HasField("name") else None,
+        notes=_text(update.notes, "notes", MAX_LONG_TEXT) if update.HasField("notes") else None,
+        tags=_tags(update.tags.values) if update.HasField("tags") else None,
+        group=_text(update.group, "group") if update.HasField("group") else None,
+        job_type=_text(update.job_type, "job_type") if update.HasField("job_type") else None,
+    )
+
+
+def _decode_finish(finish: records_pb2.Finish) -> FinishOp:
+    if finish.state == records_pb2.RUN_STATE_UNSPECIFIED:
+        state = RunState.FINISHED if finish.exit_code == 0 else RunState.FAILED
+    elif finish.state in _FINISH_STATES:
+        state = _FINISH_STATES[finish.state]
+    else:
+        raise InvalidInputError(f"a run cannot finish in state {finish.state}")
+    if not math.isfinite(finish.end_time) or finish.end_time < 0:
+        raise InvalidInputError("end_time must be a finite, non-negative unix time")
+    return FinishOp(state, finish.exit_code, finish.end_time, _text(finish.reason, "reason", MAX_LONG_TEXT))
+
+
+def _packed(data: bytes, what: str) -> int:
+    if len(data) % 8:
+        raise InvalidInputError(f"{what} is {len(data)} bytes, not a multiple of 8")
+    return len(data) // 8
+
+
+def _ascending(steps: array[int]) -> bool:
+    return all(map(operator.lt, steps, islice(steps, 1, None)))
+
+
+def decode_history(data: bytes) -> HistoryOp | EmptyOp:
+    """A HistoryBatch as chunks to store. A batch without rows changes nothing."""
+    try:
+        batch = records_pb2.HistoryBatch.FromString(data)
+    except DecodeError as exc:
+        raise InvalidInputError("history is not a valid tracklog.v1.HistoryBatch") from exc
+    n = _packed(batch.steps, "history steps")
+    if _packed(batch.timestamps, "history timestamps") != n:
+        raise InvalidInputError("history has a different number of steps and timestamps")
+    if n == 0:
+        if batch.columns:
+            raise InvalidInputError("history has columns but no rows")
+        return EmptyOp()
+    steps = unpack_int64(batch.steps)
+    if steps[0] < 0 or not _ascending(steps):
+        raise InvalidInputError("history steps must be non-negative and strictly ascending")
+    row_set: set[int] | None = None  # built only if a column does not cover every row
+    columns: list[ColumnChunk] = []
+    for column in batch.columns:
+        key = column.key
+        if not key or len(key) > MAX_SHORT_TEXT:
+            raise InvalidInputError(f"history key must be 1-{MAX_SHORT_TEXT} characters")
+        if key in RESERVED_KEYS:
+            raise InvalidInputError(f"history key {key!r} is reserved")
+        if not _packed(column.steps, f"steps of {key!r}"):
+            continue
+        if column.steps == batch.steps:
+            col_steps = steps  # the common case: the key has a value in every row
+        else:
+            col_steps = unpack_int64(column.steps)
+            if not _ascending(col_steps):
+                raise InvalidInputError(f"steps of {key!r} are not strictly ascending")
+            if row_set is None:
+                row_set = set(steps)
+            if not row_set.issuperset(col_steps):
+                raise InvalidInputError(f"steps of {key!r} are not rows of the batch")
+        columns.append(_decode_column(column, col_steps))
+    if len({col.key for col in columns}) != len(columns):
+        _check_disjoint(columns)
+    return HistoryOp(steps, batch.steps, batch.timestamps, tuple(columns))
+
+
+def _check_disjoint(columns: Sequence[ColumnChunk]) -> None:
+    """A key may have two columns in a batch (its values changed type) but one value per step."""
+    seen: dict[str, set[int]] = {}
+    for col in columns:
+        steps = seen.setdefault(col.key, set())
+        if not steps.isdisjoint(col.steps):
+            raise InvalidInputError(f"two columns of {col.key!r} have values at the same step")
+        steps.update(col.steps)
+
+
+def _decode_column(column: records_pb2.Column, steps: array[int]) -> ColumnChunk:
+    key = column.key
+    if column.type in (FLOAT, INT):
+        if column.json_values or _packed(column.values, f"values of {key!r}") != len(steps):
+            raise InvalidInputError(f"column {key!r} needs one float64 value per step")
+        values = unpack_float64(column.values)
+        return _numeric_chunk(key, column.type, steps, column.steps, column.values, values)
+    if column.type == JSON:
+        if column.values or len(column.json_values) != len(steps):
+            raise InvalidInputError(f"column {key!r} needs one JSON text per step")
+        texts = list(column.json_values)
+        try:
+            # One C-level call per value; JSON columns are the rare, non-scalar ones.
+            for _ in map(json.loads, texts):
+                pass
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInputError(f"column {key!r} holds a value that is not JSON") from exc
+        packed = records_pb2.StringList(values=texts).SerializeToString()
+        return ColumnChunk(key, JSON, steps, column.steps, packed, None, texts, math.nan, None, None)
+    raise InvalidInputError(f"column {key!r} has unknown type {column.type}")
+
+
+def _numeric_chunk(
+    key: str, type_: int, steps: array[int], steps_bytes: bytes, values_bytes: bytes, values: array[float]
+) -> ColumnChunk:
+    # min()/max() skip a NaN anywhere but in first place (comparisons with NaN are false, so NaN
+    # never replaces the running extreme); only when the first value is NaN do we filter explicitly.
+    if math.isnan(values[0]):
+        finite = list(filterfalse(math.isnan, values))
+        lo, hi = (min(finite), max(finite)) if finite else (None, None)
+    else:
+        lo, hi = min(values), max(values)
+    return ColumnChunk(key, type_, steps, steps_bytes, values_bytes, values, None, values[-1], lo, hi)
+
+
+def _cut_column(col: ColumnChunk, start: int) -> ColumnChunk:
+    steps = col.steps[start:]
+    if col.num_values is not None:
+        values = col.num_values[start:]
+        return _numeric_chunk(col.key, col.type, steps, pack_int64(steps), pack_float64(values), values)
+    assert col.json_values is not None
+    texts = list(col.json_values[start:])
+    packed = records_pb2.StringList(values=texts).SerializeToString()
+    return replace(col, steps=steps, steps_bytes=pack_int64(steps), values_bytes=packed, json_values=texts)

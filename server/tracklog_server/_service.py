@@ -1,0 +1,207 @@
+"""The gRPC service ``tracklog.v1.Store``: protocol messages in, store calls, protocol messages out.
+
+Requests are registered with no deserializer and parsed here, so that bytes which are not the
+expected message get INVALID_ARGUMENT with a reason (grpc's own deserialization failure would be an
+opaque INTERNAL). Store errors map to one status each; anything unexpected is logged with its
+traceback here and reaches the caller as INTERNAL with a short message, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from tracklog.v1 import records_pb2, store_pb2
+
+from ._convert import history_batch, run_ref, run_view
+from ._entities import HistoryQuery, RunFilter, RunState
+from ._errors import (
+    InvalidInputError,
+    RunNotFoundError,
+    StoreConflictError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ._limits import MAX_FRAMES_PER_REQUEST
+from ._records import run_key
+from ._store import AbstractStore
+
+log = logging.getLogger(__name__)
+
+SERVICE = "tracklog.v1.Store"
+M = TypeVar("M", bound=Message)
+
+_STATUS: tuple[tuple[type[StoreError], grpc.StatusCode], ...] = (
+    (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (RunNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (StoreConflictError, grpc.StatusCode.ABORTED),
+)
+
+
+def _parse(cls: type[M], data: bytes) -> M:
+    try:
+        return cls.FromString(data)
+    except DecodeError as exc:
+        raise InvalidInputError(f"request is not a valid {cls.DESCRIPTOR.full_name}") from exc
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
+    if isinstance(exc, StoreError):
+        for cls, code in _STATUS:
+            if isinstance(exc, cls):
+                context.abort(code, str(exc))
+        log.error("store error: %s", exc, exc_info=exc)
+        context.abort(grpc.StatusCode.INTERNAL, str(exc))
+    log.error("unexpected error in %s", SERVICE, exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, "internal server error; see the server log")
+
+
+class StoreService:
+    """Implements the Store RPCs on an :class:`AbstractStore`."""
+
+    def __init__(
+        self,
+        store: AbstractStore,
+        *,
+        version: str,
+        http_url: Callable[[], str],
+        heartbeat_timeout: float,
+    ) -> None:
+        self._store = store
+        self._version = version
+        self._http_url = http_url
+        self._heartbeat_timeout = heartbeat_timeout
+
+    def handler(self) -> grpc.GenericRpcHandler[bytes, Message]:
+        def unary(
+            fn: Callable[[bytes, grpc.ServicerContext], Message],
+        ) -> grpc.RpcMethodHandler[bytes, Message]:
+            return grpc.unary_unary_rpc_method_handler(
+                self._guard(fn), response_serializer=lambda m: m.SerializeToString()
+            )
+
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Ingest": unary(self.ingest),
+                "Heartbeat": unary(self.heartbeat),
+                "GetRun": unary(self.get_run),
+                "ListRuns": unary(self.list_runs),
+                "ServerInfo": unary(self.server_info),
+                "History": grpc.unary_stream_rpc_method_handler(
+                    self._guard_stream(self.history), response_serializer=lambda m: m.SerializeToString()
+                ),
+            },
+        )
+
+    @staticmethod
+    def _guard(
+        fn: Callable[[bytes, grpc.ServicerContext], Message],
+    ) -> Callable[[bytes, grpc.ServicerContext], Message]:
+        def call(request: bytes, context: grpc.ServicerContext) -> Message:
+            try:
+                return fn(request, context)
+            except Exception as exc:
+                _abort(context, exc)
+
+        return call
+
+    @staticmethod
+    def _guard_stream(
+        fn: Callable[[bytes, grpc.ServicerContext], Iterator[Message]],
+    ) -> Callable[[bytes, grpc.ServicerContext], Iterator[Message]]:
+        def call(request: bytes, context: grpc.ServicerContext) -> Iterator[Message]:
+            try:
+                yield from fn(request, context)
+            except Exception as exc:
+                _abort(context, exc)
+
+        return call
+
+    def ingest(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.IngestResponse:
+        request = _parse(store_pb2.IngestRequest, data)
+        key = run_key(request.ref)
+        if len(request.frames) > MAX_FRAMES_PER_REQUEST:
+            raise InvalidInputError(
+                f"{len(request.frames)} frames in one request; the limit is {MAX_FRAMES_PER_REQUEST}"
+            )
+        result = self._store.ingest(key, [(f.seq, f.record) for f in request.frames])
+        return store_pb2.IngestResponse(accepted=result.accepted, applied_through=result.applied_through)
+
+    def heartbeat(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.HeartbeatResponse:
+        request = _parse(store_pb2.HeartbeatRequest, data)
+        stop = self._store.heartbeat([run_key(ref) for ref in request.runs])
+        return store_pb2.HeartbeatResponse(stop=[run_ref(key) for key in stop])
+
+    def get_run(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.RunView:
+        request = _parse(store_pb2.GetRunRequest, data)
+        return run_view(self._store.get_run(run_key(request.ref)))
+
+    def list_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ListRunsResponse:
+        request = _parse(store_pb2.ListRunsRequest, data)
+        try:
+            offset = int(request.page_token) if request.page_token else 0
+        except ValueError as exc:
+            raise InvalidInputError("invalid page_token") from exc
+        limit = request.limit
+        runs = self._store.list_runs(
+            RunFilter(
+                entity=request.entity,
+                project=request.project,
+                state=_state_filter(request.filters_json),
+                order=request.order or "-created_at",
+                limit=limit + 1 if limit else 0,  # one more tells whether another page exists
+                offset=max(0, offset),
+            )
+        )
+        token = ""
+        if limit and len(runs) > limit:
+            runs = runs[:limit]
+            token = str(offset + limit)
+        return store_pb2.ListRunsResponse(runs=[run_view(r) for r in runs], next_page_token=token)
+
+    def history(self, data: bytes, _context: grpc.ServicerContext) -> Iterator[records_pb2.HistoryBatch]:
+        request = _parse(store_pb2.HistoryRequest, data)
+        query = HistoryQuery(
+            keys=tuple(request.keys),
+            samples=request.samples,
+            min_step=request.min_step,
+            max_step=request.max_step or None,
+            page_rows=request.page_rows,
+        )
+        for page in self._store.history(run_key(request.ref), query):
+            yield history_batch(page)
+
+    def server_info(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ServerInfoResponse:
+        _parse(store_pb2.ServerInfoRequest, data)
+        return store_pb2.ServerInfoResponse(
+            version=self._version, http_url=self._http_url(), heartbeat_timeout=self._heartbeat_timeout
+        )
+
+
+def _state_filter(filters_json: str) -> RunState | None:
+    """Only ``{"state": "..."}`` is understood so far; other filters are refused rather than ignored,
+    so a caller never takes an unfiltered list for a filtered one."""
+    if not filters_json:
+        return None
+    try:
+        filters: Any = json.loads(filters_json)
+    except ValueError as exc:
+        raise InvalidInputError("filters_json is not valid JSON") from exc
+    if not isinstance(filters, dict):
+        raise InvalidInputError("filters_json must be a JSON object")
+    unsupported = sorted(set(filters) - {"state"})
+    if unsupported:
+        raise InvalidInputError(f"filters not supported yet: {', '.join(unsupported)}")
+    state = filters.get("state")
+    if state is None:
+        return None
+    try:
+        return RunState(state)
+    except ValueError as exc:
+        raise InvalidInputError(f"unknown state {state!r}") from exc

@@ -1,0 +1,242 @@
+"""The SQLAlchemy store: one session per operation, rows turned into entities before they leave.
+
+Writes go through an engine whose SQLite transactions begin IMMEDIATE (see ``_database``); reads use
+plain deferred transactions, which in WAL mode never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, case, select, tuple_, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import UnaryExpression
+from tracklog._history import dumps
+
+from ._database import create_store_engine, upgrade_schema, writer
+from ._entities import (
+    HistoryPage,
+    HistoryQuery,
+    IngestResult,
+    MetricSummary,
+    Run,
+    RunFilter,
+    RunKey,
+    RunState,
+)
+from ._errors import InvalidInputError, RunNotFoundError, StoreConflictError, translate_db_errors
+from ._history_read import read_history
+from ._ingest import apply_frames
+from ._limits import MAX_RUNS_PER_HEARTBEAT
+from ._models import MetricSummaryRow, RunRow
+from ._records import decode_frames
+from ._store import AbstractStore
+
+Clock = Callable[[], float]
+
+_ORDERS: dict[str, tuple[UnaryExpression[Any], ...]] = {
+    "created_at": (RunRow.created_at.asc(), RunRow.pk.asc()),
+    "-created_at": (RunRow.created_at.desc(), RunRow.pk.desc()),
+    "name": (RunRow.name.asc(), RunRow.pk.asc()),
+    "-name": (RunRow.name.desc(), RunRow.pk.desc()),
+}
+# A run created concurrently by two replicas makes one of them fail on the unique constraint; the
+# retry finds the run and skips the frames the other applied.
+_INGEST_ATTEMPTS = 3
+
+
+class SqlAlchemyStore(AbstractStore):
+    """A store on SQLite (``sqlite:///PATH``) or PostgreSQL (``postgresql://...``).
+
+    ``clock`` returns unix seconds; it stamps heartbeats and decides crashes (tests pass a fake one).
+    The schema is migrated to the newest version on construction unless ``migrate`` is False.
+    """
+
+    def __init__(self, url: str | Engine, *, clock: Clock = time.time, migrate: bool = True) -> None:
+        self._owns_engine = not isinstance(url, Engine)
+        self.engine = create_store_engine(url) if isinstance(url, str) else url
+        self._clock = clock
+        try:
+            if migrate:
+                upgrade_schema(self.engine)
+        except BaseException:
+            self.close()
+            raise
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_engine = writer(self.engine)
+        self._write = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def ingest(self, key: RunKey, frames: Sequence[tuple[int, bytes]]) -> IngestResult:
+        ops = decode_frames(key, frames)  # all validation happens before the transaction
+        if not ops:
+            return IngestResult(True, self._last_seq(key))
+        for attempt in range(1, _INGEST_ATTEMPTS + 1):
+            try:
+                # A Core connection, not an ORM session: ingest issues only Core statements and is
+                # the hot path (the session machinery would cost more than the statements).
+                with translate_db_errors(f"ingest into run {key}"), self._write_engine.begin() as conn:
+                    return apply_frames(conn, key, ops, self._clock())
+            except StoreConflictError:
+                if attempt == _INGEST_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _last_seq(self, key: RunKey) -> int:
+        with translate_db_errors(f"read run {key}"), self._read() as session:
+            found = session.execute(select(RunRow.last_seq).where(*_where(key))).scalar_one_or_none()
+        return found or 0
+
+    def heartbeat(self, keys: Sequence[RunKey]) -> tuple[RunKey, ...]:
+        if not keys:
+            return ()
+        if len(keys) > MAX_RUNS_PER_HEARTBEAT:
+            limit = MAX_RUNS_PER_HEARTBEAT
+            raise InvalidInputError(f"{len(keys)} runs in one heartbeat; the limit is {limit}")
+        crashed, running = RunState.CRASHED.value, RunState.RUNNING.value
+        stmt = (
+            update(RunRow)
+            .where(
+                tuple_(RunRow.entity, RunRow.project, RunRow.run_id).in_(
+                    [(k.entity, k.project, k.id) for k in keys]
+                ),
+                RunRow.finished_at.is_(None),  # a run that has a Finish record is never revived
+            )
+            .values(
+                heartbeat_at=self._clock(),
+                state=case((RunRow.state == crashed, running), else_=RunRow.state),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with translate_db_errors("record heartbeats"), self._write.begin() as session:
+            session.execute(stmt)
+        return ()  # stopping runs from the API is not implemented yet
+
+    def mark_crashed(self, timeout: float) -> int:
+        stmt = (
+            update(RunRow)
+            .where(RunRow.state == RunState.RUNNING.value, RunRow.heartbeat_at < self._clock() - timeout)
+            .values(state=RunState.CRASHED.value)
+            .execution_options(synchronize_session=False)
+        )
+        with translate_db_errors("mark crashed runs"), self._write.begin() as session:
+            count: int = session.execute(stmt).rowcount  # type: ignore[attr-defined]
+        return count
+
+    def get_run(self, key: RunKey) -> Run:
+        with translate_db_errors(f"read run {key}"), self._read() as session:
+            row = session.execute(select(RunRow).where(*_where(key))).scalar_one_or_none()
+            if row is None:
+                raise RunNotFoundError(f"run {key} not found")
+            metrics = _metric_rows(session, [row.pk])
+            return _to_run(row, metrics.get(row.pk, []))
+
+    def list_runs(self, run_filter: RunFilter) -> list[Run]:
+        order = _ORDERS.get(run_filter.order or "-created_at")
+        if order is None:
+            raise InvalidInputError(f"unknown order {run_filter.order!r}; use one of {', '.join(_ORDERS)}")
+        stmt = select(RunRow).order_by(*order)
+        if run_filter.entity:
+            stmt = stmt.where(RunRow.entity == run_filter.entity)
+        if run_filter.project:
+            stmt = stmt.where(RunRow.project == run_filter.project)
+        if run_filter.state is not None:
+            stmt = stmt.where(RunRow.state == run_filter.state.value)
+        if run_filter.limit:
+            stmt = stmt.limit(run_filter.limit)
+        if run_filter.offset:
+            stmt = stmt.offset(run_filter.offset)
+        with translate_db_errors("list runs"), self._read() as session:
+            rows = session.execute(stmt).scalars().all()
+            metrics = _metric_rows(session, [row.pk for row in rows])
+            return [_to_run(row, metrics.get(row.pk, [])) for row in rows]
+
+    def history(self, key: RunKey, query: HistoryQuery) -> Iterator[HistoryPage]:
+        with translate_db_errors(f"read history of run {key}"), self._read() as session:
+            run_pk = session.execute(select(RunRow.pk).where(*_where(key))).scalar_one_or_none()
+            if run_pk is None:
+                raise RunNotFoundError(f"run {key} not found")
+            keys: list[str] = []
+            if not query.keys:
+                keys = list(
+                    session.execute(
+                        select(MetricSummaryRow.key)
+                        .where(MetricSummaryRow.run_pk == run_pk)
+                        .order_by(MetricSummaryRow.key)
+                    ).scalars()
+                )
+        return self._translated(read_history(self._read, run_pk, keys, query), f"read history of run {key}")
+
+    @staticmethod
+    def _translated(pages: Iterator[HistoryPage], action: str) -> Iterator[HistoryPage]:
+        with translate_db_errors(action):
+            yield from pages
+
+
+def _where(key: RunKey) -> tuple[Any, ...]:
+    return (RunRow.entity == key.entity, RunRow.project == key.project, RunRow.run_id == key.id)
+
+
+def _metric_rows(session: Session, run_pks: Sequence[int]) -> dict[int, list[MetricSummaryRow]]:
+    out: dict[int, list[MetricSummaryRow]] = {}
+    if not run_pks:
+        return out
+    rows = session.execute(
+        select(MetricSummaryRow)
+        .where(MetricSummaryRow.run_pk.in_(run_pks))
+        .order_by(MetricSummaryRow.run_pk, MetricSummaryRow.key)
+    ).scalars()
+    for row in rows:
+        out.setdefault(row.run_pk, []).append(row)
+    return out
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _to_run(row: RunRow, metric_rows: Sequence[MetricSummaryRow]) -> Run:
+    removed = set(row.summary_removed)
+    summary: dict[str, Any] = {}
+    metrics = []
+    for m in metric_rows:
+        if m.has_num:
+            last, lo, hi = _or_nan(m.num_last), _or_nan(m.num_min), _or_nan(m.num_max)
+            metrics.append(MetricSummary(m.key, last, lo, hi, m.num_last_step))
+        if m.key in removed:
+            continue
+        if m.last_json is not None:
+            summary[m.key] = json.loads(m.last_json)
+        elif m.has_num:
+            last = _or_nan(m.num_last)
+            summary[m.key] = int(last) if m.num_is_int and math.isfinite(last) else last
+    summary.update(json.loads(row.summary_json))
+    return Run(
+        key=RunKey(row.entity, row.project, row.run_id),
+        name=row.name,
+        notes=row.notes,
+        tags=tuple(row.tags),
+        group=row.group,
+        job_type=row.job_type,
+        state=RunState(row.state),
+        exit_code=row.exit_code,
+        config_json=row.config_json,
+        summary_json=dumps(summary),
+        metrics=tuple(metrics),
+        created_at=row.created_at,
+        heartbeat_at=row.heartbeat_at,
+        finished_at=row.finished_at or 0.0,
+        history_rows=row.history_rows,
+        last_step=row.last_step,
+        metadata_json=row.metadata_json,
+        host=row.host,
+        run_dir=row.run_dir,
+        last_seq=row.last_seq,
+    )

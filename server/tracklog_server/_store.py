@@ -1,0 +1,50 @@
+"""The store's contract: what the gRPC service, the HTTP pages and the crash detector rely on.
+
+Implementations return the plain entities of ``_entities`` and raise only the ``_errors`` tree.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+
+from ._entities import HistoryPage, HistoryQuery, IngestResult, Run, RunFilter, RunKey
+
+
+class AbstractStore(abc.ABC):
+    @abc.abstractmethod
+    def ingest(self, key: RunKey, frames: Sequence[tuple[int, bytes]]) -> IngestResult:
+        """Applies ``(seq, serialized Record)`` frames of one run, all or nothing, at most once per seq.
+
+        Frames at or below the run's last applied seq are skipped. Returns accepted=False, applying
+        nothing, when the first new frame does not follow the last applied one (or the run is unknown
+        and the frames do not start with a RunStart at seq 1). Raises InvalidInputError when any frame
+        cannot be decoded, storing nothing.
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, keys: Sequence[RunKey]) -> tuple[RunKey, ...]:
+        """Marks the runs alive (a crashed run that has not finished runs again); unknown and finished
+        runs are ignored. Returns the runs whose stop was requested."""
+
+    @abc.abstractmethod
+    def mark_crashed(self, timeout: float) -> int:
+        """Marks running runs without a heartbeat for ``timeout`` seconds as crashed, in one statement
+        (safe with several replicas). Returns how many runs changed."""
+
+    @abc.abstractmethod
+    def get_run(self, key: RunKey) -> Run:
+        """The run, or RunNotFoundError."""
+
+    @abc.abstractmethod
+    def list_runs(self, run_filter: RunFilter) -> list[Run]:
+        """Runs matching the filter, in its order."""
+
+    @abc.abstractmethod
+    def history(self, key: RunKey, query: HistoryQuery) -> Iterator[HistoryPage]:
+        """Pages of complete history rows in ascending step order. RunNotFoundError is raised by the
+        call itself, before any page is produced."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Releases database connections."""

@@ -1,0 +1,112 @@
+"""Building ingest frames the way the SDK and the daemon do: Records with consecutive seqs."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from tracklog._history import BatchBuilder, decode_rows
+from tracklog.v1 import records_pb2
+from tracklog_server import HistoryPage, HistoryQuery, RunKey, SqlAlchemyStore
+
+
+def ref(key: RunKey) -> records_pb2.RunRef:
+    return records_pb2.RunRef(entity=key.entity, project=key.project, id=key.id)
+
+
+def start_record(key: RunKey, **fields: Any) -> bytes:
+    config = fields.pop("config", None)
+    if config is not None:
+        fields["config_json"] = json.dumps(config)
+    return records_pb2.Record(start=records_pb2.RunStart(ref=ref(key), **fields)).SerializeToString()
+
+
+def history_record(rows: Iterable[tuple[int, Mapping[str, Any]]], time0: float = 1_700_000_000.0) -> bytes:
+    """A history record of ``(step, {key: value})`` rows, encoded by the SDK's own BatchBuilder."""
+    builder = BatchBuilder()
+    for step, row in rows:
+        builder.add(step, time0 + step, row)
+    return records_pb2.Record(history=builder.encode()).SerializeToString()
+
+
+def config_record(items: Mapping[str, Any]) -> bytes:
+    return records_pb2.Record(
+        config=records_pb2.ConfigUpdate(items_json=json.dumps(items))
+    ).SerializeToString()
+
+
+def summary_record(items: Mapping[str, Any], removed: Sequence[str] = ()) -> bytes:
+    update = records_pb2.SummaryUpdate(items_json=json.dumps(items), removed=list(removed))
+    return records_pb2.Record(summary=update).SerializeToString()
+
+
+def finish_record(
+    state: records_pb2.RunState.ValueType = records_pb2.RUN_STATE_FINISHED,
+    exit_code: int = 0,
+    end_time: float = 0.0,
+) -> bytes:
+    finish = records_pb2.Finish(state=state, exit_code=exit_code, end_time=end_time)
+    return records_pb2.Record(finish=finish).SerializeToString()
+
+
+def update_record(**fields: Any) -> bytes:
+    tags = fields.pop("tags", None)
+    update = records_pb2.RunUpdate(**fields)
+    if tags is not None:
+        update.tags.values.extend(tags)
+    return records_pb2.Record(update=update).SerializeToString()
+
+
+class RunWriter:
+    """Numbers records 1, 2, 3 ... for one run, as the run's spool does."""
+
+    def __init__(self, key: RunKey) -> None:
+        self.key = key
+        self.seq = 0
+
+    def frames(self, *records: bytes) -> list[tuple[int, bytes]]:
+        out = []
+        for record in records:
+            self.seq += 1
+            out.append((self.seq, record))
+        return out
+
+
+def pages_to_batches(pages: Iterable[HistoryPage]) -> list[records_pb2.HistoryBatch]:
+    out = []
+    for page in pages:
+        batch = records_pb2.HistoryBatch(steps=page.steps, timestamps=page.timestamps)
+        for c in page.columns:
+            batch.columns.add(
+                key=c.key, type=c.type, steps=c.steps, values=c.values, json_values=c.json_values
+            )
+        out.append(batch)
+    return out
+
+
+def read_rows(store: SqlAlchemyStore, key: RunKey, **query: Any) -> list[dict[str, Any]]:
+    return list(decode_rows(pages_to_batches(store.history(key, HistoryQuery(**query)))))
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality where NaN equals NaN (for round-trip checks)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Polls ``predicate`` until it returns something truthy; fails at the deadline."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
