@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def socket_path(path: Path) -> Path:
     digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
     short = Path(tempfile.gettempdir()) / f"tracklog-{os.getuid()}-{digest}"
     short.mkdir(mode=0o700, exist_ok=True)
+    # Its name is predictable: another user could have created it first and then swap our socket.
+    st = os.lstat(short)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{short} is not a private directory of this user; remove it and retry")
     return short / "daemon.sock"
 
 

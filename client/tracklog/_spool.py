@@ -158,7 +158,8 @@ def read_synced(spool: str | os.PathLike[str]) -> int:
 def write_synced(spool: str | os.PathLike[str], seq: int) -> None:
     """Persists the sync high-water mark atomically (write, fsync, rename)."""
     target = synced_path(spool)
-    tmp = target.with_suffix(".synced.tmp")
+    # One temporary file per process: the daemon and `tracklog sync` may both push one spool.
+    tmp = target.with_suffix(f".synced.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         f.write(f"{seq}\n")
         f.flush()

@@ -26,6 +26,7 @@ from itertools import accumulate, compress
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
+
 from tracklog._history import JSON, pack_float64, pack_int64, unpack_float64, unpack_int64
 from tracklog.v1 import records_pb2
 

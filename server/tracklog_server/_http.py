@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from google.protobuf import json_format
+
 from tracklog.v1 import records_pb2
 
 from ._convert import run_view

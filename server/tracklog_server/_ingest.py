@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
+
 from tracklog._history import FLOAT, dumps
 
 from ._entities import IngestResult, RunKey, RunState

@@ -20,6 +20,7 @@ from itertools import filterfalse, islice
 from typing import Any
 
 from google.protobuf.message import DecodeError
+
 from tracklog._history import FLOAT, INT, JSON, pack_float64, pack_int64, unpack_float64, unpack_int64
 from tracklog._refs import validate_part
 from tracklog.v1 import records_pb2

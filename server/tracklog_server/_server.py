@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
 import grpc
+
 import tracklog
 
 from ._crash import CrashDetector

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
+
 from tracklog.v1 import records_pb2, store_pb2
 
 from ._convert import history_batch, run_ref, run_view

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, case, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import UnaryExpression
+
 from tracklog._history import dumps
 
 from ._database import create_store_engine, upgrade_schema, writer

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import tracklog
 from tracklog.testing import history_rows, read_records
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tracklog import _home
 from tracklog._sender import Sender
 from tracklog._transport import DaemonTransport

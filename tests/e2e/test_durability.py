@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import tracklog
 
+import tracklog
 from tests.e2e.conftest import Script, StoreProcess, daemon_pid, wait_for
 
 pytestmark = pytest.mark.slow

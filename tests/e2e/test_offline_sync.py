@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import tracklog
-from tracklog.testing import spool_of
 
+import tracklog
 from tests.e2e.conftest import Script, StoreProcess
+from tracklog.testing import spool_of
 
 pytestmark = pytest.mark.slow
 

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
+
 from tracklog_server import RunKey, SqlAlchemyStore
 from tracklog_server.testing import FakeClock
 

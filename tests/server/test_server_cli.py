@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from tracklog.v1 import store_pb2, store_pb2_grpc
 from tracklog_server import main
 from tracklog_server._database import display_url, normalize_url

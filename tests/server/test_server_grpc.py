@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+
 from tracklog._history import decode_rows
 from tracklog.v1 import records_pb2, store_pb2, store_pb2_grpc
 from tracklog_server import InvalidInputError, RunKey, StoreServer

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from google.protobuf import json_format
+
 from tracklog.v1 import store_pb2
 from tracklog_server import RunKey, StoreServer
 

@@ -6,6 +6,7 @@ import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
+
 from tracklog_server import SqlAlchemyStore
 from tracklog_server._database import create_store_engine, upgrade_schema
 from tracklog_server._models import Base

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+
 from tracklog.v1 import records_pb2
 from tracklog_server import HistoryQuery, RunKey, RunNotFoundError, SqlAlchemyStore
 

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+
 from tracklog.v1 import records_pb2
 from tracklog_server import InvalidInputError, RunKey, RunNotFoundError, RunState, SqlAlchemyStore
 from tracklog_server.testing import FakeClock

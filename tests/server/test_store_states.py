@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from tracklog.v1 import records_pb2
 from tracklog_server import RunFilter, RunKey, RunState, SqlAlchemyStore
 from tracklog_server._crash import CrashDetector

@@ -1,0 +1,296 @@
+"""The local (embedded) store server on ``$TRACKLOG_HOME/store.db``, for runs with no server given.
+
+At daemon start a supervisor thread reuses the server named in ``server.json`` if it answers, else
+spawns ``python -m tracklog_server`` (detached, output to ``server.log``) and waits for it to write
+``server.json`` and answer. It keeps checking: a server that goes away is replaced (with backoff).
+A server the daemon spawned is stopped (SIGTERM) when the daemon exits, and so is one that an earlier
+daemon of this home spawned and left behind when it was killed; any other reused server is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+from tracklog._home import server_info_path, store_db_path
+from tracklogd._errors import StoreError, StoreUnavailable
+from tracklogd._ratelimit import RateLimitedLog
+from tracklogd._store_client import StorePool
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 60.0  # a first start migrates a new database; later starts take about a second
+CHECK_INTERVAL = 5.0
+MAX_RESPAWN_DELAY = 60.0
+
+
+class LocalServerLike(Protocol):
+    """What the daemon needs of its local server (a seam: tests give a fixed target)."""
+
+    def start(self, on_ready: Callable[[], None]) -> None:
+        """Begins making a server available; calls ``on_ready`` each time one starts answering."""
+
+    def target(self) -> str | None:
+        """``host:port`` of the server while it answers, else None."""
+
+    def close(self) -> None:
+        """Stops the server if this object started it."""
+
+
+def server_command(home: Path, heartbeat_timeout: float) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tracklog_server",
+        "--db",
+        f"sqlite:///{store_db_path(home)}",
+        "--port",
+        "0",
+        "--address-file",
+        str(server_info_path(home)),
+        "--heartbeat-timeout",
+        f"{heartbeat_timeout:g}",
+    ]
+
+
+def read_server_info(home: Path) -> tuple[str, int] | None:
+    """(grpc target, pid) from ``server.json``, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(server_info_path(home).read_text())
+        return str(data["grpc"]), int(data.get("pid", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class LocalServer:
+    """Invariant: while ``_target`` is set, the server there answered; the server process is ours to
+    stop at exit when we spawned it (``_proc``) or took it over from a daemon that was killed
+    (``_adopted``: its command line is the one this module spawns for this home)."""
+
+    def __init__(
+        self,
+        home: Path,
+        pool: StorePool,
+        stop: threading.Event,
+        *,
+        heartbeat_timeout: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._home = home
+        self._pool = pool
+        self._stop = stop
+        self._heartbeat_timeout = heartbeat_timeout
+        self._clock = clock
+        self._ratelog = RateLimitedLog(log, interval=300.0, clock=clock)
+        self._target: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._adopted: psutil.Process | None = None
+        self._thread = threading.Thread(target=self._supervise, name="tracklogd-local-server", daemon=True)
+        self._on_ready: Callable[[], None] = lambda: None
+
+    def start(self, on_ready: Callable[[], None]) -> None:
+        self._on_ready = on_ready
+        self._thread.start()
+
+    def target(self) -> str | None:
+        return self._target
+
+    def close(self) -> None:
+        """Stops supervising (the daemon's stop event must be set) and stops the server if ours."""
+        if self._thread.is_alive():
+            self._thread.join(10.0)
+        self._target = None
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _terminate(proc)
+        adopted, self._adopted = self._adopted, None
+        if adopted is not None:
+            _terminate_adopted(adopted)
+
+    # -- supervisor thread -------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        # Never raises: a failure is logged and the next attempt comes after a growing delay.
+        delay = 1.0
+        while not self._stop.is_set():
+            target = None
+            try:
+                target = self._reuse() or self._take_over() or self._spawn()
+                if target is not None:
+                    delay = 1.0
+                    self._target = target
+                    log.info("local store server at %s", target)
+                    self._on_ready()
+                    self._watch(target)
+            except Exception:
+                log.exception("supervising the local store server failed")
+            self._target = None
+            if target is None:
+                self._stop.wait(delay)
+                delay = min(delay * 2, MAX_RESPAWN_DELAY)
+
+    def _reuse(self) -> str | None:
+        """The server named in server.json, if it answers."""
+        info = read_server_info(self._home)
+        if info is None or not self._answers(info[0]):
+            return None
+        self._adopted = self._home_server(info[1])
+        return info[0]
+
+    def _take_over(self) -> str | None:
+        """A server of this home that does not answer (yet): one a killed daemon started, perhaps
+        still starting up. Waits for it to answer; stops it if it does not, so none is left over."""
+        leftovers = self._home_servers()
+        if not leftovers:
+            return None
+        pids = {proc.pid for proc in leftovers}
+        found = self._await(lambda pid: pid in pids, lambda: any(_running(p) for p in leftovers))
+        if found is not None:
+            self._adopted = next(proc for proc in leftovers if proc.pid == found[1])
+            return found[0]
+        for proc in leftovers:
+            log.warning("stopping local store server %d, which does not answer", proc.pid)
+            _terminate_adopted(proc)
+        return None
+
+    def _spawn(self) -> str | None:
+        server_info_path(self._home).unlink(missing_ok=True)  # names no server that answers
+        with open(self._home / "server.log", "ab") as out:
+            proc = self._proc = subprocess.Popen(
+                server_command(self._home, self._heartbeat_timeout),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                cwd=self._home,
+                start_new_session=True,  # not in the daemon's process group: signals stay separate
+            )
+        found = self._await(lambda pid: pid in (0, proc.pid), lambda: proc.poll() is None)
+        if found is not None:
+            return found[0]
+        if self._stop.is_set():
+            return None  # close() stops it
+        self._proc = None
+        if proc.returncode is not None:
+            self._ratelog.log(
+                logging.ERROR,
+                "exit",
+                "the local store server exited with code %s; see %s",
+                proc.returncode,
+                self._home / "server.log",
+            )
+        else:
+            log.error("the local store server did not answer within %.0fs", START_TIMEOUT)
+            _terminate(proc)
+        return None
+
+    def _await(self, accept: Callable[[int], bool], alive: Callable[[], bool]) -> tuple[str, int] | None:
+        """Waits until server.json names an accepted pid whose server answers: (target, pid).
+        None when ``alive()`` turns false, the start timeout passes, or the daemon stops."""
+        deadline = self._clock() + START_TIMEOUT
+        while not self._stop.is_set() and self._clock() < deadline and alive():
+            info = read_server_info(self._home)
+            if info is not None and accept(info[1]) and self._answers(info[0]):
+                return info
+            self._stop.wait(0.05)  # a starting server writes its address file; nothing to wait on
+        return None
+
+    def _answers(self, target: str) -> bool:
+        try:
+            self._pool.fetch_info(target)  # also caches its http_url for run URLs
+        except StoreError:
+            return False
+        return True
+
+    def _home_server(self, pid: int) -> psutil.Process | None:
+        """The process ``pid`` if it is a running store server spawned for this home by a daemon."""
+        if pid <= 0 or pid == os.getpid():
+            return None
+        try:
+            proc = psutil.Process(pid)
+            command = proc.cmdline()
+            ours = proc.uids().real == os.getuid() and _running(proc)
+        except psutil.Error:
+            return None
+        wanted = server_command(self._home, self._heartbeat_timeout)
+        same = "tracklog_server" in command and wanted[wanted.index("--address-file") + 1] in command
+        return proc if ours and same else None
+
+    def _home_servers(self) -> list[psutil.Process]:
+        own = self._proc.pid if self._proc is not None else -1
+        found = (self._home_server(pid) for pid in psutil.pids() if pid != own)
+        return [proc for proc in found if proc is not None]
+
+    def _watch(self, target: str) -> None:
+        """Returns when the server has gone away (or the daemon stops)."""
+        misses = 0
+        while not self._stop.wait(CHECK_INTERVAL):
+            proc, adopted = self._proc, self._adopted
+            if proc is not None:
+                if proc.poll() is None:
+                    continue
+                log.warning("the local store server exited with code %s", proc.returncode)
+                self._proc = None
+                return
+            if adopted is not None:
+                if _running(adopted):
+                    continue
+                log.warning("the local store server %d exited", adopted.pid)
+                self._adopted = None
+                return
+            try:  # a server someone else started: gone only after repeated refusals
+                self._pool.fetch_info(target)
+                misses = 0
+            except StoreUnavailable:
+                misses += 1
+                if misses >= 3:
+                    log.warning("the local store server at %s stopped answering", target)
+                    return
+            except StoreError:
+                misses = 0
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the local store server did not stop within %.0fs; killing it", timeout)
+            proc.kill()
+            proc.wait()
+        except OSError:
+            pass
+    if proc.returncode not in (None, 0, -signal.SIGTERM):
+        log.info("the local store server exited with code %s", proc.returncode)
+
+
+def _terminate_adopted(proc: psutil.Process, timeout: float = 10.0) -> None:
+    """Stops a server that is not our child (``psutil`` waits for it by polling)."""
+    try:
+        proc.terminate()
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        log.warning("the local store server %d did not stop within %.0fs; killing it", proc.pid, timeout)
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    except psutil.Error:
+        pass  # already gone

@@ -1,0 +1,377 @@
+"""The runs the daemon holds: each run's spool writer, its attached stream, and its lifecycle.
+
+A run is held from its first Attach (or from its pending entry at start) until its Finish record
+is synced and no client is attached; then its writer is closed and its pending entry removed.
+
+Locking: ``RunRegistry._lock`` guards the dict of runs; ``RunSlot.lock`` guards one run's writer and
+state. Take the registry lock before a slot lock, never the other way round. Everything that
+appends to a spool holds its slot lock, so a spool has one writer at a time even though streams,
+the pid watcher and the fsync ticker run on different threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+
+from tracklog._spool import SpoolError, SpoolWriter
+from tracklog.v1 import daemon_pb2, records_pb2
+from tracklogd._errors import SpoolUnusable, StreamRefused
+from tracklogd._pending import PendingDir, PendingEntry
+from tracklogd._records import crashed_finish, is_finish, ref_key, spool_path, validate_ref
+from tracklogd._sync import SpoolSync
+
+log = logging.getLogger(__name__)
+
+
+class Outbox(Protocol):
+    """The daemon's side of one attached stream, as the registry needs it."""
+
+    def send_stop(self, reason: str) -> None: ...
+
+    def abort(self, code: grpc.StatusCode, reason: str) -> None: ...
+
+
+@dataclass(eq=False)
+class RunSlot:
+    key: str  # entity/project/id
+    ref: records_pb2.RunRef
+    run_dir: Path
+    spool: Path
+    server: str  # "" means the daemon's local server
+    sync: SpoolSync  # owned by the sync loop's worker for ``server``
+    pid: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    writer: SpoolWriter | None = None
+    stream: Outbox | None = None  # the attached client; None while detached
+    durable_seq: int = 0  # writer.last_seq, readable without the lock
+    finish_seq: int = 0  # seq of the Finish record ending the spool; 0 while it does not end with one
+    watching: bool = False  # detached before finishing: the pid watcher decides its fate
+    parked_until: float = 0.0  # the sync loop leaves the run alone until then (refused data)
+    parked_reason: str = ""
+    entry: PendingEntry | None = None  # as last written to pending/
+    stopped: Outbox | None = None  # the stream a stop request was forwarded to (once per stream)
+
+    @property
+    def attached(self) -> bool:
+        return self.stream is not None
+
+    def unsynced(self) -> bool:
+        return self.sync.synced < self.durable_seq
+
+    def complete(self) -> bool:
+        """Nothing more will come: the spool ends with a Finish, or the client vanished before
+        sending anything (such a run never existed; there is nothing to finish)."""
+        return bool(self.finish_seq) or (self.durable_seq == 0 and not self.attached and not self.watching)
+
+
+class RunRegistry:
+    def __init__(
+        self,
+        pending: PendingDir,
+        *,
+        pid_alive: Callable[[int], bool],
+        stopping: threading.Event,
+        wall_clock: Callable[[], float] = time.time,
+        fsync_each_batch: bool = False,
+        on_frames: Callable[[RunSlot], None] = lambda slot: None,
+        on_watch: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._pending = pending
+        self._pid_alive = pid_alive
+        self._stopping = stopping
+        self._wall_clock = wall_clock
+        self._fsync_each_batch = fsync_each_batch
+        self._on_frames = on_frames  # called (without locks) when a run has new frames to sync
+        self._on_watch = on_watch  # called (without locks) when a run starts being watched
+        self._lock = threading.Lock()
+        self._slots: dict[str, RunSlot] = {}
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> list[RunSlot]:
+        with self._lock:
+            return list(self._slots.values())
+
+    def busy(self, now: float) -> bool:
+        """Whether the daemon has work: a client attached or watched, or frames left to sync (a run
+        whose data the server refused does not count: it waits for a later daemon)."""
+        return any(
+            slot.attached or slot.watching or (slot.unsynced() and slot.parked_until <= now)
+            for slot in self.snapshot()
+        )
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self) -> list[RunSlot]:
+        """Takes over every pending run: cuts torn spool tails, finishes runs whose training process
+        is gone, and watches the others (their clients reconnect and re-attach)."""
+        recovered = []
+        for entry in self._pending.load():
+            spool = Path(entry.spool)
+            if not spool.exists():
+                log.warning("the spool of pending run %s is gone (%s); forgetting it", entry.ref, spool)
+                self._pending.remove(entry.ref)
+                continue
+            try:
+                slot = self._recover_one(entry, spool)
+            except (OSError, SpoolError, SpoolUnusable) as exc:
+                log.error("cannot recover run %s from %s: %s", entry.ref, spool, exc)
+                continue
+            with self._lock:
+                self._slots[slot.key] = slot
+            recovered.append(slot)
+        return recovered
+
+    def _recover_one(self, entry: PendingEntry, spool: Path) -> RunSlot:
+        ref = entry.run_ref()
+        slot = RunSlot(
+            key=entry.ref,
+            ref=ref,
+            run_dir=Path(entry.run_dir),
+            spool=spool,
+            server=entry.server,
+            sync=SpoolSync(spool, ref),
+            pid=entry.pid,
+            entry=entry,
+        )
+        writer = slot.writer = SpoolWriter(spool)
+        if writer.recovery.truncated_bytes:
+            log.warning(
+                "recovered %s: cut a torn tail of %d bytes after frame %d",
+                spool,
+                writer.recovery.truncated_bytes,
+                writer.last_seq,
+            )
+        slot.durable_seq = writer.last_seq
+        slot.sync.locate(to_end=True)  # does the spool end with a Finish? (and where sync resumes)
+        with slot.lock:
+            if slot.sync.finish_seq:
+                slot.finish_seq = slot.sync.finish_seq
+            elif self._pid_alive(slot.pid):
+                slot.watching = True
+            else:
+                self._finish_crashed(slot)
+        log.info("recovered run %s: %d frames, %d synced", slot.key, writer.last_seq, slot.sync.synced)
+        return slot
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    def attach(self, attach: daemon_pb2.Attach, stream: Outbox) -> tuple[RunSlot, int]:
+        """Makes ``stream`` the run's one writer; returns the run and its durable seq.
+
+        A stream already attached to the run is aborted (the newer attach wins). Raises
+        StreamRefused for a bad Attach or a spool that cannot be opened.
+        """
+        try:
+            validate_ref(attach.ref)
+        except (TypeError, ValueError) as exc:
+            raise StreamRefused(str(exc), grpc.StatusCode.INVALID_ARGUMENT) from exc
+        if not os.path.isabs(attach.run_dir):
+            raise StreamRefused(
+                f"run_dir must be an absolute path, got {attach.run_dir!r}", grpc.StatusCode.INVALID_ARGUMENT
+            )
+        key = ref_key(attach.ref)
+        run_dir = Path(attach.run_dir)
+        spool = spool_path(run_dir, attach.ref.id)
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is not None and (slot.spool != spool or slot.server != attach.server):
+                if slot.attached or slot.watching or slot.unsynced():
+                    raise StreamRefused(
+                        f"run {key} is open with spool {slot.spool} and server {slot.server!r} "
+                        "and not yet synced; it cannot move",
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                    )
+                self._drop(slot)
+                slot = None
+            if slot is None:
+                slot = self._slots[key] = RunSlot(
+                    key=key,
+                    ref=attach.ref,
+                    run_dir=run_dir,
+                    spool=spool,
+                    server=attach.server,
+                    sync=SpoolSync(spool, attach.ref),
+                )
+            with slot.lock:
+                try:
+                    if slot.writer is None:
+                        run_dir.mkdir(parents=True, exist_ok=True)
+                        slot.writer = SpoolWriter(spool)
+                        slot.durable_seq = slot.writer.last_seq
+                    entry = PendingEntry(key, str(run_dir), str(spool), attach.server, attach.pid)
+                    if entry != slot.entry:  # durable before the first ack (see _pending)
+                        self._pending.write(entry)
+                        slot.entry = entry
+                except (OSError, SpoolError) as exc:
+                    raise StreamRefused(f"cannot open {spool}: {exc}", grpc.StatusCode.INTERNAL) from exc
+                previous, slot.stream = slot.stream, stream
+                slot.pid = attach.pid
+                slot.watching = False
+                durable = slot.durable_seq
+        if previous is not None:
+            previous.abort(grpc.StatusCode.ABORTED, f"run {key} was attached again by another stream")
+        self._on_frames(slot)
+        return slot, durable
+
+    def append(self, slot: RunSlot, stream: Outbox, frames: Sequence[records_pb2.Frame]) -> int:
+        """Writes the frames above the durable seq (resends are skipped); returns the durable seq.
+
+        A batch holding a Finish is fsynced before this returns. Raises StreamRefused on a gap, when
+        ``stream`` was replaced by a newer attach, or when the spool cannot be written.
+        """
+        items = [(frame.seq, frame.record) for frame in frames]
+        with slot.lock:
+            writer = slot.writer
+            if slot.stream is not stream or writer is None:
+                raise StreamRefused(f"run {slot.key} was attached again", grpc.StatusCode.ABORTED)
+            held = writer.last_seq
+            finish = max((seq for seq, payload in items if seq > held and is_finish(payload)), default=0)
+            try:
+                last = writer.append(items)
+                if finish or self._fsync_each_batch:
+                    writer.sync()  # a Finish is acked only once it survives a machine crash
+            except SpoolError as exc:
+                raise StreamRefused(str(exc), grpc.StatusCode.FAILED_PRECONDITION) from exc
+            except OSError as exc:
+                raise StreamRefused(f"cannot write {slot.spool}: {exc}", grpc.StatusCode.INTERNAL) from exc
+            if last > held:
+                # finish_seq names a Finish only while it is the last frame: frames after one mean
+                # the run was resumed, and its client may still vanish.
+                slot.finish_seq = finish if finish == last else 0
+            slot.durable_seq = last
+        if last > held:
+            self._on_frames(slot)
+        return last
+
+    def detach(self, slot: RunSlot, stream: Outbox) -> None:
+        """The stream ended. A run left without a Finish is finished as crashed at once if its
+        training process is gone, else watched (``check_watched``) until it re-attaches or dies."""
+        crashed = False
+        with slot.lock:
+            if slot.stream is not stream:
+                return  # replaced by a newer attach, which now owns the run
+            slot.stream = None
+            if self._stopping.is_set() or slot.finish_seq:
+                pass  # the daemon is going away (clients re-attach to the next), or run complete
+            elif self._pid_alive(slot.pid):
+                slot.watching = True
+            else:
+                crashed = self._finish_crashed(slot)
+        if slot.watching:
+            self._on_watch()
+        if crashed:
+            self._on_frames(slot)
+        self.retire_if_done(slot)
+
+    def request_stop(self, key: str, reason: str) -> bool:
+        """Forwards a stop to the run's attached client, once per stream; whether it did."""
+        with self._lock:
+            slot = self._slots.get(key)
+        if slot is None:
+            return False
+        with slot.lock:
+            stream = slot.stream
+            if stream is None or slot.stopped is stream:
+                return False
+            slot.stopped = stream
+        stream.send_stop(reason)
+        return True
+
+    # -- periodic work ---------------------------------------------------------------------------
+
+    def check_watched(self) -> None:
+        """Finishes as crashed every detached run whose training process is gone."""
+        for slot in self.snapshot():
+            if not slot.watching:
+                continue
+            with slot.lock:
+                crashed = (
+                    slot.watching and slot.stream is None and not self._pid_alive(slot.pid)
+                ) and self._finish_crashed(slot)
+            if crashed:
+                self._on_frames(slot)
+            elif not slot.watching:
+                self.retire_if_done(slot)
+
+    def watching_any(self) -> bool:
+        return any(slot.watching for slot in self.snapshot())
+
+    def fsync_all(self) -> None:
+        """Makes every acked frame durable (group commit: one fsync per spool per interval)."""
+        for slot in self.snapshot():
+            with slot.lock:
+                if slot.writer is not None:
+                    try:
+                        slot.writer.sync()
+                    except OSError as exc:
+                        log.error("cannot fsync %s: %s", slot.spool, exc)
+
+    def retire_if_done(self, slot: RunSlot) -> bool:
+        """Lets go of a run whose Finish and everything before it are synced, with no client."""
+        with self._lock, slot.lock:
+            if slot.attached or slot.watching or not slot.complete() or slot.unsynced():
+                return False
+            if self._slots.get(slot.key) is not slot:
+                return False
+            self._drop(slot)
+        log.info("run %s is synced and finished", slot.key)
+        return True
+
+    def abort_streams(self, code: grpc.StatusCode, reason: str) -> None:
+        """Ends every attached stream (at shutdown: their clients re-attach to the next daemon)."""
+        for slot in self.snapshot():
+            with slot.lock:
+                stream = slot.stream
+            if stream is not None:
+                stream.abort(code, reason)
+
+    def close(self) -> None:
+        """Closes every spool (fsyncing it). Pending entries stay for the next daemon."""
+        for slot in self.snapshot():
+            with slot.lock:
+                if slot.writer is not None:
+                    try:
+                        slot.writer.close()
+                    except OSError as exc:
+                        log.error("cannot close %s: %s", slot.spool, exc)
+                    slot.writer = None
+
+    # -- internals (lock held) ------------------------------------------------------------------------
+
+    def _drop(self, slot: RunSlot) -> None:
+        # Registry lock held; the slot is finished and synced (or being replaced after that).
+        del self._slots[slot.key]
+        if slot.writer is not None:
+            slot.writer.close()
+            slot.writer = None
+        self._pending.remove(slot.key)
+
+    def _finish_crashed(self, slot: RunSlot) -> bool:
+        # Slot lock held. The client is gone, so the daemon writes the run's last frame itself.
+        slot.watching = False
+        writer = slot.writer
+        if writer is None or slot.finish_seq:
+            return False
+        if writer.last_seq == 0:
+            log.info("run %s: training process %d vanished before its run started", slot.key, slot.pid)
+            return False  # no RunStart: the store never heard of the run; retire_if_done drops it
+        seq = writer.last_seq + 1
+        try:
+            writer.append([(seq, crashed_finish(slot.pid, self._wall_clock()))])
+            writer.sync()
+        except (OSError, SpoolError) as exc:
+            log.error("cannot finish run %s as crashed: %s", slot.key, exc)
+            return False
+        slot.finish_seq = slot.durable_seq = seq
+        log.info("run %s: training process %d vanished; finished it as crashed", slot.key, slot.pid)
+        return True

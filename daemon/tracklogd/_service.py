@@ -1,0 +1,131 @@
+"""The Daemon gRPC service: one RunStream per run, plus Status and Shutdown.
+
+A RunStream call runs on two threads. A reader thread takes the client's messages, writes frames
+through the registry and queues the replies; the gRPC handler thread yields queued replies. The
+queue lets other threads (heartbeats forwarding a stop, a newer attach replacing this stream) send
+on the stream too. Invariants: the reader thread never raises; every path through it ends the
+reply queue, so the handler thread never waits forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from tracklog.v1 import daemon_pb2, daemon_pb2_grpc
+from tracklogd._errors import StreamRefused
+from tracklogd._runs import RunRegistry, RunSlot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Abort:
+    code: grpc.StatusCode
+    reason: str
+
+
+class StreamOutbox:
+    """The reply side of one RunStream call; any thread may put, the handler thread yields."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[daemon_pb2.DaemonMessage | _Abort | None] = queue.SimpleQueue()
+
+    def send(self, message: daemon_pb2.DaemonMessage) -> None:
+        self._queue.put(message)
+
+    def send_stop(self, reason: str) -> None:
+        self._queue.put(daemon_pb2.DaemonMessage(stop=daemon_pb2.StopRequest(reason=reason)))
+
+    def abort(self, code: grpc.StatusCode, reason: str) -> None:
+        self._queue.put(_Abort(code, reason))
+
+    def end(self) -> None:
+        self._queue.put(None)
+
+    def replies(self, context: grpc.ServicerContext) -> Iterator[daemon_pb2.DaemonMessage]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, _Abort):
+                context.abort(item.code, item.reason)
+            yield item
+
+
+class DaemonService(daemon_pb2_grpc.DaemonServicer):
+    def __init__(
+        self,
+        registry: RunRegistry,
+        *,
+        run_url: Callable[[RunSlot], str],
+        status: Callable[[], daemon_pb2.StatusResponse],
+        shutdown: Callable[[], None],
+    ) -> None:
+        self._registry = registry
+        self._run_url = run_url
+        self._status = status
+        self._shutdown = shutdown
+
+    def RunStream(
+        self,
+        request_iterator: Iterator[daemon_pb2.ClientMessage],
+        context: grpc.ServicerContext,
+    ) -> Iterator[daemon_pb2.DaemonMessage]:
+        outbox = StreamOutbox()
+        if not context.add_callback(outbox.end):  # wakes the replies loop when the call ends
+            return
+        threading.Thread(
+            target=self._read, args=(request_iterator, outbox), name="tracklogd-stream", daemon=True
+        ).start()
+        yield from outbox.replies(context)
+
+    def _read(self, requests: Iterator[daemon_pb2.ClientMessage], outbox: StreamOutbox) -> None:
+        slot: RunSlot | None = None
+        try:
+            for message in requests:
+                kind = message.WhichOneof("kind")
+                if kind == "attach" and slot is None:
+                    slot, durable = self._registry.attach(message.attach, outbox)
+                    attached = daemon_pb2.Attached(durable_seq=durable, url=self._run_url(slot))
+                    outbox.send(daemon_pb2.DaemonMessage(attached=attached))
+                elif kind == "frames" and slot is not None:
+                    durable = self._registry.append(slot, outbox, message.frames.frames)
+                    outbox.send(daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable)))
+                else:
+                    reason = (
+                        "Attach sent twice on one stream"
+                        if kind == "attach"
+                        else f"expected Attach as the first message of a run stream, got {kind}"
+                    )
+                    raise StreamRefused(reason, grpc.StatusCode.FAILED_PRECONDITION)
+        except grpc.RpcError:
+            pass  # the client went away or the call was cancelled; detach() below decides what next
+        except StreamRefused as exc:
+            outbox.abort(exc.code, str(exc))
+        except Exception:
+            log.exception("run stream failed")
+            outbox.abort(grpc.StatusCode.INTERNAL, "internal error in tracklogd; see its daemon.log")
+        finally:
+            try:
+                if slot is not None:
+                    self._registry.detach(slot, outbox)
+            except Exception:
+                log.exception("detaching run %s failed", slot.key if slot else "?")
+            outbox.end()
+
+    def Status(
+        self, request: daemon_pb2.StatusRequest, context: grpc.ServicerContext
+    ) -> daemon_pb2.StatusResponse:
+        return self._status()
+
+    def Shutdown(
+        self, request: daemon_pb2.ShutdownRequest, context: grpc.ServicerContext
+    ) -> daemon_pb2.ShutdownResponse:
+        self._shutdown()
+        return daemon_pb2.ShutdownResponse()
