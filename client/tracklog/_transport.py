@@ -147,6 +147,8 @@ class DaemonTransport:
                         return
                     if kind == "ack":
                         self._durable = max(self._durable, message.ack.durable_seq)
+                    elif kind == "links":
+                        self.url = message.links.url
                     elif kind == "attached":
                         self._durable = message.attached.durable_seq
                         self.url = message.attached.url or self.url

@@ -182,7 +182,11 @@ class Daemon:
         # Attach answers at once: only a ServerInfo already cached can give the URL.
         target = self._resolve(slot.server)
         info = self._pool.info(target) if target else None
-        return run_url(info.http_url, slot.ref) if info is not None else ""
+        if info is not None:
+            return run_url(info.http_url, slot.ref)
+        if not slot.server and (base := self._local.http_url()):  # still starting, ports chosen
+            return run_url(base, slot.ref)
+        return ""
 
     def _on_frames(self, slot: RunSlot) -> None:
         self._sync.wake(slot.server)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,11 +46,53 @@ class LocalServerLike(Protocol):
     def target(self) -> str | None:
         """``host:port`` of the server while it answers, else None."""
 
+    def http_url(self) -> str:
+        """The HTTP base of the server it runs or is starting, so that run URLs can be given before
+        the server answers; "" when unknown."""
+
     def close(self) -> None:
         """Stops the server if this object started it."""
 
 
-def server_command(home: Path, heartbeat_timeout: float) -> list[str]:
+def ports_path(home: Path) -> Path:
+    return home / "local-ports.json"
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(preferred: int) -> int:
+    if 0 < preferred < 65536 and _bindable(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def choose_ports(home: Path) -> tuple[int, int]:
+    """The gRPC and HTTP ports for this home's local server: the ones it had last time when they are
+    free (so run URLs stay valid across daemon restarts), else new ones, remembered for next time."""
+    try:
+        saved = json.loads(ports_path(home).read_text())
+        preferred = int(saved["grpc"]), int(saved["http"])
+    except (OSError, ValueError, KeyError, TypeError):
+        preferred = (0, 0)
+    grpc_port = _free_port(preferred[0])
+    http_port = _free_port(preferred[1])
+    while http_port == grpc_port:
+        http_port = _free_port(0)
+    if (grpc_port, http_port) != preferred:
+        ports_path(home).write_text(json.dumps({"grpc": grpc_port, "http": http_port}) + "\n")
+    return grpc_port, http_port
+
+
+def server_command(home: Path, heartbeat_timeout: float, ports: tuple[int, int] = (0, 0)) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -57,7 +100,9 @@ def server_command(home: Path, heartbeat_timeout: float) -> list[str]:
         "--db",
         f"sqlite:///{store_db_path(home)}",
         "--port",
-        "0",
+        str(ports[0]),
+        "--http-port",
+        str(ports[1]) if ports[0] else "0",
         "--address-file",
         str(server_info_path(home)),
         "--heartbeat-timeout",
@@ -95,6 +140,7 @@ class LocalServer:
         self._clock = clock
         self._ratelog = RateLimitedLog(log, interval=300.0, clock=clock)
         self._target: str | None = None
+        self._http_url = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._adopted: psutil.Process | None = None
         self._thread = threading.Thread(target=self._supervise, name="tracklogd-local-server", daemon=True)
@@ -106,6 +152,9 @@ class LocalServer:
 
     def target(self) -> str | None:
         return self._target
+
+    def http_url(self) -> str:
+        return self._http_url
 
     def close(self) -> None:
         """Stops supervising (the daemon's stop event must be set) and stops the server if ours."""
@@ -167,9 +216,11 @@ class LocalServer:
 
     def _spawn(self) -> str | None:
         server_info_path(self._home).unlink(missing_ok=True)  # names no server that answers
+        ports = choose_ports(self._home)
+        self._http_url = f"http://127.0.0.1:{ports[1]}"
         with open(self._home / "server.log", "ab") as out:
             proc = self._proc = subprocess.Popen(
-                server_command(self._home, self._heartbeat_timeout),
+                server_command(self._home, self._heartbeat_timeout, ports),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
@@ -208,9 +259,10 @@ class LocalServer:
 
     def _answers(self, target: str) -> bool:
         try:
-            self._pool.fetch_info(target)  # also caches its http_url for run URLs
+            info = self._pool.fetch_info(target)  # also caches its http_url for run URLs
         except StoreError:
             return False
+        self._http_url = info.http_url
         return True
 
     def _home_server(self, pid: int) -> psutil.Process | None:

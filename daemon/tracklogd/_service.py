@@ -87,15 +87,19 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
 
     def _read(self, requests: Iterator[daemon_pb2.ClientMessage], outbox: StreamOutbox) -> None:
         slot: RunSlot | None = None
+        url = ""
         try:
             for message in requests:
                 kind = message.WhichOneof("kind")
                 if kind == "attach" and slot is None:
                     slot, durable = self._registry.attach(message.attach, outbox)
-                    attached = daemon_pb2.Attached(durable_seq=durable, url=self._run_url(slot))
+                    url = self._run_url(slot)
+                    attached = daemon_pb2.Attached(durable_seq=durable, url=url)
                     outbox.send(daemon_pb2.DaemonMessage(attached=attached))
                 elif kind == "frames" and slot is not None:
                     durable = self._registry.append(slot, outbox, message.frames.frames)
+                    if not url and (url := self._run_url(slot)):  # the store answered since Attach
+                        outbox.send(daemon_pb2.DaemonMessage(links=daemon_pb2.RunLinks(url=url)))
                     outbox.send(daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable)))
                 else:
                     reason = (

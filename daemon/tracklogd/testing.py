@@ -268,6 +268,9 @@ class StaticLocalServer:
     def target(self) -> str | None:
         return self._target
 
+    def http_url(self) -> str:
+        return ""
+
     def set_target(self, target: str | None) -> None:
         self._target = target
         if target is not None:

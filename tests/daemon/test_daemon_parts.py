@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from tracklog.v1 import records_pb2
 from tracklogd import DaemonConfig
-from tracklogd._local_server import server_command
+from tracklogd._local_server import choose_ports, server_command
 from tracklogd._pending import PendingDir, PendingEntry
 from tracklogd._ratelimit import RateLimitedLog
 from tracklogd._records import crashed_finish, is_finish, run_start, run_url
@@ -44,19 +45,33 @@ def test_a_bad_setting_is_ignored_with_a_warning(value: str, caplog: pytest.LogC
 
 
 def test_the_local_server_command_line_is_the_servers_documented_one(tmp_path: Path) -> None:
-    assert server_command(tmp_path, 120.0) == [
+    assert server_command(tmp_path, 120.0, (7070, 7071)) == [
         sys.executable,
         "-m",
         "tracklog_server",
         "--db",
         f"sqlite:///{tmp_path}/store.db",
         "--port",
-        "0",
+        "7070",
+        "--http-port",
+        "7071",
         "--address-file",
         str(tmp_path / "server.json"),
         "--heartbeat-timeout",
         "120",
     ]
+
+
+def test_the_local_server_keeps_its_ports_across_restarts_while_they_are_free(tmp_path: Path) -> None:
+    first = choose_ports(tmp_path)
+    assert first[0] != first[1]
+    assert choose_ports(tmp_path) == first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first[1]))
+        moved = choose_ports(tmp_path)
+    assert moved[0] == first[0]
+    assert moved[1] != first[1]
+    assert choose_ports(tmp_path) == moved
 
 
 def test_a_finish_is_recognised_from_its_first_byte_and_nothing_else_is() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import urllib.request
 import os
 import signal
 import subprocess
@@ -37,6 +39,7 @@ def test_ten_epochs_end_finished_with_history_config_and_summary(
     s = script(
         PREAMBLE
         + """
+
 for epoch in range(10):
     run.log({"accuracy": 0.5 + epoch / 20, "loss": 1.0 / (epoch + 1)})
 run.finish()
@@ -56,6 +59,11 @@ run.finish()
     assert all(r["_runtime"] >= 0 for r in rows)
     assert "Run summary:" in s.err
     assert "Run history:" in s.err
+    # The closing lines name the run's page, and the page opens and shows the run.
+    (url,) = re.findall(r"View run \S+ \(finished\) at: (\S+)", s.err)
+    assert url.endswith(f"/runs/{path.split('/')[-1]}")
+    with urllib.request.urlopen(url, timeout=10) as page:
+        assert run.name in page.read().decode()
 
 
 def test_an_uncaught_exception_ends_the_run_failed(

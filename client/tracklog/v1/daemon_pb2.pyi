@@ -142,6 +142,29 @@ class Ack(_message.Message):
 Global___Ack: _TypeAlias = Ack  # noqa: Y015
 
 @_typing.final
+class RunLinks(_message.Message):
+    """The run's web address, sent once when it becomes known after Attached went out without it
+    (the local store server was still starting).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunLinks: _TypeAlias = RunLinks  # noqa: Y015
+
+@_typing.final
 class StopRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -167,24 +190,28 @@ class DaemonMessage(_message.Message):
     ATTACHED_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def attached(self) -> Global___Attached: ...
     @_builtins.property
     def ack(self) -> Global___Ack: ...
     @_builtins.property
     def stop(self) -> Global___StopRequest: ...
+    @_builtins.property
+    def links(self) -> Global___RunLinks: ...
     def __init__(
         self,
         *,
         attached: Global___Attached | None = ...,
         ack: Global___Ack | None = ...,
         stop: Global___StopRequest | None = ...,
+        links: Global___RunLinks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "kind", b"kind", "stop", b"stop"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "kind", b"kind", "links", b"links", "stop", b"stop"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "kind", b"kind", "stop", b"stop"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "kind", b"kind", "links", b"links", "stop", b"stop"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attached", "ack", "stop"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attached", "ack", "stop", "links"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
