@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
-import urllib.request
 import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
