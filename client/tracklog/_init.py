@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +28,38 @@ DAEMON_START_TIMEOUT = 5.0
 
 def _run_dir(root: Path, run_id: str, offline: bool, resume: str, start: float) -> Path:
     base = root / "tracklog"
-    if resume:
-        existing = sorted(base.glob(f"*run-*-{run_id}"))
-        if existing:
-            return existing[-1]
-        if resume == "must":
-            raise UsageError(f"resume='must' but no run directory for id {run_id!r} under {base}")
+    existing = sorted(base.glob(f"*run-*-{run_id}")) if base.is_dir() else []
+    if existing and not resume:
+        # A second run under the same id would collide with the first one's sequence numbers.
+        raise UsageError(
+            f"a run with id {run_id!r} already exists in {existing[-1]}; pass resume='allow' to "
+            "continue it, or choose another id"
+        )
+    if existing and resume == "never":
+        raise UsageError(f"resume='never' but run {run_id!r} already exists in {existing[-1]}")
+    if existing:
+        return existing[-1]
+    if resume == "must":
+        raise UsageError(f"resume='must' but no run directory for id {run_id!r} under {base}")
     stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(start))
     return base / f"{'offline-' if offline else ''}run-{stamp}-{run_id}"
 
 
-def _resume_point(spool: Path) -> tuple[int, dict[str, Any]]:
-    """The next step of a run being resumed from its local spool, and its config so far."""
-    next_step, config = 0, dict[str, Any]()
+@dataclass(frozen=True)
+class _ResumePoint:
+    """Where a resumed run continues: its last frame, its next step and its config so far."""
+
+    last_seq: int = 0
+    next_step: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _resume_point(spool: Path) -> _ResumePoint:
+    last_seq, next_step, config = 0, 0, dict[str, Any]()
     if not spool.exists():
-        return next_step, config
+        return _ResumePoint()
     for frame in _spool.scan(spool):
+        last_seq = frame.seq
         record = records_pb2.Record.FromString(frame.payload)
         kind = record.WhichOneof("kind")
         if kind == "history":
@@ -53,7 +70,7 @@ def _resume_point(spool: Path) -> tuple[int, dict[str, Any]]:
             config = json.loads(record.start.config_json or "{}")
         elif kind == "config":
             config.update(json.loads(record.config.items_json))
-    return next_step, config
+    return _ResumePoint(last_seq, next_step, config)
 
 
 def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], None]:
@@ -86,6 +103,7 @@ def init(
     printer = Printer(quiet=os.environ.get("TRACKLOG_SILENT", "").lower() in ("1", "true"))
     cfg = Config()
     cfg.update(config)  # validates before anything is created
+    config_items = cfg.as_dict()
     tag_tuple = _settings.validate_tags(tags) if tags is not None else ()
     notes = _settings.validate_text("notes", notes, _settings.MAX_NOTES) if notes is not None else ""
     group = _settings.validate_text("group", group, 128) if group is not None else ""
@@ -112,16 +130,10 @@ def init(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     spool = run_dir / f"run-{settings.run_id}.tlog"
-    step = 0
-    if settings.resume:
-        step, previous_config = _resume_point(spool)
+    resumed = _resume_point(spool) if settings.resume else _ResumePoint()
+    if resumed.config:  # the config so far, updated by what this init() passes
         cfg = Config()
-        cfg.update(
-            {
-                **previous_config,
-                **(dict(vars(config)) if isinstance(config, argparse.Namespace) else dict(config or {})),
-            }
-        )
+        cfg.update({**resumed.config, **config_items})
 
     transport: Transport
     if offline:
@@ -130,10 +142,16 @@ def init(
         ref = records_pb2.RunRef(entity=settings.entity, project=settings.project, id=settings.run_id)
         attach = daemon_pb2.Attach(ref=ref, run_dir=str(run_dir), pid=os.getpid(), server=settings.server)
         transport = DaemonTransport(settings.home, attach, start_timeout=DAEMON_START_TIMEOUT)
-    sender = Sender(transport, warn=printer.warn, fallback=None if offline else _spool_fallback(spool))
+    sender = Sender(
+        transport,
+        warn=printer.warn,
+        fallback=None if offline else _spool_fallback(spool),
+        last_seq=resumed.last_seq,
+    )
     run = Run(
         settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,
-        config=cfg, run_dir=run_dir, sender=sender, printer=printer, start_time=start, step=step,
+        config=cfg, run_dir=run_dir, sender=sender, printer=printer, start_time=start,
+        step=resumed.next_step,
     )  # fmt: skip
     start_record = records_pb2.RunStart(
         ref=records_pb2.RunRef(entity=settings.entity, project=settings.project, id=settings.run_id),

@@ -42,6 +42,7 @@ class Sender:
         sleep: Callable[[float], object] | None = None,
         fallback: Callable[[list[tuple[int, bytes]]], None] | None = None,
         finish_timeout: float = 15.0,
+        last_seq: int = 0,
     ) -> None:
         self.transport = transport
         self.queue: deque[Row | records_pb2.Record] = deque()
@@ -53,7 +54,7 @@ class Sender:
         self._sleep = sleep or self._stop.wait
         self._fallback = fallback
         self._finish_timeout = finish_timeout
-        self._seq = 0
+        self._seq = last_seq  # the run's last frame so far: 0, or where a resumed spool ends
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._sent_through = 0
         self._connected = False

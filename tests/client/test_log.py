@@ -139,3 +139,27 @@ def test_disabled_mode_records_nothing_and_accepts_anything(tmp_path: Path) -> N
     run.log("not even a mapping")  # type: ignore[arg-type]
     run.finish()
     assert not (tmp_path / "tracklog").exists()
+
+
+def test_a_resumed_run_continues_its_steps_sequence_and_config() -> None:
+    first = _offline(id="res1", config={"lr": 0.1})
+    first.log({"x": 1.0})
+    first.log({"x": 2.0})
+    first.finish()
+    second = _offline(id="res1", resume="allow", config={"epochs": 3})
+    assert second.dir == first.dir
+    assert second.step == 2
+    assert dict(second.config.items()) == {"lr": 0.1, "epochs": 3}
+    second.log({"x": 3.0})
+    second.finish()
+    records = read_records(second.dir)
+    assert [seq for seq, _ in records] == list(range(1, len(records) + 1))
+    assert [(r["_step"], r["x"]) for r in history_rows(records)] == [(0, 1.0), (1, 2.0), (2, 3.0)]
+
+
+def test_reusing_a_local_run_id_without_resume_is_refused_with_a_clear_error() -> None:
+    _offline(id="taken").finish()
+    with pytest.raises(tracklog.UsageError, match="already exists.*resume='allow'"):
+        _offline(id="taken")
+    with pytest.raises(tracklog.UsageError, match="resume='must' but no run directory"):
+        _offline(id="fresh", resume="must")
