@@ -159,7 +159,7 @@ def test_a_resumed_run_continues_its_steps_sequence_and_config() -> None:
 
 def test_reusing_a_local_run_id_without_resume_is_refused_with_a_clear_error() -> None:
     _offline(id="taken").finish()
-    with pytest.raises(tracklog.UsageError, match="already exists.*resume='allow'"):
+    with pytest.raises(tracklog.UsageError, match=r"already exists.*resume='allow'"):
         _offline(id="taken")
     with pytest.raises(tracklog.UsageError, match="resume='must' but no run directory"):
         _offline(id="fresh", resume="must")
