@@ -71,6 +71,23 @@ COLUMN_TYPE_JSON: ColumnType.ValueType  # 3
 """json_values: one JSON text per step (str, bool, None, lists ...)"""
 Global___ColumnType: _TypeAlias = ColumnType  # noqa: Y015
 
+class _OutputStream:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OutputStreamEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutputStream.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OUTPUT_STREAM_UNSPECIFIED: _OutputStream.ValueType  # 0
+    OUTPUT_STREAM_STDOUT: _OutputStream.ValueType  # 1
+    OUTPUT_STREAM_STDERR: _OutputStream.ValueType  # 2
+
+class OutputStream(_OutputStream, metaclass=_OutputStreamEnumTypeWrapper): ...
+
+OUTPUT_STREAM_UNSPECIFIED: OutputStream.ValueType  # 0
+OUTPUT_STREAM_STDOUT: OutputStream.ValueType  # 1
+OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
+Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
+
 @_typing.final
 class RunRef(_message.Message):
     """entity/project/id. Each part is 1-64 characters of [A-Za-z0-9._-]."""
@@ -375,6 +392,204 @@ class Finish(_message.Message):
 Global___Finish: _TypeAlias = Finish  # noqa: Y015
 
 @_typing.final
+class SystemBatch(_message.Message):
+    """System metrics (the `system/...` namespace): one row per reporting window, each value the mean of
+    the window's samples. Sampled by the daemon (one sampler per machine) and handed to each attached
+    run's training process, which records it in order with everything else.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMESTAMPS_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    timestamps: _builtins.bytes
+    """float64 little-endian unix seconds, one per row, ascending"""
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___SystemSeries]: ...
+    def __init__(
+        self,
+        *,
+        timestamps: _builtins.bytes = ...,
+        series: _abc.Iterable[Global___SystemSeries] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["series", b"series", "timestamps", b"timestamps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SystemBatch: _TypeAlias = SystemBatch  # noqa: Y015
+
+@_typing.final
+class SystemSeries(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """e.g. "system/cpu", "system/proc.memory.rssMB", "system/gpu.0.gpu" """
+    values: _builtins.bytes
+    """float64 little-endian, one per row of the batch; NaN where not measured"""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        values: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SystemSeries: _TypeAlias = SystemSeries  # noqa: Y015
+
+@_typing.final
+class Metadata(_message.Message):
+    """What the run ran on, captured once at start by the daemon (concurrently with init())."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JSON_FIELD_NUMBER: _builtins.int
+    json: _builtins.str
+    """a JSON object: os, python, host, git, cpu, memory, gpu, ... (see the README)"""
+    def __init__(
+        self,
+        *,
+        json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Metadata: _TypeAlias = Metadata  # noqa: Y015
+
+@_typing.final
+class OutputLine(_message.Message):
+    """Console output of the training process: complete lines, carriage-return progress bars collapsed
+    to their last state.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    time: _builtins.float
+    """unix seconds"""
+    stream: Global___OutputStream.ValueType
+    text: _builtins.str
+    """without the line terminator"""
+    def __init__(
+        self,
+        *,
+        time: _builtins.float = ...,
+        stream: Global___OutputStream.ValueType = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stream", b"stream", "text", b"text", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputLine: _TypeAlias = OutputLine  # noqa: Y015
+
+@_typing.final
+class OutputLines(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputLine]: ...
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___OutputLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputLines: _TypeAlias = OutputLines  # noqa: Y015
+
+@_typing.final
+class FileChunk(_message.Message):
+    """Part of a file saved with the run (run.save, or one the run writes itself such as output.log).
+    Chunks of one version of a file arrive in order; the last one has last = true.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """relative path inside the run's files, '/'-separated"""
+    version: _builtins.int
+    """1 for the first save of a name; "live" files get a new version per change"""
+    offset: _builtins.int
+    data: _builtins.bytes
+    last: _builtins.bool
+    size: _builtins.int
+    """the whole file's size (in every chunk)"""
+    sha256: _builtins.str
+    """hex digest of the whole file (in the last chunk)"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        last: _builtins.bool = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "last", b"last", "name", b"name", "offset", b"offset", "sha256", b"sha256", "size", b"size", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FileChunk: _TypeAlias = FileChunk  # noqa: Y015
+
+@_typing.final
+class Timing(_message.Message):
+    """Time accounting, sent with the run's end (and periodically): wall time from start, and the time the
+    training process was actually able to run (excludes SIGSTOP and machine sleep).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    TRACKED_SECONDS_FIELD_NUMBER: _builtins.int
+    runtime: _builtins.float
+    """seconds"""
+    tracked_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        runtime: _builtins.float = ...,
+        tracked_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runtime", b"runtime", "tracked_seconds", b"tracked_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Timing: _TypeAlias = Timing  # noqa: Y015
+
+@_typing.final
 class Record(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -384,6 +599,11 @@ class Record(_message.Message):
     SUMMARY_FIELD_NUMBER: _builtins.int
     UPDATE_FIELD_NUMBER: _builtins.int
     FINISH_FIELD_NUMBER: _builtins.int
+    SYSTEM_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    TIMING_FIELD_NUMBER: _builtins.int
     history: _builtins.bytes
     """a serialized HistoryBatch, opaque to the daemon"""
     @_builtins.property
@@ -396,6 +616,16 @@ class Record(_message.Message):
     def update(self) -> Global___RunUpdate: ...
     @_builtins.property
     def finish(self) -> Global___Finish: ...
+    @_builtins.property
+    def system(self) -> Global___SystemBatch: ...
+    @_builtins.property
+    def metadata(self) -> Global___Metadata: ...
+    @_builtins.property
+    def output(self) -> Global___OutputLines: ...
+    @_builtins.property
+    def file(self) -> Global___FileChunk: ...
+    @_builtins.property
+    def timing(self) -> Global___Timing: ...
     def __init__(
         self,
         *,
@@ -405,12 +635,17 @@ class Record(_message.Message):
         summary: Global___SummaryUpdate | None = ...,
         update: Global___RunUpdate | None = ...,
         finish: Global___Finish | None = ...,
+        system: Global___SystemBatch | None = ...,
+        metadata: Global___Metadata | None = ...,
+        output: Global___OutputLines | None = ...,
+        file: Global___FileChunk | None = ...,
+        timing: Global___Timing | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "finish", b"finish", "history", b"history", "kind", b"kind", "start", b"start", "summary", b"summary", "update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "file", b"file", "finish", b"finish", "history", b"history", "kind", b"kind", "metadata", b"metadata", "output", b"output", "start", b"start", "summary", b"summary", "system", b"system", "timing", b"timing", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "finish", b"finish", "history", b"history", "kind", b"kind", "start", b"start", "summary", b"summary", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "file", b"file", "finish", b"finish", "history", b"history", "kind", b"kind", "metadata", b"metadata", "output", b"output", "start", b"start", "summary", b"summary", "system", b"system", "timing", b"timing", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "history", "config", "summary", "update", "finish"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "history", "config", "summary", "update", "finish", "system", "metadata", "output", "file", "timing"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -20,6 +20,165 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class SystemHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    samples: _builtins.int
+    """0: every row"""
+    @_builtins.property
+    def ref(self) -> _records_pb2.RunRef: ...
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: every system key"""
+
+    def __init__(
+        self,
+        *,
+        ref: _records_pb2.RunRef | None = ...,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
+        samples: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "ref", b"ref", "samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SystemHistoryRequest: _TypeAlias = SystemHistoryRequest  # noqa: Y015
+
+@_typing.final
+class LogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    """the first line to return, 0-based"""
+    limit: _builtins.int
+    """0: no limit"""
+    @_builtins.property
+    def ref(self) -> _records_pb2.RunRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _records_pb2.RunRef | None = ...,
+        offset: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogsRequest: _TypeAlias = LogsRequest  # noqa: Y015
+
+@_typing.final
+class ListFilesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ref(self) -> _records_pb2.RunRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _records_pb2.RunRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFilesRequest: _TypeAlias = ListFilesRequest  # noqa: Y015
+
+@_typing.final
+class FileInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    version: _builtins.int
+    size: _builtins.int
+    sha256: _builtins.str
+    updated_at: _builtins.float
+    complete: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        updated_at: _builtins.float = ...,
+        complete: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete", b"complete", "name", b"name", "sha256", b"sha256", "size", b"size", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FileInfo: _TypeAlias = FileInfo  # noqa: Y015
+
+@_typing.final
+class ListFilesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___FileInfo]: ...
+    def __init__(
+        self,
+        *,
+        files: _abc.Iterable[Global___FileInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFilesResponse: _TypeAlias = ListFilesResponse  # noqa: Y015
+
+@_typing.final
+class GetFileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    version: _builtins.int
+    """0: the latest complete version"""
+    @_builtins.property
+    def ref(self) -> _records_pb2.RunRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _records_pb2.RunRef | None = ...,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "ref", b"ref", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFileRequest: _TypeAlias = GetFileRequest  # noqa: Y015
+
+@_typing.final
 class IngestRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -188,6 +347,8 @@ class RunView(_message.Message):
     HOST_FIELD_NUMBER: _builtins.int
     RUN_DIR_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    TRACKED_SECONDS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     notes: _builtins.str
     group: _builtins.str
@@ -208,6 +369,10 @@ class RunView(_message.Message):
     host: _builtins.str
     run_dir: _builtins.str
     last_seq: _builtins.int
+    runtime: _builtins.float
+    """seconds from start to end (or to the last record while running)"""
+    tracked_seconds: _builtins.float
+    """runtime minus time suspended (SIGSTOP) or asleep"""
     @_builtins.property
     def ref(self) -> _records_pb2.RunRef: ...
     @_builtins.property
@@ -239,10 +404,12 @@ class RunView(_message.Message):
         host: _builtins.str = ...,
         run_dir: _builtins.str = ...,
         last_seq: _builtins.int = ...,
+        runtime: _builtins.float = ...,
+        tracked_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "created_at", b"created_at", "exit_code", b"exit_code", "finished_at", b"finished_at", "group", b"group", "heartbeat_at", b"heartbeat_at", "history_rows", b"history_rows", "host", b"host", "job_type", b"job_type", "last_seq", b"last_seq", "last_step", b"last_step", "metadata_json", b"metadata_json", "metrics", b"metrics", "name", b"name", "notes", b"notes", "ref", b"ref", "run_dir", b"run_dir", "state", b"state", "summary_json", b"summary_json", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "created_at", b"created_at", "exit_code", b"exit_code", "finished_at", b"finished_at", "group", b"group", "heartbeat_at", b"heartbeat_at", "history_rows", b"history_rows", "host", b"host", "job_type", b"job_type", "last_seq", b"last_seq", "last_step", b"last_step", "metadata_json", b"metadata_json", "metrics", b"metrics", "name", b"name", "notes", b"notes", "ref", b"ref", "run_dir", b"run_dir", "runtime", b"runtime", "state", b"state", "summary_json", b"summary_json", "tags", b"tags", "tracked_seconds", b"tracked_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

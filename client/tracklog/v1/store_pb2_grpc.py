@@ -65,6 +65,26 @@ class StoreStub:
                 request_serializer=tracklog_dot_v1_dot_store__pb2.ServerInfoRequest.SerializeToString,
                 response_deserializer=tracklog_dot_v1_dot_store__pb2.ServerInfoResponse.FromString,
                 _registered_method=True)
+        self.SystemHistory = channel.unary_stream(
+                '/tracklog.v1.Store/SystemHistory',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.SystemHistoryRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_records__pb2.SystemBatch.FromString,
+                _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/tracklog.v1.Store/Logs',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.LogsRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_records__pb2.OutputLines.FromString,
+                _registered_method=True)
+        self.ListFiles = channel.unary_unary(
+                '/tracklog.v1.Store/ListFiles',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.ListFilesRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.ListFilesResponse.FromString,
+                _registered_method=True)
+        self.GetFile = channel.unary_stream(
+                '/tracklog.v1.Store/GetFile',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.GetFileRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_records__pb2.FileChunk.FromString,
+                _registered_method=True)
 
 
 class StoreServicer:
@@ -108,6 +128,33 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SystemHistory(self, request, context):
+        """System metrics: one SystemBatch per page, ascending time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logs(self, request, context):
+        """Console output, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFiles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFile(self, request, context):
+        """A file's latest complete version (or the one asked for), in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +187,26 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.ServerInfo,
                     request_deserializer=tracklog_dot_v1_dot_store__pb2.ServerInfoRequest.FromString,
                     response_serializer=tracklog_dot_v1_dot_store__pb2.ServerInfoResponse.SerializeToString,
+            ),
+            'SystemHistory': grpc.unary_stream_rpc_method_handler(
+                    servicer.SystemHistory,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.SystemHistoryRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_records__pb2.SystemBatch.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.LogsRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_records__pb2.OutputLines.SerializeToString,
+            ),
+            'ListFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFiles,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.ListFilesRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.ListFilesResponse.SerializeToString,
+            ),
+            'GetFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetFile,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.GetFileRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_records__pb2.FileChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +371,114 @@ class Store:
             '/tracklog.v1.Store/ServerInfo',
             tracklog_dot_v1_dot_store__pb2.ServerInfoRequest.SerializeToString,
             tracklog_dot_v1_dot_store__pb2.ServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SystemHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tracklog.v1.Store/SystemHistory',
+            tracklog_dot_v1_dot_store__pb2.SystemHistoryRequest.SerializeToString,
+            tracklog_dot_v1_dot_records__pb2.SystemBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tracklog.v1.Store/Logs',
+            tracklog_dot_v1_dot_store__pb2.LogsRequest.SerializeToString,
+            tracklog_dot_v1_dot_records__pb2.OutputLines.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/ListFiles',
+            tracklog_dot_v1_dot_store__pb2.ListFilesRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.ListFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tracklog.v1.Store/GetFile',
+            tracklog_dot_v1_dot_store__pb2.GetFileRequest.SerializeToString,
+            tracklog_dot_v1_dot_records__pb2.FileChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,13 @@ class StoreStub:
     History: _grpc.UnaryStreamMultiCallable[_store_pb2.HistoryRequest, _records_pb2.HistoryBatch]
     """History rows in ascending step order, in pages of complete rows."""
     ServerInfo: _grpc.UnaryUnaryMultiCallable[_store_pb2.ServerInfoRequest, _store_pb2.ServerInfoResponse]
+    SystemHistory: _grpc.UnaryStreamMultiCallable[_store_pb2.SystemHistoryRequest, _records_pb2.SystemBatch]
+    """System metrics: one SystemBatch per page, ascending time."""
+    Logs: _grpc.UnaryStreamMultiCallable[_store_pb2.LogsRequest, _records_pb2.OutputLines]
+    """Console output, in order."""
+    ListFiles: _grpc.UnaryUnaryMultiCallable[_store_pb2.ListFilesRequest, _store_pb2.ListFilesResponse]
+    GetFile: _grpc.UnaryStreamMultiCallable[_store_pb2.GetFileRequest, _records_pb2.FileChunk]
+    """A file's latest complete version (or the one asked for), in chunks."""
 
 @_typing.type_check_only
 class StoreAsyncStub(StoreStub):
@@ -52,6 +59,13 @@ class StoreAsyncStub(StoreStub):
     History: _aio.UnaryStreamMultiCallable[_store_pb2.HistoryRequest, _records_pb2.HistoryBatch]  # type: ignore[assignment]
     """History rows in ascending step order, in pages of complete rows."""
     ServerInfo: _aio.UnaryUnaryMultiCallable[_store_pb2.ServerInfoRequest, _store_pb2.ServerInfoResponse]  # type: ignore[assignment]
+    SystemHistory: _aio.UnaryStreamMultiCallable[_store_pb2.SystemHistoryRequest, _records_pb2.SystemBatch]  # type: ignore[assignment]
+    """System metrics: one SystemBatch per page, ascending time."""
+    Logs: _aio.UnaryStreamMultiCallable[_store_pb2.LogsRequest, _records_pb2.OutputLines]  # type: ignore[assignment]
+    """Console output, in order."""
+    ListFiles: _aio.UnaryUnaryMultiCallable[_store_pb2.ListFilesRequest, _store_pb2.ListFilesResponse]  # type: ignore[assignment]
+    GetFile: _aio.UnaryStreamMultiCallable[_store_pb2.GetFileRequest, _records_pb2.FileChunk]  # type: ignore[assignment]
+    """A file's latest complete version (or the one asked for), in chunks."""
 
 class StoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -97,5 +111,36 @@ class StoreServicer(metaclass=_abc_1.ABCMeta):
         request: _store_pb2.ServerInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.ServerInfoResponse, _abc.Awaitable[_store_pb2.ServerInfoResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SystemHistory(
+        self,
+        request: _store_pb2.SystemHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_records_pb2.SystemBatch], _abc.AsyncIterator[_records_pb2.SystemBatch]]:
+        """System metrics: one SystemBatch per page, ascending time."""
+
+    @_abc_1.abstractmethod
+    def Logs(
+        self,
+        request: _store_pb2.LogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_records_pb2.OutputLines], _abc.AsyncIterator[_records_pb2.OutputLines]]:
+        """Console output, in order."""
+
+    @_abc_1.abstractmethod
+    def ListFiles(
+        self,
+        request: _store_pb2.ListFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.ListFilesResponse, _abc.Awaitable[_store_pb2.ListFilesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetFile(
+        self,
+        request: _store_pb2.GetFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_records_pb2.FileChunk], _abc.AsyncIterator[_records_pb2.FileChunk]]:
+        """A file's latest complete version (or the one asked for), in chunks."""
 
 def add_StoreServicer_to_server(servicer: StoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
