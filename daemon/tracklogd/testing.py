@@ -174,6 +174,28 @@ class FakeStore(store_pb2_grpc.StoreServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "FakeStore is unavailable")
         return store_pb2.ServerInfoResponse(version="fake", http_url=self.http_url, heartbeat_timeout=120.0)
 
+    # The fake models what the daemon uses (ingest, heartbeats); reading data back is the real
+    # server's business, so these answer UNIMPLEMENTED.
+    def SystemHistory(
+        self, request: store_pb2.SystemHistoryRequest, context: grpc.ServicerContext
+    ) -> Iterator[records_pb2.SystemBatch]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore keeps no system metrics")
+
+    def Logs(
+        self, request: store_pb2.LogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[records_pb2.OutputLines]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore keeps no console output")
+
+    def ListFiles(
+        self, request: store_pb2.ListFilesRequest, context: grpc.ServicerContext
+    ) -> store_pb2.ListFilesResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore keeps no files")
+
+    def GetFile(
+        self, request: store_pb2.GetFileRequest, context: grpc.ServicerContext
+    ) -> Iterator[records_pb2.FileChunk]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore keeps no files")
+
     def GetRun(self, request: store_pb2.GetRunRequest, context: grpc.ServicerContext) -> store_pb2.RunView:
         """A RunView with what the fake knows: name, state, exit code and last seq."""
         key = ref_key(request.ref)
