@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -136,8 +138,12 @@ class Api:
             request.page_token = response.next_page_token
 
     def _history(self, request: store_pb2.HistoryRequest, what: str) -> Iterator[records_pb2.HistoryBatch]:
+        return self._stream("History", request, what)
+
+    def _stream(self, method: str, request: Any, what: str) -> Iterator[Any]:
+        """A server-streaming call, with gRPC errors translated."""
         try:
-            yield from self._stub.History(request, timeout=self.timeout * 10)
+            yield from getattr(self._stub, method)(request, timeout=self.timeout * 10)
         except grpc.RpcError as exc:
             raise translate(exc, what) from exc
 
@@ -173,6 +179,8 @@ class ApiRun:
         self.start_time = view.created_at
         self.history_rows = view.history_rows
         self.host = view.host
+        self.runtime = view.runtime
+        self.tracked_seconds = view.tracked_seconds
 
     @property
     def path(self) -> str:
@@ -216,5 +224,86 @@ class ApiRun:
         """Every row, in step order, fetched page by page."""
         return self._rows(self._request(keys, None, page_size))
 
+    def system_history(
+        self, keys: Sequence[str] | None = None, samples: int | None = None
+    ) -> list[dict[str, Any]]:
+        """System metrics rows ``{"_timestamp", "_runtime", "system/...": value}``, oldest first."""
+        if isinstance(keys, str):
+            raise TypeError("keys must be a list of str, not a str")
+        request = store_pb2.SystemHistoryRequest(
+            ref=self._view.ref, keys=list(keys or ()), samples=samples or 0
+        )
+        rows: list[dict[str, Any]] = []
+        for batch in self._api._stream("SystemHistory", request, f"system metrics of {self.path}"):
+            times = _history.unpack_float64(batch.timestamps)
+            page = [{"_timestamp": t, "_runtime": t - self.start_time} for t in times]
+            for series in batch.series:
+                for row, value in zip(page, _history.unpack_float64(series.values), strict=True):
+                    if not math.isnan(value):  # NaN: not measured at that time
+                        row[series.key] = value
+            rows.extend(page)
+        return rows
+
+    def logs(self) -> list[str]:
+        """The run's console output, one string per line, in order."""
+        request = store_pb2.LogsRequest(ref=self._view.ref)
+        return [
+            line.text
+            for page in self._api._stream("Logs", request, f"logs of {self.path}")
+            for line in page.lines
+        ]
+
+    def files(self) -> list[ApiFile]:
+        """The files stored with the run (the latest complete version of each)."""
+        request = store_pb2.ListFilesRequest(ref=self._view.ref)
+        try:
+            response = self._api._stub.ListFiles(request, timeout=self._api.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc, f"files of {self.path}") from exc
+        return [ApiFile(self, info) for info in response.files]
+
+    def file(self, name: str) -> ApiFile:
+        for found in self.files():
+            if found.name == name:
+                return found
+        raise NotFoundError(f"run {self.path} has no file {name!r}")
+
     def __repr__(self) -> str:
         return f"<tracklog.ApiRun {self.path} ({self.state})>"
+
+
+class ApiFile:
+    """A file stored with a run: ``name``, ``size``, ``sha256``; ``download(root)`` fetches it."""
+
+    def __init__(self, run: ApiRun, info: store_pb2.FileInfo) -> None:
+        self._run = run
+        self.name = info.name
+        self.version = info.version
+        self.size = info.size
+        self.sha256 = info.sha256
+        self.updated_at = _iso(info.updated_at)
+
+    def download(self, root: str | os.PathLike[str] = ".", replace: bool = False) -> Path:
+        """Writes the file under ``root`` (keeping its relative path); returns where. Refuses to
+        overwrite an existing file unless ``replace``, and checks the sha256."""
+        target = (Path(root) / self.name).resolve()
+        if Path(root).resolve() not in target.parents:
+            raise UsageError(f"file name {self.name!r} would escape {root}")
+        if target.exists() and not replace:
+            raise UsageError(f"{target} exists; pass replace=True to overwrite it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        request = store_pb2.GetFileRequest(ref=self._run._view.ref, name=self.name, version=self.version)
+        digest = hashlib.sha256()
+        tmp = target.with_name(target.name + ".part")
+        with open(tmp, "wb") as f:
+            for chunk in self._run._api._stream("GetFile", request, f"file {self.name} of {self._run.path}"):
+                f.write(chunk.data)
+                digest.update(chunk.data)
+        if self.sha256 and digest.hexdigest() != self.sha256:
+            tmp.unlink(missing_ok=True)
+            raise CommError(f"file {self.name} arrived damaged (sha256 mismatch); try again")
+        os.replace(tmp, target)
+        return target
+
+    def __repr__(self) -> str:
+        return f"<tracklog.ApiFile {self.name} ({self.size} bytes)>"

@@ -142,18 +142,36 @@ def _cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
     if not runs:
         print("no runs" + (f" in {args.path}" if args.path else ""))
         return 0
-    rows = [("RUN", "NAME", "STATE", "CREATED", "ROWS", "SUMMARY")]
+    rows = [("RUN", "NAME", "STATE", "CREATED", "RUNTIME", "ROWS", "HOST", "COMMIT", "SUMMARY")]
     for run in runs:
         summary = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in list(sorted(run.summary.items()))[:4]
             if not k.startswith("_")
         )
-        rows.append((run.path, run.name, run.state, run.created_at, str(run.history_rows), summary))
+        git = run.metadata.get("git")
+        git = git if isinstance(git, dict) else {}
+        commit = str(git.get("commit", ""))[:8] + ("+" if git.get("dirty") else "")
+        host = str(run.metadata.get("host") or run.host)
+        rows.append(
+            (
+                run.path, run.name, run.state, run.created_at, _duration(run.runtime),
+                str(run.history_rows), host, commit, summary,
+            )
+        )  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
     return 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _cmd_login(args: argparse.Namespace, rest: list[str]) -> int:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from tracklog import _history, _lifecycle, _names, _settings, _spool
+from tracklog._capture import Capture, OutputChunk
 from tracklog._config import Config
+from tracklog._console import Console
 from tracklog._errors import UsageError
 from tracklog._run import Run
 from tracklog._sender import Sender
@@ -147,6 +149,7 @@ def init(
         warn=printer.warn,
         fallback=None if offline else _spool_fallback(spool),
         last_seq=resumed.last_seq,
+        capture=Capture(run_dir, warn=printer.warn, start_wall=start),
     )
     run = Run(
         settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,
@@ -175,6 +178,11 @@ def init(
         printer.warn("the tracklog daemon is not answering yet; the run goes on and its data is kept")
     _lifecycle.adopt(run)
     printer.opening(run)
+    if os.environ.get("TRACKLOG_CONSOLE", "on").lower() not in ("off", "false", "0"):
+        queue = sender.queue
+        console = Console(lambda lines: queue.append(OutputChunk(lines)))
+        if console.start():
+            run._console = console
     return run
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import operator
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tracklog import _settings, _values
+from tracklog import _files, _settings, _values
+from tracklog._capture import END
 from tracklog._config import Config, Summary
+from tracklog._console import Console
 from tracklog._sender import BATCH_ROWS, Sender
 from tracklog._terminal import Printer
 from tracklog.v1 import records_pb2
@@ -54,6 +57,7 @@ class Run:
         self._pending: dict[str, Any] | None = None  # the row being accumulated with commit=False
         self._dropped = 0
         self._finished = False
+        self._console: Console | None = None
         self.config = config
         self.summary = Summary(self._emit, self._logged_summary)
         if sender is None:  # disabled: every call returns at once
@@ -133,6 +137,24 @@ class Run:
                 f"log() at step {step} is below the current step {self._step}; the data is dropped "
                 "(steps only move forward; later drops are counted and reported at finish)"
             )
+
+    def save(
+        self,
+        glob_str: str | os.PathLike[str],
+        base_path: str | os.PathLike[str] | None = None,
+        policy: str = "live",
+    ) -> None:
+        """Stores files matching ``glob_str`` with the run, named relative to ``base_path`` (default:
+        the pattern's directory). ``policy``: "now", "end" or "live" (now, on every change, and at
+        the end). Files are read and sent by the background thread, never on this one."""
+        if policy not in _files.POLICIES:
+            raise ValueError(f"save() policy must be one of {', '.join(_files.POLICIES)}; got {policy!r}")
+        pattern = os.path.abspath(os.fspath(glob_str))
+        base = os.path.abspath(os.fspath(base_path)) if base_path is not None else os.path.dirname(pattern)
+        if not pattern.startswith(base.rstrip(os.sep) + os.sep):
+            raise ValueError(f"save() pattern {os.fspath(glob_str)!r} is not inside base_path {base!r}")
+        if self._queue is not None and not self._finished:
+            self._queue.append(_files.SaveRequest(pattern, base, policy))
 
     def _disown(self) -> None:
         """In a forked child: this process does not own the run; log() warns once and drops."""
@@ -265,7 +287,11 @@ class Run:
         if self._sender is None:
             self._finished = True
             return
+        if self._console is not None:
+            self._console.stop()  # its last lines go into the queue before the end
+            self._console = None
         end = records_pb2.Finish(state=state, exit_code=exit_code, end_time=_now(), reason=reason)  # type: ignore[arg-type]
+        self._queue.append(END)  # type: ignore[union-attr]
         self._queue.append(records_pb2.Record(finish=end))  # type: ignore[union-attr]
         self._finished = True
         durable = self._sender.close(timeout=60.0)

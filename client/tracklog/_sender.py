@@ -12,16 +12,20 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from tracklog import _history
+from tracklog._capture import Capture
 from tracklog._errors import CommError
 from tracklog._sparkline import Series
-from tracklog._transport import Transport
+from tracklog._transport import DaemonTransport, Transport
 from tracklog.v1 import records_pb2
 
 FLUSH_INTERVAL = 0.1  # seconds: the longest a row waits in the training process
@@ -43,9 +47,14 @@ class Sender:
         fallback: Callable[[list[tuple[int, bytes]]], None] | None = None,
         finish_timeout: float = 15.0,
         last_seq: int = 0,
+        capture: Capture | None = None,
     ) -> None:
         self.transport = transport
-        self.queue: deque[Row | records_pb2.Record] = deque()
+        # Rows (tuples), Records, serialized Records (bytes, from the daemon), and Capture items.
+        self.queue: deque[Any] = deque()
+        self.capture = capture
+        if isinstance(transport, DaemonTransport):
+            transport.on_record = self.accept_record
         self.wake = threading.Event()
         self._warn = warn
         self._flush_interval = flush_interval
@@ -117,6 +126,20 @@ class Sender:
                 self._warn(f"could not write the remaining frames to the spool: {exc!r}")
         return not self.queue and not self._unacked
 
+    def accept_record(self, record: bytes) -> None:
+        """A Record the daemon made for this run (system metrics, metadata): appended in order.
+        Called on the transport's reader thread; ignored once the run is ending."""
+        if self._stop.is_set():
+            return
+        if self.capture is not None and not self.capture.metadata:
+            try:
+                parsed = records_pb2.Record.FromString(record)
+                if parsed.WhichOneof("kind") == "metadata":
+                    self.capture.metadata = json.loads(parsed.metadata.json or "{}")
+            except (ValueError, DecodeError):
+                pass  # the daemon's record goes to the store as it is; the server validates it
+        self.queue.append(record)
+
     @property
     def pending_frames(self) -> int:
         return len(self._unacked)
@@ -134,6 +157,8 @@ class Sender:
             self._warn(f"internal error in the sender thread, run data may be incomplete: {exc!r}")
 
     def _cycle(self) -> None:
+        if self.capture is not None:
+            self.queue.extend(self.capture.tick())
         self._encode()
         self._ship()
 
@@ -167,21 +192,22 @@ class Sender:
             self._unacked.append((self._seq, payload))
 
     def _drain(
-        self,
-        queue: deque[Row | records_pb2.Record],
-        builder: _history.BatchBuilder,
-        frames: list[records_pb2.Record | bytes],
+        self, queue: deque[Any], builder: _history.BatchBuilder, frames: list[records_pb2.Record | bytes]
     ) -> None:
         while queue:
             item = queue.popleft()
-            if type(item) is tuple:
+            kind = type(item)
+            if kind is tuple:
                 builder.add(*item)
                 if len(builder) >= BATCH_ROWS:
                     frames.append(self._flush_builder())
-            else:
-                if len(builder):
-                    frames.append(self._flush_builder())
-                frames.append(item)  # type: ignore[arg-type]
+                continue
+            if len(builder):
+                frames.append(self._flush_builder())
+            if kind is records_pb2.Record or kind is bytes:
+                frames.append(item)
+            elif self.capture is not None:
+                frames.extend(self.capture.expand(item))
         if len(builder):
             frames.append(self._flush_builder())
 

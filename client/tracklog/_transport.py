@@ -9,7 +9,7 @@ from __future__ import annotations
 import _thread
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -100,6 +100,7 @@ class DaemonTransport:
     ) -> None:
         self.home = home
         self._spawn = spawn
+        self.on_record: Callable[[bytes], None] | None = None
         self.url = ""
         self._attach = attach
         self._start_timeout = start_timeout
@@ -156,6 +157,8 @@ class DaemonTransport:
                     self._cond.notify_all()
                 if kind == "stop":
                     _thread.interrupt_main()  # a stop from the API ends the run as killed
+                elif kind == "record" and self.on_record is not None:
+                    self.on_record(message.record)
         except grpc.RpcError:
             pass
         finally:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tracklog.v1 import records_pb2, store_pb2
 
-from ._entities import HistoryPage, Run, RunKey, RunState
+from ._capture_records import STREAM_CODES
+from ._entities import FileInfo, HistoryPage, OutputLine, Run, RunKey, RunState, SystemPage
 
 STATES = {
     RunState.RUNNING: records_pb2.RUN_STATE_RUNNING,
@@ -44,6 +45,8 @@ def run_view(run: Run) -> store_pb2.RunView:
         host=run.host,
         run_dir=run.run_dir,
         last_seq=run.last_seq,
+        runtime=run.runtime,
+        tracked_seconds=run.tracked_seconds,
     )
 
 
@@ -54,3 +57,30 @@ def history_batch(page: HistoryPage) -> records_pb2.HistoryBatch:
             key=col.key, type=col.type, steps=col.steps, values=col.values, json_values=col.json_values
         )
     return batch
+
+
+def system_batch(page: SystemPage) -> records_pb2.SystemBatch:
+    return records_pb2.SystemBatch(
+        timestamps=page.timestamps,
+        series=[records_pb2.SystemSeries(key=s.key, values=s.values) for s in page.series],
+    )
+
+
+def output_lines(lines: tuple[OutputLine, ...]) -> records_pb2.OutputLines:
+    return records_pb2.OutputLines(
+        lines=[
+            records_pb2.OutputLine(time=line.time, stream=STREAM_CODES[line.stream], text=line.text)
+            for line in lines
+        ]
+    )
+
+
+def file_info(info: FileInfo) -> store_pb2.FileInfo:
+    return store_pb2.FileInfo(
+        name=info.name,
+        version=info.version,
+        size=info.size,
+        sha256=info.sha256,
+        updated_at=info.updated_at,
+        complete=info.complete,
+    )

@@ -103,8 +103,9 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def upgrade_schema(engine: Engine) -> None:
-    """Brings the schema to the newest migration (creating it in an empty database)."""
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Brings the schema to the newest migration (creating it in an empty database); ``revision``
+    stops at an older one (tests upgrade a database made by an older server)."""
     cfg = Config()
     cfg.set_main_option("script_location", os.fspath(_MIGRATIONS))
     with translate_db_errors("migrate the database schema"), writer(engine).begin() as conn:
@@ -113,7 +114,7 @@ def upgrade_schema(engine: Engine) -> None:
             conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
         cfg.attributes["connection"] = conn
         try:
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
         except CommandError as exc:
             raise SchemaError(
                 f"cannot migrate the database schema: {exc} (was it created by a newer tracklog?)"

@@ -20,6 +20,13 @@ class RunState(enum.StrEnum):
     CRASHED = "crashed"
 
 
+class OutputStream(enum.StrEnum):
+    """Where a console line was written."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
 @dataclass(frozen=True, slots=True)
 class RunKey:
     """``entity/project/id`` of a run, already validated."""
@@ -66,6 +73,9 @@ class Run:
     host: str
     run_dir: str
     last_seq: int
+    runtime: float  # seconds from start to end (or to the latest news while running)
+    tracked_seconds: float  # runtime minus time suspended or asleep
+    output_lines: int  # console lines stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +127,56 @@ class RunFilter:
     order: str = "-created_at"  # "created_at", "-created_at", "name", "-name"
     limit: int = 0  # 0: no limit
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SystemQuery:
+    keys: tuple[str, ...] = ()  # empty: every system metric key
+    samples: int = 0  # 0: every row; else at most this many, evenly spaced, first and last kept
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSeriesSlice:
+    """One system metric's values on the rows of a page: float64 LE, NaN where not measured."""
+
+    key: str
+    values: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SystemPage:
+    """Rows of system metrics in ascending time: float64 LE unix ``timestamps`` and, for each key,
+    one value per row (the wire encoding of ``tracklog.v1.SystemBatch``)."""
+
+    timestamps: bytes
+    series: tuple[SystemSeriesSlice, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSnapshot:
+    """The latest row of system metrics: its time and each key's value (NaN: not measured)."""
+
+    time: float
+    values: tuple[tuple[str, float], ...]  # sorted by key
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One console line, without its terminator."""
+
+    time: float  # unix seconds
+    stream: OutputStream
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """One version of a file saved with a run. ``size`` is the bytes stored once complete (before,
+    the size the sender announced); ``sha256`` is empty until complete."""
+
+    name: str
+    version: int
+    size: int
+    sha256: str
+    updated_at: float  # unix seconds of the last chunk received
+    complete: bool

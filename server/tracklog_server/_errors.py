@@ -22,8 +22,16 @@ class InvalidInputError(StoreError, ValueError):
     limit. Retrying the same input fails the same way (gRPC INVALID_ARGUMENT)."""
 
 
-class RunNotFoundError(StoreError, LookupError):
-    """No run has this entity/project/id (gRPC NOT_FOUND)."""
+class NotFoundError(StoreError, LookupError):
+    """What was asked for does not exist (gRPC NOT_FOUND)."""
+
+
+class RunNotFoundError(NotFoundError):
+    """No run has this entity/project/id."""
+
+
+class RunFileNotFoundError(NotFoundError):
+    """The run has no such file, or no complete version of it (or not the version asked for)."""
 
 
 class StoreUnavailableError(StoreError):

@@ -70,7 +70,7 @@ def read_history(
     if query.samples and total > query.samples:
         ends = list(accumulate(len(b.steps) for b in batches))  # cumulative row counts
         picks = []
-        for index in _sample_indices(total, query.samples):
+        for index in sample_indices(total, query.samples):
             k = bisect_right(ends, index)
             i = index - (ends[k] - len(batches[k].steps))
             picks.append((batches[k], i, i + 1))
@@ -93,7 +93,7 @@ def read_history(
         yield from _pages(sessions, run_pk, keys, page)
 
 
-def _sample_indices(n: int, samples: int) -> list[int]:
+def sample_indices(n: int, samples: int) -> list[int]:
     """``samples`` indices of ``range(n)``, evenly spaced, the first and the last kept (n > samples)."""
     if samples == 1:
         return [0]

@@ -3,104 +3,55 @@
 Routes (GET only):
   /                                    recent runs
   /<entity>/<project>                  runs of a project
-  /<entity>/<project>/runs/<id>        a run's page: name, state, config, summary, metrics
+  /<entity>/<project>/runs/<id>        a run's page: overview and metadata, config, summary, metrics,
+                                       latest system metrics, the console's last lines, files
+  /<entity>/<project>/runs/<id>/files/<name>   the latest complete version of a file, as an attachment
   /api/runs/<entity>/<project>/<id>    the run as JSON (``tracklog.v1.RunView`` in protobuf's JSON form)
 
-Every piece of user text goes through ``html.escape``. Runs in threads of the standard library's
-``ThreadingHTTPServer``; each request is one store operation.
+Every piece of user text goes through ``html.escape`` (see ``_html``); downloads are served as
+``application/octet-stream`` attachments that a browser neither renders nor sniffs. Runs in threads
+of the standard library's ``ThreadingHTTPServer``; each store call is its own short session.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import logging
+import re
 import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from google.protobuf import json_format
 
 from tracklog.v1 import records_pb2
 
 from ._convert import run_view
-from ._entities import Run, RunFilter, RunKey
-from ._errors import InvalidInputError, RunNotFoundError, StoreError, StoreUnavailableError
+from ._entities import RunFilter, RunKey
+from ._errors import InvalidInputError, NotFoundError, StoreError, StoreUnavailableError
+from ._html import LOG_TAIL_LINES, e, page, run_page, run_table
 from ._records import run_key
 from ._store import AbstractStore
 
 log = logging.getLogger(__name__)
 
 _LIST_LIMIT = 200
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
-    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}"
-    "pre{background:#f6f6f6;padding:.8em;overflow:auto}.state{font-weight:bold}"
-)
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+# Characters kept in the plain filename= of a download; the exact name goes in filename*=.
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def _key(entity: str, project: str, run_id: str) -> RunKey:
     return run_key(records_pb2.RunRef(entity=entity, project=project, id=run_id))
 
 
-def _pretty(json_text: str) -> str:
-    try:
-        return json.dumps(json.loads(json_text), indent=2, sort_keys=True, allow_nan=True)
-    except ValueError:
-        return json_text
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
-    )
-
-
-def _run_table(runs: list[Run]) -> str:
-    if not runs:
-        return "<p>No runs yet.</p>"
-    rows = "".join(
-        f"<tr><td><a href='/{_e(r.key.entity)}/{_e(r.key.project)}/runs/{_e(r.key.id)}'>{_e(r.name)}</a></td>"
-        f"<td>{_e(r.key)}</td><td>{_e(r.state.value)}</td><td>{r.history_rows}</td></tr>"
-        for r in runs
-    )
-    return f"<table><tr><th>name</th><th>path</th><th>state</th><th>rows</th></tr>{rows}</table>"
-
-
-def run_page(run: Run) -> str:
-    metrics = "".join(
-        f"<tr><td>{_e(m.key)}</td><td>{_e(m.last)}</td><td>{_e(m.min)}</td><td>{_e(m.max)}</td>"
-        f"<td>{m.last_step}</td></tr>"
-        for m in run.metrics
-    )
-    tags = ", ".join(_e(t) for t in run.tags)
-    body = (
-        f"<h1>{_e(run.name)}</h1>"
-        f"<p>{_e(run.key)} &middot; <span class='state'>{_e(run.state.value)}</span>"
-        f" &middot; {run.history_rows} rows</p>"
-        + (f"<p>Tags: {tags}</p>" if run.tags else "")
-        + (f"<p>Notes: {_e(run.notes)}</p>" if run.notes else "")
-        + (f"<p>Group: {_e(run.group)}</p>" if run.group else "")
-        + (f"<p>Job type: {_e(run.job_type)}</p>" if run.job_type else "")
-        + f"<h2>Config</h2><pre>{_e(_pretty(run.config_json))}</pre>"
-        + f"<h2>Summary</h2><pre>{_e(_pretty(run.summary_json))}</pre>"
-        + (
-            "<h2>Metrics</h2><table><tr><th>key</th><th>last</th><th>min</th><th>max</th>"
-            f"<th>last step</th></tr>{metrics}</table>"
-            if metrics
-            else ""
-        )
-        + f"<p><a href='/api/runs/{_e(run.key.entity)}/{_e(run.key.project)}/{_e(run.key.id)}'>JSON</a></p>"
-    )
-    return _page(f"{run.name} ({run.key})", body)
+def content_disposition(name: str) -> str:
+    """An attachment named after the file's last part: a plain ASCII fallback with nothing that could
+    end the header value or the quoted string, and the exact name percent-encoded (RFC 6266)."""
+    base = name.rsplit("/", 1)[-1]
+    fallback = _UNSAFE_FILENAME.sub("_", base).lstrip(".") or "file"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(base, safe='')}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -114,13 +65,13 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
         try:
             self._route(parts)
-        except (RunNotFoundError, InvalidInputError) as exc:
-            self._send(HTTPStatus.NOT_FOUND, _page("Not found", f"<p>{_e(exc)}</p>"))
+        except (NotFoundError, InvalidInputError) as exc:
+            self._send(HTTPStatus.NOT_FOUND, page("Not found", f"<p>{e(exc)}</p>"))
         except StoreUnavailableError as exc:
-            self._send(HTTPStatus.SERVICE_UNAVAILABLE, _page("Unavailable", f"<p>{_e(exc)}</p>"))
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, page("Unavailable", f"<p>{e(exc)}</p>"))
         except StoreError as exc:
             log.error("http: %s", exc, exc_info=exc)
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _page("Error", "<p>Internal server error.</p>"))
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, page("Error", "<p>Internal server error.</p>"))
 
     def _route(self, parts: list[str]) -> None:
         store = self.server.store
@@ -129,17 +80,44 @@ class _Handler(BaseHTTPRequestHandler):
             text = json_format.MessageToJson(view, preserving_proto_field_name=True)
             self._send(HTTPStatus.OK, text, "application/json")
         elif len(parts) == 4 and parts[2] == "runs":
-            self._send(HTTPStatus.OK, run_page(store.get_run(_key(parts[0], parts[1], parts[3]))))
+            self._run_page(_key(parts[0], parts[1], parts[3]))
+        elif len(parts) >= 6 and parts[2] == "runs" and parts[4] == "files":
+            self._download(_key(parts[0], parts[1], parts[3]), "/".join(parts[5:]))
         elif len(parts) == 2:
             key = _key(parts[0], parts[1], "x")  # validates entity and project
             runs = store.list_runs(RunFilter(entity=key.entity, project=key.project, limit=_LIST_LIMIT))
             title = f"{key.entity}/{key.project}"
-            self._send(HTTPStatus.OK, _page(title, f"<h1>{_e(title)}</h1>{_run_table(runs)}"))
+            self._send(HTTPStatus.OK, page(title, f"<h1>{e(title)}</h1>{run_table(runs)}"))
         elif not parts:
             runs = store.list_runs(RunFilter(limit=_LIST_LIMIT))
-            self._send(HTTPStatus.OK, _page("tracklog", f"<h1>Recent runs</h1>{_run_table(runs)}"))
+            self._send(HTTPStatus.OK, page("tracklog", f"<h1>Recent runs</h1>{run_table(runs)}"))
         else:
-            self._send(HTTPStatus.NOT_FOUND, _page("Not found", "<p>No such page.</p>"))
+            self._send(HTTPStatus.NOT_FOUND, page("Not found", "<p>No such page.</p>"))
+
+    def _run_page(self, key: RunKey) -> None:
+        store = self.server.store
+        run = store.get_run(key)
+        offset = max(0, run.output_lines - LOG_TAIL_LINES)
+        lines = [line for lines in store.logs(key, offset, LOG_TAIL_LINES) for line in lines]
+        body = run_page(run, store.latest_system_metrics(key), lines, store.list_files(key))
+        self._send(HTTPStatus.OK, body)
+
+    def _download(self, key: RunKey, name: str) -> None:
+        info, pieces = self.server.store.read_file(key, name)  # a missing file fails here, as a 404
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(info.size))
+        self.send_header("Content-Disposition", content_disposition(info.name))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'none'; sandbox")
+        self.end_headers()
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+        except StoreError as exc:
+            # The status is sent: all we can do is cut the response short, which the client sees.
+            log.warning("http: download of %r from run %s failed: %s", name, key, exc)
+            self.close_connection = True
 
     def _send(self, status: HTTPStatus, text: str, content_type: str = "text/html; charset=utf-8") -> None:
         body = text.encode("utf-8")

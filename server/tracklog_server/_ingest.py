@@ -6,9 +6,13 @@ Invariants:
   SQLite) for the whole transaction, so ``last_seq`` cannot move underneath us: a frame is applied at
   most once, in seq order, and a batch is applied wholly or not at all.
 * Whatever the number of frames and rows, one ingest issues a bounded number of statements: the run
-  row's SELECT ... FOR UPDATE and one UPDATE (an INSERT for a new run), one bulk INSERT of all history
-  chunks of all frames, one SELECT, one bulk INSERT and one bulk UPDATE of the metric summaries.
+  row's SELECT ... FOR UPDATE and one UPDATE (for a new run an INSERT, then the UPDATE), one bulk
+  INSERT of all history chunks of all frames, one SELECT, one bulk INSERT and one bulk UPDATE of the
+  metric summaries, and for automatic capture at most six more (see ``_capture_ingest``): at most 12
+  for a run the store knows, 13 for a new one. (PostgreSQL's driver may send one bulk INSERT as
+  several multi-row statements of up to 1000 rows each.)
   Statements are prebuilt at import so their compiled form is cached.
+* Metadata merges into the run's metadata by top-level key; the latest Timing wins.
 * Steps grow across batches: rows at or below the run's ``last_step`` (a resumed run re-sending old
   steps) are dropped, as the SDK drops a ``log(step=s)`` below the current step.
 """
@@ -27,6 +31,8 @@ from sqlalchemy.engine import Connection
 
 from tracklog._history import FLOAT, dumps
 
+from ._capture_ingest import CaptureWriter
+from ._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
 from ._entities import IngestResult, RunKey, RunState
 from ._errors import InvalidInputError
 from ._limits import MAX_JSON_DOC
@@ -70,6 +76,11 @@ class LockedRun:
     last_seq: int
     history_rows: int
     last_step: int
+    runtime: float | None
+    tracked_seconds: float | None
+    output_line_count: int
+    file_count: int
+    system_keys: list[str]
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +149,11 @@ def _create_run(conn: Connection, op: StartOp, now: float) -> LockedRun:
         "last_seq": 1,
         "history_rows": 0,
         "last_step": -1,
+        "runtime": None,
+        "tracked_seconds": None,
+        "output_line_count": 0,
+        "file_count": 0,
+        "system_keys": [],
     }
     row = {_RUN_COLUMNS.get(k, k): v for k, v in values.items()}
     row.update(entity=op.key.entity, project=op.key.project, created_at=op.start_time or now)
@@ -162,6 +178,7 @@ class _Applier:
         self.now = now
         self.chunks: list[dict[str, Any]] = []
         self.metric_cols: list[ColumnChunk] = []
+        self.capture = CaptureWriter(conn, run, now)
 
     def apply(self, ops: Sequence[tuple[int, Op]]) -> None:
         for seq, op in ops:
@@ -177,8 +194,20 @@ class _Applier:
                 self._update(op)
             elif isinstance(op, FinishOp):
                 self._finish(op)
+            elif isinstance(op, SystemOp):
+                self.capture.system(seq, op)
+            elif isinstance(op, OutputOp):
+                self.capture.output(op)
+            elif isinstance(op, FileOp):
+                self.capture.file(op)
+            elif isinstance(op, MetadataOp):
+                self._metadata(op)
+            elif isinstance(op, TimingOp):
+                self.run.runtime = op.runtime
+                self.run.tracked_seconds = op.tracked_seconds
             else:
                 assert isinstance(op, EmptyOp)
+        self.capture.flush()  # first: it may still refuse the batch (a file chunk out of order)
         if self.chunks:
             # Core executemany on the table: the ORM's bulk path would add per-row bookkeeping.
             self.conn.execute(insert(_CHUNKS), self.chunks)
@@ -253,6 +282,13 @@ class _Applier:
         config = json.loads(self.run.config_json)
         config.update(op.items)
         self.run.config_json = _dumps_doc(config, "config")
+
+    def _metadata(self, op: MetadataOp) -> None:
+        if not op.items:
+            return
+        metadata = json.loads(self.run.metadata_json)
+        metadata.update(op.items)
+        self.run.metadata_json = _dumps_doc(metadata, "metadata")
 
     def _summary(self, op: SummaryOp) -> None:
         summary = json.loads(self.run.summary_json)

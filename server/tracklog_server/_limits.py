@@ -21,3 +21,12 @@ MAX_RUNS_PER_HEARTBEAT = 10_000
 # accepts, whatever page_rows asks for.
 MAX_PAGE_BYTES = 3 * 1024 * 1024
 DEFAULT_PAGE_ROWS = 10_000
+
+# Automatic capture (system metrics, console output, files).
+MAX_KEY_BYTES = 1024  # a system metric key or a file name, in UTF-8 (kept well under index row limits)
+MAX_SYSTEM_KEYS = 1024  # distinct system metric keys per run (a 256-core machine with 8 GPUs needs ~350)
+MAX_OUTPUT_LINE = 256 * 1024  # characters of one console line (the SDK cuts lines at 64 KiB)
+MAX_FILE_BYTES = 256 * 1024 * 1024  # one version of one file saved with a run
+MAX_FILE_CHUNK_BYTES = MAX_FRAME_BYTES  # one FileChunk's data: whatever fits in one spool frame
+MAX_FILES_PER_RUN = 10_000  # distinct file names per run; bounds the ListFiles answer (~11 MB at most)
+DEFAULT_LOG_PAGE_LINES = 10_000

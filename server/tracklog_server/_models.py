@@ -12,6 +12,18 @@ Invariants the store relies on:
 * ``metric_summaries`` has one row per logged key (numeric or JSON) with the values the summary needs.
   NaN is stored as NULL in ``num_last`` (SQLite turns NaN into NULL anyway); ``num_min``/``num_max``
   are NULL while the key has no non-NaN value.
+* ``system_chunks`` holds each series of each ingested SystemBatch as it came (packed float64 values),
+  keyed by ``(run_pk, seq, key)``; the batch's row times are the chunk of key ``_timestamp``. Reading one
+  key uses ``(run_pk, key, min_time)`` and never touches other keys' rows; the latest batch is found
+  through the same index on ``_timestamp``. ``runs.system_keys`` lists the run's keys (sorted).
+* ``output_lines`` has one row per console line, numbered 0, 1, 2 ... per run without gaps;
+  ``runs.output_line_count`` is the next number. Lines never change once written.
+* ``file_versions`` has one row per version of a file; versions of a name are numbered 1, 2, 3 ... by
+  the store in the order their first chunk arrived (the sender's ``version`` only ties the chunks of
+  one upload together, in ``upload_version``). ``received`` is the next byte offset expected;
+  ``file_chunks`` holds the data at ``byte_offset``, contiguous from 0. A complete version never
+  changes again; ``runs.file_count`` counts distinct names.
+* ``runs.runtime``/``tracked_seconds`` are NULL until a Timing record arrives.
 * JSON documents that may hold NaN/Infinity (config, summary, metadata) are TEXT, because the
   databases' JSON types reject those values; tags are plain string lists and use the JSON type.
 """
@@ -24,6 +36,7 @@ from sqlalchemy import (
     Boolean,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -88,6 +101,11 @@ class RunRow(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     history_rows: Mapped[int] = mapped_column(BigInteger, default=0)
     last_step: Mapped[int] = mapped_column(BigInteger, default=-1)
+    runtime: Mapped[float | None] = mapped_column(Double, nullable=True)
+    tracked_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
+    output_line_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    file_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    system_keys: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class HistoryChunkRow(Base):
@@ -121,3 +139,63 @@ class MetricSummaryRow(Base):
     num_last_step: Mapped[int] = mapped_column(BigInteger, default=-1)
     num_min: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL: no non-NaN value
     num_max: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class SystemChunkRow(Base):
+    __tablename__ = "system_chunks"
+    __table_args__ = (Index("ix_system_chunks_run_key_min_time", "run_pk", "key", "min_time"),)
+
+    run_pk: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the frame that carried it
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    min_time: Mapped[float] = mapped_column(Double)
+    max_time: Mapped[float] = mapped_column(Double)
+    n: Mapped[int] = mapped_column(Integer)
+    values: Mapped[bytes] = mapped_column(LargeBinary)  # float64 LE; row times for key _timestamp
+
+
+class OutputLineRow(Base):
+    __tablename__ = "output_lines"
+
+    run_pk: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    time: Mapped[float] = mapped_column(Double)
+    stream: Mapped[int] = mapped_column(SmallInteger)  # tracklog.v1.OutputStream
+    text: Mapped[str] = mapped_column(Text)
+
+
+class FileVersionRow(Base):
+    __tablename__ = "file_versions"
+
+    run_pk: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_version: Mapped[int] = mapped_column(BigInteger)  # the sender's version number
+    size: Mapped[int] = mapped_column(BigInteger)  # announced; the stored size once complete
+    received: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))  # empty until complete
+    complete: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class FileChunkRow(Base):
+    __tablename__ = "file_chunks"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_pk", "name", "version"],
+            ["file_versions.run_pk", "file_versions.name", "file_versions.version"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    run_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    byte_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -25,10 +25,12 @@ from tracklog._history import FLOAT, INT, JSON, pack_float64, pack_int64, unpack
 from tracklog._refs import validate_part
 from tracklog.v1 import records_pb2
 
+from ._capture_records import CaptureOp, decode_capture
 from ._entities import RunKey, RunState
 from ._errors import InvalidInputError
-from ._limits import MAX_JSON_DOC, MAX_LONG_TEXT, MAX_RECORD_BYTES, MAX_SHORT_TEXT, MAX_TAGS
+from ._limits import MAX_LONG_TEXT, MAX_RECORD_BYTES, MAX_SHORT_TEXT, MAX_TAGS
 from ._models import TIMESTAMP_KEY
+from ._validate import check_text, loads_object
 
 # Keys a logged column may not use: they name the row itself.
 RESERVED_KEYS = frozenset({"_step", TIMESTAMP_KEY})
@@ -52,32 +54,11 @@ def run_key(ref: records_pb2.RunRef) -> RunKey:
         raise InvalidInputError(str(exc)) from exc
 
 
-def loads_object(text: str, what: str) -> dict[str, Any]:
-    """A JSON object (NaN and Infinity allowed), or InvalidInputError naming ``what``."""
-    if len(text) > MAX_JSON_DOC:
-        raise InvalidInputError(f"{what} is {len(text)} characters; the limit is {MAX_JSON_DOC}")
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInputError(f"{what} is not valid JSON") from exc
-    if not isinstance(value, dict):
-        raise InvalidInputError(f"{what} must be a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _text(value: str, what: str, limit: int = MAX_SHORT_TEXT) -> str:
-    if len(value) > limit:
-        raise InvalidInputError(f"{what} is {len(value)} characters; the limit is {limit}")
-    return value
-
-
 def _tags(values: Sequence[str]) -> tuple[str, ...]:
     if len(values) > MAX_TAGS:
         raise InvalidInputError(f"{len(values)} tags; the limit is {MAX_TAGS}")
     for tag in values:
-        _text(tag, "a tag")
+        check_text(tag, "a tag")
     return tuple(values)
 
 
@@ -191,10 +172,11 @@ class FinishOp:
 
 @dataclass(frozen=True, slots=True)
 class EmptyOp:
-    """A record that changes nothing (a history batch without rows); its seq still counts."""
+    """A record that changes nothing (a history or system batch without rows); its seq still counts."""
 
 
-Op = StartOp | HistoryOp | ConfigOp | SummaryOp | UpdateOp | FinishOp | EmptyOp
+Op = StartOp | HistoryOp | ConfigOp | SummaryOp | UpdateOp | FinishOp | EmptyOp | CaptureOp
+_CAPTURE_KINDS = frozenset({"system", "metadata", "output", "file", "timing"})
 
 
 def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tuple[int, Op]]:
@@ -229,12 +211,15 @@ def decode_record(key: RunKey, payload: bytes) -> Op:
     if kind == "config":
         return ConfigOp(loads_object(record.config.items_json, "config"))
     if kind == "summary":
-        removed = tuple(_text(k, "a removed summary key") for k in record.summary.removed)
+        removed = tuple(check_text(k, "a removed summary key") for k in record.summary.removed)
         return SummaryOp(loads_object(record.summary.items_json, "summary"), removed)
     if kind == "update":
         return _decode_update(record.update)
     if kind == "finish":
         return _decode_finish(record.finish)
+    if kind in _CAPTURE_KINDS:
+        op = decode_capture(record, kind)
+        return EmptyOp() if op is None else op
     raise InvalidInputError("record has no content (unknown or missing kind)")
 
 
@@ -247,16 +232,16 @@ def _decode_start(key: RunKey, start: records_pb2.RunStart) -> StartOp:
         raise InvalidInputError("start_time must be a finite, non-negative unix time")
     return StartOp(
         key=key,
-        name=_text(start.name, "name"),
-        notes=_text(start.notes, "notes", MAX_LONG_TEXT),
+        name=check_text(start.name, "name"),
+        notes=check_text(start.notes, "notes", MAX_LONG_TEXT),
         tags=_tags(start.tags),
-        group=_text(start.group, "group"),
-        job_type=_text(start.job_type, "job_type"),
+        group=check_text(start.group, "group"),
+        job_type=check_text(start.job_type, "job_type"),
         config=loads_object(start.config_json, "config"),
         start_time=start.start_time,
         pid=start.pid,
-        host=_text(start.host, "host", MAX_LONG_TEXT),
-        run_dir=_text(start.run_dir, "run_dir", MAX_LONG_TEXT),
+        host=check_text(start.host, "host", MAX_LONG_TEXT),
+        run_dir=check_text(start.run_dir, "run_dir", MAX_LONG_TEXT),
         offline=start.offline,
         resume=start.resume,
     )
@@ -264,11 +249,11 @@ def _decode_start(key: RunKey, start: records_pb2.RunStart) -> StartOp:
 
 def _decode_update(update: records_pb2.RunUpdate) -> UpdateOp:
     return UpdateOp(
-        name=_text(update.name, "name") if update.HasField("name") else None,
-        notes=_text(update.notes, "notes", MAX_LONG_TEXT) if update.HasField("notes") else None,
+        name=check_text(update.name, "name") if update.HasField("name") else None,
+        notes=check_text(update.notes, "notes", MAX_LONG_TEXT) if update.HasField("notes") else None,
         tags=_tags(update.tags.values) if update.HasField("tags") else None,
-        group=_text(update.group, "group") if update.HasField("group") else None,
-        job_type=_text(update.job_type, "job_type") if update.HasField("job_type") else None,
+        group=check_text(update.group, "group") if update.HasField("group") else None,
+        job_type=check_text(update.job_type, "job_type") if update.HasField("job_type") else None,
     )
 
 
@@ -281,7 +266,9 @@ def _decode_finish(finish: records_pb2.Finish) -> FinishOp:
         raise InvalidInputError(f"a run cannot finish in state {finish.state}")
     if not math.isfinite(finish.end_time) or finish.end_time < 0:
         raise InvalidInputError("end_time must be a finite, non-negative unix time")
-    return FinishOp(state, finish.exit_code, finish.end_time, _text(finish.reason, "reason", MAX_LONG_TEXT))
+    return FinishOp(
+        state, finish.exit_code, finish.end_time, check_text(finish.reason, "reason", MAX_LONG_TEXT)
+    )
 
 
 def _packed(data: bytes, what: str) -> int:

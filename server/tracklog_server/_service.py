@@ -18,11 +18,11 @@ from google.protobuf.message import DecodeError, Message
 
 from tracklog.v1 import records_pb2, store_pb2
 
-from ._convert import history_batch, run_ref, run_view
-from ._entities import HistoryQuery, RunFilter, RunState
+from ._convert import file_info, history_batch, output_lines, run_ref, run_view, system_batch
+from ._entities import HistoryQuery, RunFilter, RunState, SystemQuery
 from ._errors import (
     InvalidInputError,
-    RunNotFoundError,
+    NotFoundError,
     StoreConflictError,
     StoreError,
     StoreUnavailableError,
@@ -38,7 +38,7 @@ M = TypeVar("M", bound=Message)
 
 _STATUS: tuple[tuple[type[StoreError], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
-    (RunNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (StoreConflictError, grpc.StatusCode.ABORTED),
 )
@@ -86,6 +86,13 @@ class StoreService:
                 self._guard(fn), response_serializer=lambda m: m.SerializeToString()
             )
 
+        def stream(
+            fn: Callable[[bytes, grpc.ServicerContext], Iterator[Message]],
+        ) -> grpc.RpcMethodHandler[bytes, Message]:
+            return grpc.unary_stream_rpc_method_handler(
+                self._guard_stream(fn), response_serializer=lambda m: m.SerializeToString()
+            )
+
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
@@ -94,9 +101,11 @@ class StoreService:
                 "GetRun": unary(self.get_run),
                 "ListRuns": unary(self.list_runs),
                 "ServerInfo": unary(self.server_info),
-                "History": grpc.unary_stream_rpc_method_handler(
-                    self._guard_stream(self.history), response_serializer=lambda m: m.SerializeToString()
-                ),
+                "History": stream(self.history),
+                "SystemHistory": stream(self.system_history),
+                "Logs": stream(self.logs),
+                "ListFiles": unary(self.list_files),
+                "GetFile": stream(self.get_file),
             },
         )
 
@@ -177,6 +186,48 @@ class StoreService:
         )
         for page in self._store.history(run_key(request.ref), query):
             yield history_batch(page)
+
+    def system_history(
+        self, data: bytes, _context: grpc.ServicerContext
+    ) -> Iterator[records_pb2.SystemBatch]:
+        request = _parse(store_pb2.SystemHistoryRequest, data)
+        query = SystemQuery(keys=tuple(request.keys), samples=request.samples)
+        for page in self._store.system_history(run_key(request.ref), query):
+            yield system_batch(page)
+
+    def logs(self, data: bytes, _context: grpc.ServicerContext) -> Iterator[records_pb2.OutputLines]:
+        request = _parse(store_pb2.LogsRequest, data)
+        for lines in self._store.logs(run_key(request.ref), request.offset, request.limit):
+            yield output_lines(lines)
+
+    def list_files(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ListFilesResponse:
+        request = _parse(store_pb2.ListFilesRequest, data)
+        files = self._store.list_files(run_key(request.ref))
+        return store_pb2.ListFilesResponse(files=[file_info(f) for f in files])
+
+    def get_file(self, data: bytes, _context: grpc.ServicerContext) -> Iterator[records_pb2.FileChunk]:
+        """The version's bytes as FileChunks, as they were sent: ``size`` in every chunk, ``last`` and
+        ``sha256`` on the final one (an empty file is one empty last chunk)."""
+        request = _parse(store_pb2.GetFileRequest, data)
+        info, pieces = self._store.read_file(run_key(request.ref), request.name, request.version)
+        offset = 0
+        pending: bytes | None = None
+        for piece in pieces:  # one piece behind, to know which one is last
+            if pending is not None:
+                yield records_pb2.FileChunk(
+                    name=info.name, version=info.version, offset=offset, data=pending, size=info.size
+                )
+                offset += len(pending)
+            pending = piece
+        yield records_pb2.FileChunk(
+            name=info.name,
+            version=info.version,
+            offset=offset,
+            data=pending or b"",
+            last=True,
+            size=info.size,
+            sha256=info.sha256,
+        )
 
     def server_info(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ServerInfoResponse:
         _parse(store_pb2.ServerInfoRequest, data)

@@ -10,7 +10,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, case, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,16 +18,23 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from tracklog._history import dumps
 
+from ._capture_read import list_files, open_file, read_chunks, read_logs
+from ._capture_records import check_file_name
 from ._database import create_store_engine, upgrade_schema, writer
 from ._entities import (
+    FileInfo,
     HistoryPage,
     HistoryQuery,
     IngestResult,
     MetricSummary,
+    OutputLine,
     Run,
     RunFilter,
     RunKey,
     RunState,
+    SystemPage,
+    SystemQuery,
+    SystemSnapshot,
 )
 from ._errors import InvalidInputError, RunNotFoundError, StoreConflictError, translate_db_errors
 from ._history_read import read_history
@@ -36,8 +43,10 @@ from ._limits import MAX_RUNS_PER_HEARTBEAT
 from ._models import MetricSummaryRow, RunRow
 from ._records import decode_frames
 from ._store import AbstractStore
+from ._system_read import latest_system, read_system
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 _ORDERS: dict[str, tuple[UnaryExpression[Any], ...]] = {
     "created_at": (RunRow.created_at.asc(), RunRow.pk.asc()),
@@ -161,9 +170,7 @@ class SqlAlchemyStore(AbstractStore):
 
     def history(self, key: RunKey, query: HistoryQuery) -> Iterator[HistoryPage]:
         with translate_db_errors(f"read history of run {key}"), self._read() as session:
-            run_pk = session.execute(select(RunRow.pk).where(*_where(key))).scalar_one_or_none()
-            if run_pk is None:
-                raise RunNotFoundError(f"run {key} not found")
+            run_pk = _run_pk(session, key)
             keys: list[str] = []
             if not query.keys:
                 keys = list(
@@ -175,10 +182,64 @@ class SqlAlchemyStore(AbstractStore):
                 )
         return self._translated(read_history(self._read, run_pk, keys, query), f"read history of run {key}")
 
+    def system_history(self, key: RunKey, query: SystemQuery) -> Iterator[SystemPage]:
+        action = f"read system metrics of run {key}"
+        with translate_db_errors(action), self._read() as session:
+            found = session.execute(select(RunRow.pk, RunRow.system_keys).where(*_where(key))).one_or_none()
+        if found is None:
+            raise RunNotFoundError(f"run {key} not found")
+        run_pk, known = found
+        if query.keys:  # only keys the run has: bounds the query whatever the request lists
+            have = set(known)
+            keys = [k for k in dict.fromkeys(query.keys) if k in have]
+        else:
+            keys = list(known)
+        pages = read_system(self._read, run_pk, keys, not query.keys, query.samples)
+        return self._translated(pages, action)
+
+    def latest_system_metrics(self, key: RunKey) -> SystemSnapshot | None:
+        with translate_db_errors(f"read system metrics of run {key}"), self._read() as session:
+            return latest_system(session, _run_pk(session, key))
+
+    def logs(self, key: RunKey, offset: int = 0, limit: int = 0) -> Iterator[tuple[OutputLine, ...]]:
+        if offset < 0 or limit < 0:
+            raise InvalidInputError("offset and limit must not be negative")
+        action = f"read the console output of run {key}"
+        with translate_db_errors(action), self._read() as session:
+            found = session.execute(
+                select(RunRow.pk, RunRow.output_line_count).where(*_where(key))
+            ).one_or_none()
+        if found is None:
+            raise RunNotFoundError(f"run {key} not found")
+        run_pk, total = found
+        stop = min(total, offset + limit) if limit else total
+        return self._translated(read_logs(self._read, run_pk, offset, stop), action)
+
+    def list_files(self, key: RunKey) -> list[FileInfo]:
+        with translate_db_errors(f"list the files of run {key}"), self._read() as session:
+            return list_files(session, _run_pk(session, key))
+
+    def read_file(self, key: RunKey, name: str, version: int = 0) -> tuple[FileInfo, Iterator[bytes]]:
+        check_file_name(name)
+        if version < 0:
+            raise InvalidInputError("file version must not be negative")
+        action = f"read file {name!r} of run {key}"
+        with translate_db_errors(action), self._read() as session:
+            run_pk = _run_pk(session, key)
+            info, layout = open_file(session, run_pk, str(key), name, version)
+        return info, self._translated(read_chunks(self._read, run_pk, info, layout), action)
+
     @staticmethod
-    def _translated(pages: Iterator[HistoryPage], action: str) -> Iterator[HistoryPage]:
+    def _translated(items: Iterator[T], action: str) -> Iterator[T]:
         with translate_db_errors(action):
-            yield from pages
+            yield from items
+
+
+def _run_pk(session: Session, key: RunKey) -> int:
+    run_pk = session.execute(select(RunRow.pk).where(*_where(key))).scalar_one_or_none()
+    if run_pk is None:
+        raise RunNotFoundError(f"run {key} not found")
+    return run_pk
 
 
 def _where(key: RunKey) -> tuple[Any, ...]:
@@ -219,6 +280,9 @@ def _to_run(row: RunRow, metric_rows: Sequence[MetricSummaryRow]) -> Run:
             last = _or_nan(m.num_last)
             summary[m.key] = int(last) if m.num_is_int and math.isfinite(last) else last
     summary.update(json.loads(row.summary_json))
+    runtime = row.runtime
+    if runtime is None:  # no Timing record (yet): wall time from start to the end or the latest news
+        runtime = max(0.0, (row.finished_at or row.heartbeat_at) - row.created_at)
     return Run(
         key=RunKey(row.entity, row.project, row.run_id),
         name=row.name,
@@ -240,4 +304,7 @@ def _to_run(row: RunRow, metric_rows: Sequence[MetricSummaryRow]) -> Run:
         host=row.host,
         run_dir=row.run_dir,
         last_seq=row.last_seq,
+        runtime=runtime,
+        tracked_seconds=runtime if row.tracked_seconds is None else row.tracked_seconds,
+        output_lines=row.output_line_count,
     )

@@ -8,7 +8,19 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 
-from ._entities import HistoryPage, HistoryQuery, IngestResult, Run, RunFilter, RunKey
+from ._entities import (
+    FileInfo,
+    HistoryPage,
+    HistoryQuery,
+    IngestResult,
+    OutputLine,
+    Run,
+    RunFilter,
+    RunKey,
+    SystemPage,
+    SystemQuery,
+    SystemSnapshot,
+)
 
 
 class AbstractStore(abc.ABC):
@@ -44,6 +56,31 @@ class AbstractStore(abc.ABC):
     def history(self, key: RunKey, query: HistoryQuery) -> Iterator[HistoryPage]:
         """Pages of complete history rows in ascending step order. RunNotFoundError is raised by the
         call itself, before any page is produced."""
+
+    @abc.abstractmethod
+    def system_history(self, key: RunKey, query: SystemQuery) -> Iterator[SystemPage]:
+        """Pages of system metric rows in ascending time (each row a reporting window). With keys,
+        only rows of batches holding one of them, and only the keys the run has. RunNotFoundError is
+        raised by the call itself, before any page is produced."""
+
+    @abc.abstractmethod
+    def latest_system_metrics(self, key: RunKey) -> SystemSnapshot | None:
+        """The latest row of system metrics, or None when the run has none."""
+
+    @abc.abstractmethod
+    def logs(self, key: RunKey, offset: int = 0, limit: int = 0) -> Iterator[tuple[OutputLine, ...]]:
+        """Console lines from ``offset`` (0-based), at most ``limit`` of them (0: all), in order, in
+        pages. RunNotFoundError is raised by the call itself."""
+
+    @abc.abstractmethod
+    def list_files(self, key: RunKey) -> list[FileInfo]:
+        """Per file name, sorted: its latest complete version, or its latest (incomplete) version when
+        none is complete."""
+
+    @abc.abstractmethod
+    def read_file(self, key: RunKey, name: str, version: int = 0) -> tuple[FileInfo, Iterator[bytes]]:
+        """A complete version of a file (0: the latest complete one) and its bytes, in order, in pieces
+        that fit one message. RunNotFoundError or RunFileNotFoundError are raised by the call itself."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tracklog._history import BatchBuilder, decode_rows
 from tracklog.v1 import records_pb2
-from tracklog_server import HistoryPage, HistoryQuery, RunKey, SqlAlchemyStore
+from tracklog_server import HistoryPage, HistoryQuery, RunKey, SqlAlchemyStore, SystemQuery
 
 
 def ref(key: RunKey) -> records_pb2.RunRef:
@@ -58,6 +60,81 @@ def update_record(**fields: Any) -> bytes:
     if tags is not None:
         update.tags.values.extend(tags)
     return records_pb2.Record(update=update).SerializeToString()
+
+
+def system_record(times: Sequence[float], series: Mapping[str, Sequence[float]]) -> bytes:
+    """A SystemBatch: one row per time, one float64 per row for each key (NaN: not measured)."""
+    batch = records_pb2.SystemBatch(timestamps=array("d", times).tobytes())
+    for key, values in series.items():
+        batch.series.add(key=key, values=array("d", values).tobytes())
+    return records_pb2.Record(system=batch).SerializeToString()
+
+
+def metadata_record(items: Mapping[str, Any]) -> bytes:
+    return records_pb2.Record(metadata=records_pb2.Metadata(json=json.dumps(items))).SerializeToString()
+
+
+STDOUT = records_pb2.OUTPUT_STREAM_STDOUT
+STDERR = records_pb2.OUTPUT_STREAM_STDERR
+
+
+def output_record(lines: Iterable[tuple[float, int, str]]) -> bytes:
+    """Console lines as ``(time, stream, text)``."""
+    output = records_pb2.OutputLines()
+    for t, stream, text in lines:
+        output.lines.add(time=t, stream=stream, text=text)
+    return records_pb2.Record(output=output).SerializeToString()
+
+
+def file_records(name: str, version: int, data: bytes, chunk: int = 1024 * 1024) -> list[bytes]:
+    """One version of a file as FileChunk records of at most ``chunk`` bytes, as the SDK sends them:
+    size in every chunk, last and sha256 on the final one (an empty file is one empty chunk)."""
+    digest = hashlib.sha256(data).hexdigest()
+    starts = list(range(0, len(data), chunk)) or [0]
+    out = []
+    for i, start in enumerate(starts):
+        last = i == len(starts) - 1
+        piece = records_pb2.FileChunk(
+            name=name,
+            version=version,
+            offset=start,
+            data=data[start : start + chunk],
+            last=last,
+            size=len(data),
+            sha256=digest if last else "",
+        )
+        out.append(records_pb2.Record(file=piece).SerializeToString())
+    return out
+
+
+def file_chunk_record(**fields: Any) -> bytes:
+    return records_pb2.Record(file=records_pb2.FileChunk(**fields)).SerializeToString()
+
+
+def timing_record(runtime: float, tracked_seconds: float) -> bytes:
+    timing = records_pb2.Timing(runtime=runtime, tracked_seconds=tracked_seconds)
+    return records_pb2.Record(timing=timing).SerializeToString()
+
+
+def read_system(store: SqlAlchemyStore, key: RunKey, **query: Any) -> list[dict[str, float]]:
+    """System metric rows as dicts: ``_timestamp`` and each key's value."""
+    out: list[dict[str, float]] = []
+    for page in store.system_history(key, SystemQuery(**query)):
+        times = array("d")
+        times.frombytes(page.timestamps)
+        columns = {}
+        for s in page.series:
+            values = array("d")
+            values.frombytes(s.values)
+            columns[s.key] = values
+        for i, t in enumerate(times):
+            out.append({"_timestamp": t, **{k: v[i] for k, v in columns.items()}})
+    return out
+
+
+def read_file(store: SqlAlchemyStore, key: RunKey, name: str, version: int = 0) -> bytes:
+    _info, pieces = store.read_file(key, name, version)
+    return b"".join(pieces)
 
 
 class RunWriter:

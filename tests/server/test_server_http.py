@@ -13,7 +13,18 @@ from google.protobuf import json_format
 from tracklog.v1 import store_pb2
 from tracklog_server import RunKey, StoreServer
 
-from .helpers import RunWriter, history_record, start_record
+from .helpers import (
+    STDERR,
+    STDOUT,
+    RunWriter,
+    file_records,
+    history_record,
+    metadata_record,
+    output_record,
+    start_record,
+    system_record,
+    timing_record,
+)
 
 
 @pytest.fixture
@@ -82,3 +93,107 @@ def test_unknown_runs_and_paths_are_404_with_escaped_text(server: StoreServer) -
     assert status == 404
     assert "<script>" not in body
     assert get(f"{server.http_url}/a/b/c/d/e/f")[0] == 404
+
+
+def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def captured_run(server: StoreServer, key: RunKey) -> None:
+    metadata = {
+        "os": "Linux-6.1.0 " + HOSTILE,
+        "python": {"implementation": "CPython", "version": "3.12.1"},
+        "host": "gpu-box-7",
+        "git": {
+            "remote": "https://example.invalid/team/repo.git",
+            "branch": "feature/<b>x</b>",
+            "commit": "0123456789abcdef",
+            "dirty": True,
+        },
+    }
+    lines = [(1_700_000_000.0 + i, STDOUT, f"step {i}") for i in range(250)]
+    lines.append((1_700_000_300.0, STDERR, "Traceback: " + HOSTILE))
+    server.store.ingest(
+        key,
+        RunWriter(key).frames(
+            start_record(key, name="captured"),
+            metadata_record(metadata),
+            system_record(
+                [1_700_000_000.0, 1_700_000_010.0], {"system/cpu": [12.5, 37.25], HOSTILE: [1.0, 2.0]}
+            ),
+            output_record(lines),
+            *file_records("output.log", 1, b"step 0\nstep 1\n"),
+            *file_records('nested/dir/a "quoted";name.txt', 1, b"quoted"),
+            *file_records("r\u00e9sum\u00e9 <img src=x>.txt", 1, "caf\u00e9".encode()),
+            *file_records("partial.bin", 1, b"0123456789", chunk=4)[:1],
+            timing_record(3725.0, 1800.0),
+        ),
+    )
+
+
+def test_the_run_page_shows_metadata_system_metrics_console_and_files_escaped(server: StoreServer) -> None:
+    key = RunKey("alice", "mnist", "cap1")
+    captured_run(server, key)
+    status, _, body = get(f"{server.http_url}/alice/mnist/runs/cap1")
+    assert status == 200
+    for text in ("gpu-box-7", "CPython 3.12.1", "0123456789abcdef", "https://example.invalid/team/repo.git"):
+        assert text in body
+    assert "feature/&lt;b&gt;x&lt;/b&gt;" in body
+    assert "1h 02m 05s" in body  # runtime
+    assert "0.50" in body  # tracked hours
+    assert "system/cpu" in body
+    assert "37.25" in body
+    assert "step 249" in body
+    assert "step 49<" not in body  # only the last 200 lines
+    assert "the last 200 of 251 lines" in body
+    assert "<span class='err'>Traceback: &lt;script&gt;" in body
+    assert "/alice/mnist/runs/cap1/files/output.log" in body
+    assert "/alice/mnist/runs/cap1/files/nested/dir/a%20%22quoted%22%3Bname.txt" in body
+    assert "partial.bin (incomplete)" in body
+    assert "/files/partial.bin" not in body
+    for raw in ("<script>", "<img", "<b>x"):
+        assert raw not in body
+
+
+def test_a_file_downloads_as_an_attachment_with_its_exact_bytes(server: StoreServer) -> None:
+    key = RunKey("alice", "mnist", "cap2")
+    captured_run(server, key)
+    base = f"{server.http_url}/alice/mnist/runs/cap2/files"
+    status, headers, data = fetch(f"{base}/output.log")
+    assert (status, data) == (200, b"step 0\nstep 1\n")
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Length"] == str(len(data))
+    assert (
+        headers["Content-Disposition"] == "attachment; filename=\"output.log\"; filename*=UTF-8''output.log"
+    )
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    status, headers, data = fetch(f"{base}/nested/dir/a%20%22quoted%22%3Bname.txt")
+    assert (status, data) == (200, b"quoted")
+    assert headers["Content-Disposition"] == (
+        "attachment; filename=\"a__quoted__name.txt\"; filename*=UTF-8''a%20%22quoted%22%3Bname.txt"
+    )
+    status, headers, data = fetch(f"{base}/r%C3%A9sum%C3%A9%20%3Cimg%20src%3Dx%3E.txt")
+    assert (status, data) == (200, "caf\u00e9".encode())
+    disposition = headers["Content-Disposition"]
+    assert disposition.startswith('attachment; filename="r_sum___img_src_x_.txt"; ')
+    assert disposition.endswith("filename*=UTF-8''r%C3%A9sum%C3%A9%20%3Cimg%20src%3Dx%3E.txt")
+
+
+def test_missing_incomplete_and_unsafe_file_paths_are_404(server: StoreServer) -> None:
+    key = RunKey("alice", "mnist", "cap3")
+    captured_run(server, key)
+    base = f"{server.http_url}/alice/mnist/runs/cap3/files"
+    for path, message in (
+        ("partial.bin", "has no complete version yet"),
+        ("nope.txt", "has no file"),
+        ("%2E%2E/%2E%2E/etc/passwd", "'..' part"),
+    ):
+        status, _, body = get(f"{base}/{path}")
+        assert status == 404
+        assert message in body.replace("&#x27;", "'")
+    assert get(f"{server.http_url}/alice/mnist/runs/missing/files/output.log")[0] == 404
