@@ -53,6 +53,7 @@ class Sender:
         # Rows (tuples), Records, serialized Records (bytes, from the daemon), and Capture items.
         self.queue: deque[Any] = deque()
         self.capture = capture
+        self.metadata_received = threading.Event()
         if isinstance(transport, DaemonTransport):
             transport.on_record = self.accept_record
         self.wake = threading.Event()
@@ -131,14 +132,25 @@ class Sender:
         Called on the transport's reader thread; ignored once the run is ending."""
         if self._stop.is_set():
             return
+        metadata = False
         if self.capture is not None and not self.capture.metadata:
             try:
                 parsed = records_pb2.Record.FromString(record)
                 if parsed.WhichOneof("kind") == "metadata":
                     self.capture.metadata = json.loads(parsed.metadata.json or "{}")
+                    metadata = True
             except (ValueError, DecodeError):
                 pass  # the daemon's record goes to the store as it is; the server validates it
         self.queue.append(record)
+        if metadata:  # the daemon sends it last, after requirements.txt and diff.patch
+            self.metadata_received.set()
+
+    def wait_metadata(self, timeout: float) -> bool:
+        """Waits (bounded) for the daemon's metadata capture, so that a run shorter than the capture
+        still gets its metadata: the daemon sends nothing once the run has finished."""
+        if not self._connected or not isinstance(self.transport, DaemonTransport):
+            return False
+        return self.metadata_received.wait(timeout)
 
     @property
     def pending_frames(self) -> int:

@@ -32,6 +32,20 @@ def _seconds(env: Mapping[str, str], name: str, default: float, minimum: float =
     return value
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    log.warning("ignoring %s=%r: not true or false; using %s", name, raw, str(default).lower())
+    return default
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     # Exit after this long with no attached run and nothing left to sync.
@@ -44,6 +58,14 @@ class DaemonConfig:
     heartbeat_timeout: float = 120.0
     # How often a detached client's pid is checked (a vanished client is reported within this).
     watch_interval: float = 0.25
+    # System metrics (one sampler for the machine, fanned out to every attached run): sampled every
+    # ``system_sample_interval`` seconds, each run gets the mean of its samples every
+    # ``system_report_interval`` seconds.
+    system_metrics: bool = True
+    system_sample_interval: float = 2.0
+    system_report_interval: float = 10.0
+    # Metadata, requirements.txt and diff.patch, captured once per training process at Attach.
+    capture_metadata: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DaemonConfig:
@@ -56,4 +78,12 @@ class DaemonConfig:
                 env, "TRACKLOG_HEARTBEAT_INTERVAL", default.heartbeat_interval, minimum=0.05
             ),
             heartbeat_timeout=_seconds(env, "TRACKLOG_HEARTBEAT_TIMEOUT", default.heartbeat_timeout),
+            system_metrics=_flag(env, "TRACKLOG_SYSTEM_METRICS", default.system_metrics),
+            system_sample_interval=_seconds(
+                env, "TRACKLOG_SYSTEM_SAMPLE_INTERVAL", default.system_sample_interval, minimum=0.1
+            ),
+            system_report_interval=_seconds(
+                env, "TRACKLOG_SYSTEM_REPORT_INTERVAL", default.system_report_interval, minimum=0.1
+            ),
+            capture_metadata=_flag(env, "TRACKLOG_METADATA", default.capture_metadata),
         )

@@ -1,10 +1,11 @@
 """The daemon object: the gRPC server on the unix socket and the threads behind it, wired together.
 
 ``Daemon(home).start()`` recovers pending runs, serves the Daemon service and starts the sync loop,
-heartbeats, the local store server and a ticker (fsync groups, vanished clients, idle exit).
+heartbeats, the local store server and a ticker (fsync groups, vanished clients, idle exit); each
+attached run also gets the automatic capture (system metrics, metadata: ``_capture``).
 ``close()`` stops all of it. The process around it (lock, logging, signals) is ``_process``; tests
-build a Daemon in-process and pass the seams: clock, stop event, store-client factory, pid check and
-local server.
+build a Daemon in-process and pass the seams: clock, stop event, store-client factory, pid check,
+local server, and the metrics sources (psutil-like counters, NVML).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tracklog._home import (
     socket_path,
 )
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc
+from tracklogd._capture import Capture
 from tracklogd._config import GRPC_MESSAGE_OPTIONS, DaemonConfig
 from tracklogd._heartbeat import Heartbeats
 from tracklogd._local_server import LocalServer, LocalServerLike
@@ -38,6 +40,7 @@ from tracklogd._records import run_url
 from tracklogd._retry import RetryPolicy
 from tracklogd._runs import RunRegistry, RunSlot
 from tracklogd._service import DaemonService
+from tracklogd._sources import NvmlLike, PsutilLike, load_nvml
 from tracklogd._store_client import GrpcStoreClient, StoreClientFactory, StorePool
 from tracklogd._syncloop import DAEMON_RETRY, SyncLoop
 
@@ -59,6 +62,8 @@ class Daemon:
         pid_alive: Callable[[int], bool] = process_alive,
         local_server: LocalServerLike | None = None,
         retry: RetryPolicy = DAEMON_RETRY,
+        metrics_source: PsutilLike | None = None,
+        nvml: NvmlLike | Callable[[], NvmlLike | None] | None = load_nvml,
     ) -> None:
         self.home = ensure_home(Path(home).absolute())
         self.config = config if config is not None else DaemonConfig.from_env()
@@ -89,6 +94,10 @@ class Daemon:
         self._heartbeats = Heartbeats(
             self._registry, self._pool, self._resolve, self.stopped, self.config.heartbeat_interval
         )
+        # psutil (or a fake) for system metrics and metadata; NVML (or a loader of it) for GPUs.
+        self._capture = Capture(
+            self._registry, self.config, source=metrics_source, nvml=nvml, wall_clock=wall_clock
+        )
         self._ticker = threading.Thread(target=self._tick, name="tracklogd-ticker", daemon=True)
         self._server: grpc.Server | None = None
         self._closed = False
@@ -109,7 +118,11 @@ class Daemon:
             options=GRPC_MESSAGE_OPTIONS,
         )
         service = DaemonService(
-            self._registry, run_url=self._run_url, status=self.status, shutdown=self.request_shutdown
+            self._registry,
+            run_url=self._run_url,
+            status=self.status,
+            shutdown=self.request_shutdown,
+            capture=self._capture,
         )
         daemon_pb2_grpc.add_DaemonServicer_to_server(service, server)
         if not server.add_insecure_port(self.target):
@@ -141,6 +154,7 @@ class Daemon:
         if self._server is not None:
             self._registry.abort_streams(grpc.StatusCode.UNAVAILABLE, "tracklogd is shutting down")
             self._server.stop(grace=1.0).wait(5.0)
+        self._capture.close()  # the sampler thread ends; NVML shuts down
         self._pool.close()  # cancels calls in flight; their batches are resent by the next daemon
         self._sync.join(5.0)
         for thread in (self._heartbeats.thread, self._ticker):

@@ -4,14 +4,24 @@ A frame's payload is a serialized ``tracklog.v1.Record`` whose oneof ``kind`` ho
 field. Protobuf writes known fields first, in field-number order, so the payload's first byte is the
 tag of that field: a Finish (field 6, length-delimited) starts with 0x32. The daemon checks that one
 byte per frame and parses only the (tiny) candidate records, never a history batch.
+
+The daemon also makes records for a run (system metrics, metadata, files) and hands them to the
+run's client, which appends them in order: ``system_record``, ``metadata_record``, ``file_records``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tracklog._refs import validate_part
 from tracklog.v1 import records_pb2
+
+FILE_CHUNK_BYTES = 1 << 20  # the largest FileChunk.data the daemon sends
 
 _FINISH_TAG = (6 << 3) | 2
 _START_TAG = (1 << 3) | 2
@@ -63,3 +73,44 @@ def run_url(http_url: str, ref: records_pb2.RunRef) -> str:
     if not http_url:
         return ""
     return f"{http_url.rstrip('/')}/{ref.entity}/{ref.project}/runs/{ref.id}"
+
+
+def system_record(rows: Sequence[tuple[float, Mapping[str, float]]]) -> bytes:
+    """A ``system`` record: one row per ``(unix time, {key: value})``, one series per key seen in any
+    row, NaN in the rows that did not measure it."""
+    keys = sorted({key for _, values in rows for key in values})
+    count = len(rows)
+    batch = records_pb2.SystemBatch(timestamps=struct.pack(f"<{count}d", *(t for t, _ in rows)))
+    for key in keys:
+        column = (values.get(key, math.nan) for _, values in rows)
+        batch.series.add(key=key, values=struct.pack(f"<{count}d", *column))
+    return records_pb2.Record(system=batch).SerializeToString()
+
+
+def metadata_record(metadata: Mapping[str, object]) -> bytes:
+    text = json.dumps(metadata, default=str, ensure_ascii=False)
+    return records_pb2.Record(metadata=records_pb2.Metadata(json=text)).SerializeToString()
+
+
+def file_records(
+    name: str, data: bytes, *, version: int = 1, chunk_size: int = FILE_CHUNK_BYTES
+) -> list[bytes]:
+    """The ``file`` records of one version of a file: chunks of at most ``chunk_size`` bytes in
+    order, at least one (an empty file is one empty last chunk), the digest in the last."""
+    size = len(data)
+    digest = hashlib.sha256(data).hexdigest()
+    out = []
+    for offset in range(0, max(size, 1), chunk_size):
+        piece = data[offset : offset + chunk_size]
+        last = offset + chunk_size >= size
+        chunk = records_pb2.FileChunk(
+            name=name,
+            version=version,
+            offset=offset,
+            data=piece,
+            last=last,
+            size=size,
+            sha256=digest if last else "",
+        )
+        out.append(records_pb2.Record(file=chunk).SerializeToString())
+    return out

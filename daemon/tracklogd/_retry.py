@@ -32,6 +32,8 @@ RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNKNOWN,
+        # A store that shuts down cancels the calls in flight; it is coming back, not refusing.
+        grpc.StatusCode.CANCELLED,
     }
 )
 

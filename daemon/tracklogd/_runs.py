@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import grpc
 
@@ -36,6 +36,8 @@ class Outbox(Protocol):
     """The daemon's side of one attached stream, as the registry needs it."""
 
     def send_stop(self, reason: str) -> None: ...
+
+    def send_record(self, payload: bytes) -> None: ...
 
     def abort(self, code: grpc.StatusCode, reason: str) -> None: ...
 
@@ -71,6 +73,14 @@ class RunSlot:
         """Nothing more will come: the spool ends with a Finish, or the client vanished before
         sending anything (such a run never existed; there is nothing to finish)."""
         return bool(self.finish_seq) or (self.durable_seq == 0 and not self.attached and not self.watching)
+
+
+class Attachment(NamedTuple):
+    slot: RunSlot
+    durable_seq: int
+    # The client is a training process the run did not have before (a new run, or a resume by
+    # another process), not the same process re-attaching: the daemon captures metadata for it.
+    new_process: bool
 
 
 class RunRegistry:
@@ -165,8 +175,9 @@ class RunRegistry:
 
     # -- streams ---------------------------------------------------------------------------------
 
-    def attach(self, attach: daemon_pb2.Attach, stream: Outbox) -> tuple[RunSlot, int]:
-        """Makes ``stream`` the run's one writer; returns the run and its durable seq.
+    def attach(self, attach: daemon_pb2.Attach, stream: Outbox) -> Attachment:
+        """Makes ``stream`` the run's one writer; returns the run, its durable seq and whether the
+        client is a new training process for it.
 
         A stream already attached to the run is aborted (the newer attach wins). Raises
         StreamRefused for a bad Attach or a spool that cannot be opened.
@@ -215,13 +226,14 @@ class RunRegistry:
                 except (OSError, SpoolError) as exc:
                     raise StreamRefused(f"cannot open {spool}: {exc}", grpc.StatusCode.INTERNAL) from exc
                 previous, slot.stream = slot.stream, stream
+                new_process = slot.pid != attach.pid  # a recovered run knows its pid from pending/
                 slot.pid = attach.pid
                 slot.watching = False
                 durable = slot.durable_seq
         if previous is not None:
             previous.abort(grpc.StatusCode.ABORTED, f"run {key} was attached again by another stream")
         self._on_frames(slot)
-        return slot, durable
+        return Attachment(slot, durable, new_process)
 
     def append(self, slot: RunSlot, stream: Outbox, frames: Sequence[records_pb2.Frame]) -> int:
         """Writes the frames above the durable seq (resends are skipped); returns the durable seq.
@@ -272,6 +284,17 @@ class RunRegistry:
         if crashed:
             self._on_frames(slot)
         self.retire_if_done(slot)
+
+    def send_record(self, slot: RunSlot, pid: int, payload: bytes) -> bool:
+        """Hands a record the daemon made for the run (``DaemonMessage.record``) to its attached
+        client, which appends it to the run. Returns False, dropping it, when no client of training
+        process ``pid`` is attached or the run has ended."""
+        with slot.lock:
+            stream = slot.stream
+            if stream is None or slot.pid != pid or slot.finish_seq:
+                return False
+        stream.send_record(payload)
+        return True
 
     def request_stop(self, key: str, reason: str) -> bool:
         """Forwards a stop to the run's attached client, once per stream; whether it did."""

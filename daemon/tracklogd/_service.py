@@ -2,9 +2,9 @@
 
 A RunStream call runs on two threads. A reader thread takes the client's messages, writes frames
 through the registry and queues the replies; the gRPC handler thread yields queued replies. The
-queue lets other threads (heartbeats forwarding a stop, a newer attach replacing this stream) send
-on the stream too. Invariants: the reader thread never raises; every path through it ends the
-reply queue, so the handler thread never waits forever.
+queue lets other threads (heartbeats forwarding a stop, a newer attach replacing this stream, the
+capture sending records it made for the run) send on the stream too. Invariants: the reader thread
+never raises; every path through it ends the reply queue, so the handler thread never waits forever.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc
+from tracklogd._capture import Capture
 from tracklogd._errors import StreamRefused
 from tracklogd._runs import RunRegistry, RunSlot
 
@@ -41,6 +42,9 @@ class StreamOutbox:
 
     def send_stop(self, reason: str) -> None:
         self._queue.put(daemon_pb2.DaemonMessage(stop=daemon_pb2.StopRequest(reason=reason)))
+
+    def send_record(self, payload: bytes) -> None:
+        self._queue.put(daemon_pb2.DaemonMessage(record=payload))
 
     def abort(self, code: grpc.StatusCode, reason: str) -> None:
         self._queue.put(_Abort(code, reason))
@@ -66,8 +70,10 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
         run_url: Callable[[RunSlot], str],
         status: Callable[[], daemon_pb2.StatusResponse],
         shutdown: Callable[[], None],
+        capture: Capture | None = None,
     ) -> None:
         self._registry = registry
+        self._capture = capture
         self._run_url = run_url
         self._status = status
         self._shutdown = shutdown
@@ -92,10 +98,12 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
             for message in requests:
                 kind = message.WhichOneof("kind")
                 if kind == "attach" and slot is None:
-                    slot, durable = self._registry.attach(message.attach, outbox)
+                    slot, durable, new_process = self._registry.attach(message.attach, outbox)
                     url = self._run_url(slot)
                     attached = daemon_pb2.Attached(durable_seq=durable, url=url)
                     outbox.send(daemon_pb2.DaemonMessage(attached=attached))
+                    if self._capture is not None:  # after Attached: records follow it on the stream
+                        self._capture.attached(slot, outbox, message.attach.pid, new_process)
                 elif kind == "frames" and slot is not None:
                     durable = self._registry.append(slot, outbox, message.frames.frames)
                     if not url and (url := self._run_url(slot)):  # the store answered since Attach
@@ -121,6 +129,8 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                     self._registry.detach(slot, outbox)
             except Exception:
                 log.exception("detaching run %s failed", slot.key if slot else "?")
+            if slot is not None and self._capture is not None:
+                self._capture.detached(slot, outbox)  # never raises
             outbox.end()
 
     def Status(

@@ -8,6 +8,9 @@
 - ``RunStreamClient``: the training process's side of ``Daemon.RunStream``, driven by hand.
 - ``run_start`` / ``history`` / ``finish``: serialized records to put in frames.
 - ``wait_until``: poll a condition with a deadline (for state with nothing to wait on).
+- ``FakeCounters`` (psutil-like, with ``FakeProcessState`` per pid), ``FakeNvml`` (with
+  ``FakeGpu`` devices) and ``FakeClock``: the metrics-source and clock seams of the capture
+  (``SystemSampler``, ``Gpus``, ``capture_metadata``, ``Daemon(metrics_source=..., nvml=...)``).
 """
 
 from __future__ import annotations
@@ -23,10 +26,24 @@ import grpc
 from tracklog._history import BatchBuilder
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2, store_pb2, store_pb2_grpc
 from tracklogd._config import GRPC_MESSAGE_OPTIONS
+from tracklogd._fakes import (
+    FakeClock,
+    FakeCounters,
+    FakeGpu,
+    FakeNvml,
+    FakeNVMLError,
+    FakeProcessState,
+)
 from tracklogd._records import ref_key
 
 __all__ = [
+    "FakeClock",
+    "FakeCounters",
+    "FakeGpu",
+    "FakeNVMLError",
+    "FakeNvml",
     "FakePids",
+    "FakeProcessState",
     "FakeStore",
     "FakeStoreServer",
     "RunStreamClient",

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 from tracklog import _home
+from tracklog.v1 import records_pb2
 from tracklogd import Daemon, status
 from tracklogd.testing import wait_until
 
 CLIENT_PID = 4242  # the pid in-process tests attach with; FakePids says whether it is alive
+# A stand-in training script: says it is ready, then runs until its stdin closes or it is killed.
+TRAINER = 'import sys\nprint("ready", flush=True)\nsys.stdin.read()\n'
 
 
 def local_server(home: Path) -> str:
@@ -59,3 +67,64 @@ class DaemonProcess:
 
 MakeDaemon = Callable[..., Daemon]
 SpawnDaemon = Callable[..., DaemonProcess]
+StartTrainer = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@dataclass(frozen=True)
+class GitRepo:
+    root: Path
+    commit: str
+
+
+def run_git(cwd: Path, *args: str) -> str:
+    """Runs git in ``cwd`` with a fixed identity and no user or system configuration; its stdout."""
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"git {' '.join(args)} failed: {done.stderr}"
+    return done.stdout
+
+
+def system_rows(payload: bytes) -> list[dict[str, float]]:
+    """The rows of a serialized ``system`` record, each ``{key: value}`` plus ``_timestamp``."""
+    record = records_pb2.Record.FromString(payload)
+    assert record.WhichOneof("kind") == "system", record
+    batch = record.system
+    count = len(batch.timestamps) // 8
+    rows: list[dict[str, float]] = [{"_timestamp": t} for t in struct.unpack(f"<{count}d", batch.timestamps)]
+    for series in batch.series:
+        for row, value in zip(rows, struct.unpack(f"<{count}d", series.values), strict=True):
+            row[series.key] = value
+    return rows
+
+
+def system_values(payload: bytes) -> dict[str, float]:
+    """The one row of a serialized ``system`` record (the sampler reports one row per window)."""
+    rows = system_rows(payload)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+class RecordingOutbox:
+    """An Outbox for RunRegistry tests: keeps what the daemon would send on the stream."""
+
+    def __init__(self) -> None:
+        self.records: list[bytes] = []
+        self.stops: list[str] = []
+        self.aborts: list[tuple[grpc.StatusCode, str]] = []
+
+    def send_stop(self, reason: str) -> None:
+        self.stops.append(reason)
+
+    def send_record(self, payload: bytes) -> None:
+        self.records.append(payload)
+
+    def abort(self, code: grpc.StatusCode, reason: str) -> None:
+        self.aborts.append((code, reason))

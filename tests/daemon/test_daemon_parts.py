@@ -36,6 +36,36 @@ def test_the_configuration_comes_from_the_environment_with_defaults() -> None:
     assert DaemonConfig().heartbeat_interval == 10.0
 
 
+def test_the_capture_settings_come_from_the_environment_with_defaults() -> None:
+    default = DaemonConfig()
+    assert (default.system_metrics, default.capture_metadata) == (True, True)
+    assert (default.system_sample_interval, default.system_report_interval) == (2.0, 10.0)
+
+    config = DaemonConfig.from_env(
+        {
+            "TRACKLOG_SYSTEM_METRICS": "false",
+            "TRACKLOG_SYSTEM_SAMPLE_INTERVAL": "0.5",
+            "TRACKLOG_SYSTEM_REPORT_INTERVAL": "30",
+            "TRACKLOG_METADATA": "off",
+        }
+    )
+
+    assert (config.system_metrics, config.capture_metadata) == (False, False)
+    assert (config.system_sample_interval, config.system_report_interval) == (0.5, 30.0)
+    assert DaemonConfig.from_env({"TRACKLOG_SYSTEM_METRICS": "1"}).system_metrics
+
+
+def test_a_bad_capture_switch_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    config = DaemonConfig.from_env(
+        {"TRACKLOG_SYSTEM_METRICS": "sometimes", "TRACKLOG_SYSTEM_SAMPLE_INTERVAL": "0"}
+    )
+
+    assert config.system_metrics is True
+    assert config.system_sample_interval == 2.0
+    assert "TRACKLOG_SYSTEM_METRICS" in caplog.text
+    assert "TRACKLOG_SYSTEM_SAMPLE_INTERVAL" in caplog.text
+
+
 @pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
 def test_a_bad_setting_is_ignored_with_a_warning(value: str, caplog: pytest.LogCaptureFixture) -> None:
     config = DaemonConfig.from_env({"TRACKLOG_DAEMON_IDLE_TIMEOUT": value})

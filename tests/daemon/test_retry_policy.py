@@ -29,6 +29,7 @@ def test_the_retryable_codes_are_exactly_the_transient_ones() -> None:
                 grpc.StatusCode.ABORTED,
                 grpc.StatusCode.INTERNAL,
                 grpc.StatusCode.UNKNOWN,
+                grpc.StatusCode.CANCELLED,
             }
         )
         == RETRYABLE_CODES

@@ -1,0 +1,230 @@
+"""The capture on run streams: records the daemon makes reach each attached client, once per
+training process, and never a client that has left."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.helpers import (
+    CLIENT_PID,
+    GitRepo,
+    MakeDaemon,
+    RecordingOutbox,
+    StartTrainer,
+    system_values,
+)
+from tracklog.v1 import daemon_pb2, records_pb2
+from tracklogd import DaemonConfig
+from tracklogd._capture import Capture
+from tracklogd._git import Git, GitInfo
+from tracklogd._pending import PendingDir
+from tracklogd._runs import RunRegistry
+from tracklogd.testing import (
+    FakeCounters,
+    FakeGpu,
+    FakeNvml,
+    FakePids,
+    FakeProcessState,
+    RunStreamClient,
+    frames,
+    make_ref,
+    wait_until,
+)
+
+FAST = {"system_sample_interval": 0.05, "system_report_interval": 0.1}
+
+Records = list[records_pb2.Record]
+
+
+def receive_records(client: RunStreamClient, done: Callable[[Records], bool]) -> Records:
+    """The records the daemon sends on ``client``'s stream, in order, until ``done`` holds."""
+    records: Records = []
+    while not done(records):
+        reply = client.next_reply(timeout=20)
+        if reply is None:
+            raise AssertionError(f"the stream ended: {client.error!r}; got {records}")
+        if reply.WhichOneof("kind") == "record":
+            records.append(records_pb2.Record.FromString(reply.record))
+    return records
+
+
+def kinds(records: Records) -> list[str]:
+    return [str(record.WhichOneof("kind")) for record in records]
+
+
+def files(records: Records) -> dict[str, bytes]:
+    """Every file whose last chunk arrived, reassembled (offsets checked)."""
+    parts: dict[str, bytes] = {}
+    complete: dict[str, bytes] = {}
+    for record in records:
+        if record.WhichOneof("kind") != "file":
+            continue
+        chunk = record.file
+        held = parts.get(chunk.name, b"")
+        assert chunk.offset == len(held)
+        assert len(chunk.data) <= 1 << 20
+        parts[chunk.name] = held + chunk.data
+        if chunk.last:
+            assert chunk.size == len(parts[chunk.name])
+            assert chunk.sha256 == hashlib.sha256(parts[chunk.name]).hexdigest()
+            complete[chunk.name] = parts[chunk.name]
+    return complete
+
+
+def sampler_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "tracklogd-sampler")
+
+
+def test_an_attached_run_receives_system_metrics_metadata_and_files_as_records(
+    make_daemon: MakeDaemon, run_dir: Path, git_repo: GitRepo, start_trainer: StartTrainer
+) -> None:
+    trainer = start_trainer(git_repo.root, "train.py")
+    nvml = FakeNvml(FakeGpu(processes={trainer.pid: 1 << 30}))
+    daemon = make_daemon(system_metrics=True, capture_metadata=True, nvml=nvml, **FAST)
+    ref = make_ref()
+
+    with RunStreamClient(daemon.target, ref, str(run_dir), pid=trainer.pid) as client:
+        client.attach()
+        client.send(frames(ref, 1))
+        records = receive_records(client, lambda got: "system" in kinds(got) and "metadata" in kinds(got))
+
+    system = next(r.system for r in records if r.WhichOneof("kind") == "system")
+    values = system_values(records_pb2.Record(system=system).SerializeToString())
+    assert 0.0 <= values["system/cpu"] <= 100.0
+    assert values["system/proc.memory.rssMB"] > 1.0  # the trainer's, through real psutil
+    assert values["system/gpu.0.gpu"] == 50.0
+    assert values["system/gpu.process.0.memoryAllocatedBytes"] == float(1 << 30)
+
+    (metadata,) = [json.loads(r.metadata.json) for r in records if r.WhichOneof("kind") == "metadata"]
+    assert metadata["git"]["commit"] == git_repo.commit
+    assert metadata["git"]["remote"] == "https://git.example.com/team/repo.git"
+    assert metadata["gpu_count"] == 1
+    captured = [kind for kind in kinds(records) if kind != "system"]
+    assert captured[-1] == "metadata"  # the files, then the metadata: the capture is complete
+    assert set(captured[:-1]) == {"file"}
+    saved = files(records)
+    assert b"pytest==" in saved["requirements.txt"]
+    assert b"train.py" in saved["diff.patch"]
+
+
+def test_two_attached_runs_share_one_sampler_thread_which_ends_when_both_leave(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    counters = FakeCounters()
+    daemon = make_daemon(system_metrics=True, metrics_source=counters, nvml=None, **FAST)
+    clients = [
+        RunStreamClient(daemon.target, make_ref(run_id), str(tmp_path / run_id), pid=CLIENT_PID)
+        for run_id in ("run1", "run2")
+    ]
+    for client in clients:
+        client.attach()
+
+    for client in clients:
+        (record,) = receive_records(client, lambda got: "system" in kinds(got))
+        assert "system/cpu" in system_values(record.SerializeToString())
+    assert sampler_threads() == 1
+
+    for client in clients:
+        client.cancel()
+    assert wait_until(lambda: sampler_threads() == 0)
+
+
+def test_no_record_is_sent_when_the_capture_is_turned_off(
+    make_daemon: MakeDaemon, run_dir: Path, git_repo: GitRepo, start_trainer: StartTrainer
+) -> None:
+    trainer = start_trainer(git_repo.root, "train.py")
+    daemon = make_daemon(system_metrics=False, capture_metadata=False, **FAST)
+    ref = make_ref()
+
+    with RunStreamClient(daemon.target, ref, str(run_dir), pid=trainer.pid) as client:
+        client.attach()
+        client.send(frames(ref, 3))  # the acks come; nothing else is queued before them
+        client.close()
+        replies = []
+        while (reply := client.next_reply()) is not None:
+            replies.append(reply.WhichOneof("kind"))
+
+    assert "record" not in replies
+    assert sampler_threads() == 0
+
+
+# -- the capture and the registry, without gRPC ----------------------------------------------------
+
+
+class GatedGit(Git):
+    """A Git whose ``info`` waits until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def info(self, directory: str | Path) -> GitInfo:
+        self.entered.set()
+        assert self.release.wait(10), "the test never released git"
+        return GitInfo(commit="0" * 40, branch="main")
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[RunRegistry]:
+    runs = RunRegistry(
+        PendingDir(tmp_path / "pending"), pid_alive=FakePids(CLIENT_PID), stopping=threading.Event()
+    )
+    yield runs
+    runs.close()
+
+
+def attach_message(tmp_path: Path, pid: int = CLIENT_PID) -> daemon_pb2.Attach:
+    return daemon_pb2.Attach(ref=make_ref(), run_dir=str(tmp_path / "run"), pid=pid)
+
+
+@pytest.mark.parametrize("leaves", [False, True], ids=["stays", "leaves"])
+def test_metadata_reaches_a_client_that_stays_and_is_dropped_silently_for_one_that_left(
+    registry: RunRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture, leaves: bool
+) -> None:
+    counters = FakeCounters()
+    counters.processes[CLIENT_PID] = FakeProcessState(cwd=str(tmp_path))
+    git = GatedGit()
+    capture = Capture(registry, DaemonConfig(system_metrics=False), source=counters, nvml=None, git=git)
+    outbox = RecordingOutbox()
+    slot, _, new_process = registry.attach(attach_message(tmp_path), outbox)
+
+    capture.attached(slot, outbox, CLIENT_PID, new_process)
+    assert git.entered.wait(10)
+    if leaves:
+        registry.detach(slot, outbox)
+        capture.detached(slot, outbox)
+    git.release.set()
+    assert capture.join(10)
+
+    if leaves:
+        assert outbox.records == []
+    else:
+        (record,) = [records_pb2.Record.FromString(payload) for payload in outbox.records]
+        assert json.loads(record.metadata.json)["git"]["commit"] == "0" * 40
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    capture.close()
+
+
+def test_only_a_new_training_process_counts_as_new_for_the_metadata(
+    registry: RunRegistry, tmp_path: Path
+) -> None:
+    first, again, other = RecordingOutbox(), RecordingOutbox(), RecordingOutbox()
+
+    slot, _, new = registry.attach(attach_message(tmp_path), first)
+    assert new  # a new run
+    assert not registry.attach(attach_message(tmp_path), again).new_process  # the same process again
+    assert registry.attach(attach_message(tmp_path, pid=CLIENT_PID + 1), other).new_process  # a resume
+
+    assert not registry.send_record(slot, CLIENT_PID, b"x")  # that process is no longer the client
+    assert registry.send_record(slot, CLIENT_PID + 1, b"x")
+    assert other.records == [b"x"]
+    registry.detach(slot, other)
+    assert not registry.send_record(slot, CLIENT_PID + 1, b"y")  # nobody attached
