@@ -45,6 +45,7 @@ class Capture:
         start_wall: float,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        config: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self._run_dir = run_dir
         self._warn = warn
@@ -58,6 +59,7 @@ class Capture:
         self._output_log = run_dir / "output.log" if run_dir is not None else None
         self._wrote_output = False
         self.metadata: dict[str, object] = {}
+        self._config = config
 
     # -- items from the queue -----------------------------------------------------------------------
 
@@ -102,13 +104,16 @@ class Capture:
         records = self._send(self._files.at_end())
         if self._run_dir is not None and self._wrote_output and self._output_log is not None:
             records.extend(self._send([("output.log", self._output_log)]))
-        if self.metadata and self._run_dir is not None:
-            path = self._run_dir / "metadata.json"
+        documents = {"metadata.json": self.metadata, "config.json": self._config() if self._config else {}}
+        for name, document in documents.items():
+            if not document or self._run_dir is None:
+                continue
+            path = self._run_dir / name
             try:
-                path.write_text(json.dumps(self.metadata, indent=2) + "\n")
-                records.extend(self._send([("metadata.json", path)]))
+                path.write_text(json.dumps(document, indent=2, allow_nan=True) + "\n")
+                records.extend(self._send([(name, path)]))
             except OSError as exc:
-                self._warn(f"cannot write metadata.json: {exc}")
+                self._warn(f"cannot write {name}: {exc}")
         records.append(self.timing())
         return records
 

@@ -149,7 +149,7 @@ def init(
         warn=printer.warn,
         fallback=None if offline else _spool_fallback(spool),
         last_seq=resumed.last_seq,
-        capture=Capture(run_dir, warn=printer.warn, start_wall=start),
+        capture=Capture(run_dir, warn=printer.warn, start_wall=start, config=cfg.as_dict),
     )
     run = Run(
         settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,

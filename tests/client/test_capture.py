@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -118,7 +119,7 @@ def test_saved_files_travel_with_the_run_in_chunks_with_versions_per_policy(tmp_
     (tmp_path / "ckpt" / "model.bin").write_bytes(big)
     (tmp_path / "notes.txt").write_text("v1")
     (tmp_path / "final.txt").write_text("done")
-    run = tracklog.init(project="p", mode="offline")
+    run = tracklog.init(project="p", mode="offline", config={"lr": 0.25})
     run.save(str(tmp_path / "ckpt" / "*.bin"), base_path=str(tmp_path), policy="now")
     run.save("notes.txt", policy="live")
     run.save("final.txt", policy="end")
@@ -132,6 +133,7 @@ def test_saved_files_travel_with_the_run_in_chunks_with_versions_per_policy(tmp_
     assert files[("notes.txt", 1)] in (b"v1", b"version two")
     assert files[max(k for k in files if k[0] == "notes.txt")] == b"version two"
     assert files[("final.txt", 1)] == b"done"
+    assert json.loads(files[("config.json", 1)]) == {"lr": 0.25}
 
 
 def test_save_rejects_an_unknown_policy_and_a_pattern_outside_its_base(tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def test_console_output_reaches_the_store_in_order(script: Callable[..., Script]
     s = script(
         """
         import ctypes, logging, sys, tracklog
-        run = tracklog.init(project="console")
+        run = tracklog.init(project="console", config={"lr": 0.5})
         print("RUN", run.path, flush=True)
         print("alpha")
         logging.warning("beta")
@@ -126,6 +126,7 @@ def test_console_output_reaches_the_store_in_order(script: Callable[..., Script]
         run = api.run(path)
         logs = run.logs()
         assert logs[-4:] == ["alpha", "WARNING:root:beta", "gamma from C", "delta"]
-        assert "output.log" in {f.name for f in run.files()}
+        names = {f.name for f in run.files()}
+        assert {"output.log", "config.json", "metadata.json", "requirements.txt"} <= names
         assert run.runtime > 0
         assert 0 < run.tracked_seconds <= run.runtime
