@@ -46,6 +46,8 @@ from tracklogd._syncloop import DAEMON_RETRY, SyncLoop
 
 log = logging.getLogger(__name__)
 
+URGENT_BACKLOG = 32  # unsynced frames that are pushed at once instead of coalesced
+
 MAX_STREAMS = 256  # concurrent RunStream calls (each holds one server thread)
 
 
@@ -203,7 +205,9 @@ class Daemon:
         return ""
 
     def _on_frames(self, slot: RunSlot) -> None:
-        self._sync.wake(slot.server)
+        backlog = slot.durable_seq - slot.sync.synced
+        urgent = bool(slot.finish_seq) or not slot.attached or backlog >= URGENT_BACKLOG
+        self._sync.wake(slot.server, urgent=urgent)
 
     def _tick(self) -> None:
         """fsync groups, vanished clients and the idle timeout; never raises."""

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DAEMON_RETRY = RetryPolicy(initial=0.1, maximum=2.0, jitter=0.2)
 PARK_SECONDS = 300.0  # a run whose frames were refused is tried again after this long
+COALESCE_SECONDS = 1.0  # the longest a trickle of frames waits before it is pushed
 
 
 class SyncLoop:
@@ -38,6 +39,7 @@ class SyncLoop:
         retry: RetryPolicy = DAEMON_RETRY,
         clock: Callable[[], float] = time.monotonic,
         park_seconds: float = PARK_SECONDS,
+        coalesce: float = COALESCE_SECONDS,
     ) -> None:
         self.registry = registry
         self.pool = pool
@@ -46,13 +48,20 @@ class SyncLoop:
         self.retry = retry
         self.clock = clock
         self.park_seconds = park_seconds
+        self.coalesce = coalesce
         self.ratelog = RateLimitedLog(log, clock=clock)
         self._lock = threading.Lock()
         self._workers: dict[str, _Worker] = {}
 
-    def wake(self, server: str) -> None:
-        """New frames (or a new run) for ``server``: its worker makes a pass soon."""
-        self._worker(server).wake.set()
+    def wake(self, server: str, *, urgent: bool = True) -> None:
+        """New frames (or a new run) for ``server``: its worker makes a pass soon. A trickle of
+        frames (``urgent=False``) is coalesced into one pass per ``coalesce`` seconds, so that a
+        training loop logging a few rows at a time does not cost the daemon and the store a
+        transaction every 100 ms; a Finish or a backlog goes at once."""
+        worker = self._worker(server)
+        if urgent:
+            worker.urgent.set()
+        worker.wake.set()
 
     def nudge(self, server: str) -> None:
         """``server`` may be reachable now: cut the current backoff short."""
@@ -65,6 +74,7 @@ class SyncLoop:
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
+            worker.urgent.set()
             worker.wake.set()
             worker.nudge.set()
             worker.thread.join(max(0.0, deadline - time.monotonic()))
@@ -84,6 +94,7 @@ class _Worker:
         self.server = server
         self.wake = threading.Event()  # set: there may be frames to push
         self.nudge = threading.Event()  # set: stop backing off (server back, or shutting down)
+        self.urgent = threading.Event()  # set: push now rather than at the end of the coalescing wait
         self._turn = 0  # rotates which run goes first, so one failing run cannot starve the rest
         name = f"tracklogd-sync-{server or 'local'}"
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -99,6 +110,9 @@ class _Worker:
             except Exception:  # never let the thread die: log and go on with the next wake
                 log.exception("sync pass for %s failed", self.server or "the local server")
             self.wake.wait(self._until_unparked())
+            if not loop.stop.is_set():
+                self.urgent.wait(loop.coalesce)
+            self.urgent.clear()
         log.debug("sync worker for %r stopped", self.server)
 
     def _backoff(self, seconds: float) -> None:

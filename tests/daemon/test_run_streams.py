@@ -296,6 +296,8 @@ def test_a_refused_run_is_parked_and_does_not_hold_up_other_runs(
         bad.send(frames(make_ref("bad"), 2))
         good.send(frames(make_ref("good"), 2))
         assert store.store.wait_for_seq("me/proj/good", 3)
+        # One pass pushes both runs, in either order: wait for the refusal too.
+        assert wait_until(lambda: any(r.ref.id == "bad" for r in store.store.requests))
         refused = len([r for r in store.store.requests if r.ref.id == "bad"])
         bad.send([(4, history(2))])
         good.send([(4, history(2))])

@@ -1,0 +1,146 @@
+"""A real training loop: a small PyTorch MLP on scikit-learn's digits (bundled, no download), on the
+CPU with one thread (torch.set_num_threads(1)), a fixed number of steps, logging the loss and the batch
+accuracy every step. ``--tool none`` is the baseline: it computes the same two numbers and logs nothing.
+
+The figure is the wall time of the training loop (init() before it and finish() after it are timed
+separately). For tracklog the daemon is started before the run, as it is on a machine where runs were
+started before; the rows are checked to be in the store afterwards (not timed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _common as c
+
+Log = Callable[[int, float, float], None]
+
+
+def _no_check() -> None:
+    return None
+
+
+def _tracker(tool: str, workdir: Any, steps: int) -> tuple[Log, Callable[[], Any], Callable[[], None]]:
+    """(log(step, loss, acc), finish(), check()) for the tool; the baseline's log does nothing."""
+    if tool == "none":
+        return (lambda step, loss, acc: None), _no_check, _no_check
+    if tool == "tracklog":
+        import tracklog
+
+        tracklog.Api().close()  # start the daemon and the store server before the run
+        run = tracklog.init(project="bench-training", config={"steps": steps})
+
+        def check() -> None:
+            api = tracklog.Api()
+            ok, view = c.wait_for_rows(api, run.path, steps, timeout=300.0)
+            api.close()
+            if not ok:
+                raise SystemExit(f"the store holds {getattr(view, 'history_rows', None)} of {steps} rows")
+
+        return (lambda step, loss, acc: run.log({"loss": loss, "acc": acc})), run.finish, check
+    if tool == "wandb":
+        import wandb
+
+        wrun = wandb.init(project="bench-training", mode="offline", dir=str(workdir), config={"steps": steps})
+        return (lambda step, loss, acc: wrun.log({"loss": loss, "acc": acc})), wrun.finish, _no_check
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.start_run(run_name="bench-training")
+
+    def log(step: int, loss: float, acc: float) -> None:
+        mlflow.log_metrics({"loss": loss, "acc": acc}, step=step)
+
+    return log, mlflow.end_run, _no_check
+
+
+def _background(tool: str) -> dict[str, int]:
+    """The processes that work for the run beside the training process: tracklog's daemon and store
+    server, wandb's service and its helpers."""
+    if tool == "tracklog":
+        return c.tracklog_pids(Path(os.environ["TRACKLOG_HOME"]))
+    if tool == "wandb":
+        return {proc.name(): proc.pid for proc in c.descendants()}
+    return {}
+
+
+def main() -> int:
+    p = c.parser(__doc__ or "")
+    p.add_argument(
+        "--tool", required=True, choices=["none", "tracklog", "wandb", "mlflow-file", "mlflow-sqlite"]
+    )
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--hidden", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=128)
+    args = p.parse_args()
+
+    import torch
+    from sklearn.datasets import load_digits
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    features, labels = load_digits(return_X_y=True)
+    x_all = torch.tensor(features / 16.0, dtype=torch.float32)
+    y_all = torch.tensor(labels)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, args.hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(args.hidden, args.hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(args.hidden, 10),
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    n, bs = len(x_all), args.batch
+
+    t0 = time.perf_counter()
+    log, finish, check = _tracker(args.tool, args.workdir, args.steps)
+    helpers = _background(args.tool)
+    cpu_a = {name: c.cpu_seconds(pid, with_children=True) for name, pid in helpers.items()}
+    t1, p1 = time.perf_counter(), time.process_time()
+    loss_value = acc_value = 0.0
+    for step in range(args.steps):
+        i = (step * bs) % (n - bs)
+        xb, yb = x_all[i : i + bs], y_all[i : i + bs]
+        out = model(xb)
+        loss = loss_fn(out, yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_value = loss.item()
+        acc_value = (out.argmax(1) == yb).float().mean().item()
+        log(step, loss_value, acc_value)
+    t2, p2 = time.perf_counter(), time.process_time()
+    cpu_b = {name: c.cpu_seconds(pid, with_children=True) for name, pid in helpers.items()}
+    finish()
+    t3 = time.perf_counter()
+    check()
+    c.write_result(
+        args.out,
+        {
+            "tool": args.tool,
+            "steps": args.steps,
+            "hidden": args.hidden,
+            "batch": args.batch,
+            "threads": torch.get_num_threads(),
+            "init_s": t1 - t0,
+            "loop_s": t2 - t1,
+            "step_ms": (t2 - t1) / args.steps * 1000,
+            "finish_s": t3 - t2,
+            "loop_cpu_s": p2 - p1,
+            "train_cpu_pct": (p2 - p1) / (t2 - t1) * 100,
+            "background_cpu_pct": {name: (cpu_b[name] - cpu_a[name]) / (t2 - t1) * 100 for name in helpers},
+            "final_loss": loss_value,
+            "final_acc": acc_value,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
