@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 _BARS = "▁▂▃▄▅▆▇█"
 WIDTH = 40
@@ -21,14 +21,15 @@ class Series:
         self._count = 0
         self.values: list[float] = []
 
-    def extend(self, values: Iterable[float]) -> None:
-        for value in values:
-            if self._count % self._stride == 0:
-                self.values.append(value)
-                if len(self.values) >= 2 * self._width:
-                    self.values = self.values[::2]
-                    self._stride *= 2
-            self._count += 1
+    def extend(self, values: Sequence[float]) -> None:
+        # Kept: the values whose position in the whole series is a multiple of the stride. Slicing
+        # picks them in C; halving keeps every other one, i.e. the multiples of the doubled stride.
+        first = -self._count % self._stride
+        self.values.extend(values[first :: self._stride])
+        self._count += len(values)
+        while len(self.values) >= 2 * self._width:
+            self.values = self.values[::2]
+            self._stride *= 2
 
 
 def sparkline(values: list[float], width: int = WIDTH) -> str:
