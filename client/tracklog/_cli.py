@@ -134,9 +134,26 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
     return 1 if failed else 0
 
 
+def _await_local_sync(timeout: float = 10.0) -> None:
+    """Lets the daemon finish handing runs that have ended to the local store, so that a run that
+    just finished is listed (read-your-writes on this machine). Runs still attached do not wait."""
+    import tracklogd
+
+    home = _home.home()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = tracklogd.status(home)
+        if status is None or all(r.attached or r.synced_seq >= r.durable_seq for r in status.runs):
+            return
+        time.sleep(0.05)  # polling the daemon's status; it has no "synced" event to wait on
+
+
 def _cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
+    from tracklog import _settings
     from tracklog._api import Api
 
+    if not args.server and not _settings.configured_server(os.environ, _home.home()):
+        _await_local_sync()
     with Api(args.server) as api:
         runs = api.runs(args.path, limit=args.limit)
     if not runs:

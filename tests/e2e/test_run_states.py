@@ -186,3 +186,19 @@ def test_tracklog_runs_lists_the_run_in_a_table(script: Callable[..., Script], e
     assert path in out.stdout
     assert "finished" in out.stdout
     assert "loss=0.25" in out.stdout
+
+
+def test_tracklog_runs_right_after_a_first_run_on_a_new_machine_lists_it(
+    script: Callable[..., Script], env: dict[str, str]
+) -> None:
+    # A fresh home: the daemon and the local store start with this run, as in ./scripts/demo.
+    s = script(PREAMBLE + "run.log({'loss': 0.5})\n")
+    path = s.wait_line("RUN ")
+    assert s.wait() == 0, s.err
+    entity, project, _ = path.split("/")
+    out = subprocess.run(
+        [sys.executable, "-m", "tracklog", "runs", f"{entity}/{project}"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert path in out.stdout
+    assert "finished" in out.stdout
