@@ -33,6 +33,7 @@ STDERR = records_pb2.OUTPUT_STREAM_STDERR
 MAX_LINE = 64 * 1024  # longer lines are cut (the terminal still gets every byte)
 
 Line = tuple[float, int, str]
+_RETIRED: list[object] = []  # stream wrappers swapped out of sys.stdout/sys.stderr (see Console.stop)
 
 
 class _LineSplitter:
@@ -137,11 +138,15 @@ class Console:
         return True
 
     def drain(self) -> None:
-        """Moves whatever is in the pipes to the terminal and the sink. Safe from any thread."""
-        if not self.active:
-            return
+        """Moves whatever is in the pipes to the terminal and the sink. Safe from any thread.
+
+        Every use of the capture fds happens under ``_lock`` and only while ``active``: once stop()
+        has closed them their numbers may be reused (by a spool, a socket), and a late drain from
+        another thread must never read or write those."""
         lines: list[Line] = []
         with self._lock:
+            if not self.active:
+                return
             now = time.time()
             for read, (_, saved, splitter) in list(self._pipes.items()):
                 while True:
@@ -173,12 +178,16 @@ class Console:
 
     def stop(self) -> None:
         """Stops capturing, restores fds and streams, records the unfinished last lines."""
-        if not self.active:
-            return
         self.drain()
         with self._lock:
+            if not self.active:
+                return
             self.active = False
         if self._orig_streams is not None:
+            # CPython's print() holds sys.stdout as a borrowed reference while it writes (and the GIL
+            # is released during the write): a wrapper freed by this swap would crash a print() in
+            # another thread. Wrappers are kept for the life of the process; they are tiny.
+            _RETIRED.extend(s for s in (sys.stdout, sys.stderr) if isinstance(s, _Wrapped))
             if isinstance(sys.stdout, _Wrapped):
                 sys.stdout = self._orig_streams[0]
             if isinstance(sys.stderr, _Wrapped):
@@ -187,25 +196,26 @@ class Console:
             os.write(self._stop_w, b"x")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
-        # Point fds 1 and 2 back at the terminal first, then move what is left in the pipes there.
-        for fd, saved in self._saved.items():
-            with contextlib.suppress(OSError):
-                os.dup2(saved, fd)
         lines: list[Line] = []
-        now = time.time()
-        for read, (_, saved, splitter) in self._pipes.items():
-            with contextlib.suppress(OSError):
-                data = os.read(read, 1 << 20)
-                if data and self._tee:
-                    _write_all(saved, data)
-                if data:
-                    splitter.feed(data, now, lines)
-            splitter.flush(now, lines)
-        for fd in [*self._pipes, self._stop_r, self._stop_w]:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._pipes.clear()
-        self._restore_fds()
+        with self._lock:
+            # Point fds 1 and 2 back at the terminal first, then move what is left in the pipes there.
+            for fd, saved in self._saved.items():
+                with contextlib.suppress(OSError):
+                    os.dup2(saved, fd)
+            now = time.time()
+            for read, (_, saved, splitter) in self._pipes.items():
+                with contextlib.suppress(OSError):
+                    data = os.read(read, 1 << 20)
+                    if data and self._tee:
+                        _write_all(saved, data)
+                    if data:
+                        splitter.feed(data, now, lines)
+                splitter.flush(now, lines)
+            for fd in [*self._pipes, self._stop_r, self._stop_w]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._pipes.clear()
+            self._restore_fds()
         if lines:
             self._sink(lines)
 

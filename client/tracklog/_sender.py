@@ -148,7 +148,12 @@ class Sender:
     def wait_metadata(self, timeout: float) -> bool:
         """Waits (bounded) for the daemon's metadata capture, so that a run shorter than the capture
         still gets its metadata: the daemon sends nothing once the run has finished."""
-        if not self._connected or not isinstance(self.transport, DaemonTransport):
+        transport = self.transport
+        if (
+            not self._connected
+            or not isinstance(transport, DaemonTransport)
+            or not transport.metadata_expected
+        ):
             return False
         return self.metadata_received.wait(timeout)
 

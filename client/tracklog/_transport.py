@@ -101,6 +101,7 @@ class DaemonTransport:
         self.home = home
         self._spawn = spawn
         self.on_record: Callable[[bytes], None] | None = None
+        self.metadata_expected = False  # the daemon said it will send this run's metadata
         self.url = ""
         self._attach = attach
         self._start_timeout = start_timeout
@@ -153,6 +154,7 @@ class DaemonTransport:
                     elif kind == "attached":
                         self._durable = message.attached.durable_seq
                         self.url = message.attached.url or self.url
+                        self.metadata_expected = message.attached.metadata
                         self._attached = True
                     self._cond.notify_all()
                 if kind == "stop":

@@ -163,6 +163,10 @@ class Capture:
             )
             self.sampler = SamplerThread(sampler, clock=clock)
 
+    def captures_metadata(self, new_process: bool) -> bool:
+        """Whether ``attached`` will capture metadata for this attach (told to the client)."""
+        return self._config.capture_metadata and new_process
+
     def attached(self, slot: RunSlot, stream: object, pid: int, new_process: bool) -> None:
         """The run's Attached went out on ``stream``: start what the run gets. Never blocks long and
         never raises (the stream must go on whatever happens here)."""
@@ -170,7 +174,7 @@ class Capture:
             emit = functools.partial(self._registry.send_record, slot, pid)
             if self.sampler is not None:
                 self.sampler.add(slot.key, stream, pid, str(slot.run_dir), emit)
-            if self._config.capture_metadata and new_process:
+            if self.captures_metadata(new_process):
                 thread = threading.Thread(
                     target=self._capture,
                     args=(slot, pid, self._wall_clock()),

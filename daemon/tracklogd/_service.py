@@ -100,7 +100,8 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                 if kind == "attach" and slot is None:
                     slot, durable, new_process = self._registry.attach(message.attach, outbox)
                     url = self._run_url(slot)
-                    attached = daemon_pb2.Attached(durable_seq=durable, url=url)
+                    metadata = self._capture is not None and self._capture.captures_metadata(new_process)
+                    attached = daemon_pb2.Attached(durable_seq=durable, url=url, metadata=metadata)
                     outbox.send(daemon_pb2.DaemonMessage(attached=attached))
                     if self._capture is not None:  # after Attached: records follow it on the stream
                         self._capture.attached(slot, outbox, message.attach.pid, new_process)

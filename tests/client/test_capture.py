@@ -185,3 +185,31 @@ run.finish()
     assert timings[-1].runtime >= 3.0
     assert timings[-1].runtime - timings[-1].tracked_seconds >= 2.5
     assert isinstance(timings[-1], records_pb2.Timing)
+
+
+def test_a_thread_printing_while_the_run_finishes_never_crashes_the_process(tmp_path: Path) -> None:
+    # print() holds sys.stdout as a borrowed reference; finish() swaps the capture's wrapper out.
+    # Before the wrappers were kept alive this crashed (SIGSEGV) in about one run of three.
+    code = """
+import sys, threading, time, tracklog
+run = tracklog.init(project="p", mode="offline")
+stop = False
+def chatter():
+    while not stop:
+        print("from a thread", flush=True)
+        time.sleep(0.001)
+thread = threading.Thread(target=chatter)
+thread.start()
+d = {f"k{j}": 0.5 for j in range(10)}
+for i in range(100_000):
+    run.log(d)
+run.finish()
+stop = True
+thread.join()
+"""
+    env = {**os.environ, "TRACKLOG_SILENT": "true"}
+    for _ in range(5):
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=False
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]

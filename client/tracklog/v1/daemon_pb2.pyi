@@ -103,19 +103,25 @@ class Attached(_message.Message):
 
     DURABLE_SEQ_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     durable_seq: _builtins.int
     """0 for a new run"""
     url: _builtins.str
     """the run's web address when known, else empty"""
+    metadata: _builtins.bool
+    """The daemon is capturing this process's metadata and will send it as a Metadata record (the last
+    record of the capture): a run that ends sooner may wait for it.
+    """
     def __init__(
         self,
         *,
         durable_seq: _builtins.int = ...,
         url: _builtins.str = ...,
+        metadata: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["durable_seq", b"durable_seq", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["durable_seq", b"durable_seq", "metadata", b"metadata", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
