@@ -43,7 +43,7 @@ class Sender:
         warn: Callable[[str], None],
         flush_interval: float = FLUSH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], object] | None = None,
+        sleep: Callable[[float], object] = time.sleep,
         fallback: Callable[[list[tuple[int, bytes]]], None] | None = None,
         finish_timeout: float = 15.0,
         last_seq: int = 0,
@@ -61,7 +61,7 @@ class Sender:
         self._flush_interval = flush_interval
         self._clock = clock
         self._stop = threading.Event()
-        self._sleep = sleep or self._stop.wait
+        self._sleep = sleep  # backoff between reconnects while finishing
         self._fallback = fallback
         self._finish_timeout = finish_timeout
         self._seq = last_seq  # the run's last frame so far: 0, or where a resumed spool ends
@@ -194,7 +194,7 @@ class Sender:
     def _sleep_until_retry(self, deadline: float) -> None:
         delay = max(0.0, min(self._next_attempt, deadline) - self._clock())
         if delay:
-            time.sleep(min(delay, 0.5))  # backoff between reconnects while finishing
+            self._sleep(min(delay, 0.5))
 
     def _encode(self) -> None:
         """Turns queued rows and records into frames (appended to ``unacked``)."""

@@ -19,13 +19,10 @@ _JSON_SCALARS = (str, bool, type(None))
 
 def _scalar(value: Any) -> Any:
     """A numpy/torch scalar (or 0-d array / 1-element tensor) as a Python number, else ``value``."""
-    module = type(value).__module__
-    if module.startswith(("numpy", "torch")):
-        size = getattr(value, "size", None)
-        numel = size() if callable(size) and module.startswith("torch") else size
-        if hasattr(value, "numel"):
-            numel = value.numel()
-        if numel == 1 and hasattr(value, "item"):
+    if type(value).__module__.startswith(("numpy", "torch")) and hasattr(value, "item"):
+        # torch tensors count elements with numel(); numpy arrays and scalars have a size attribute.
+        numel = value.numel() if hasattr(value, "numel") else getattr(value, "size", None)
+        if numel == 1:
             return value.item()
     return value
 
