@@ -163,6 +163,11 @@ class Run:
         self._sender = None
         self._queue = None
         self.log = self._log_in_child  # type: ignore[method-assign]
+        if self._console is not None:
+            # The child writes into the parent's capture pipes (so a worker's prints are recorded by
+            # the parent); it must never read them itself.
+            self._console.active = False
+            self._console = None
 
     def _log_in_child(
         self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None

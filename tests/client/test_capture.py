@@ -213,3 +213,26 @@ thread.join()
             [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=False
         )
         assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+def test_output_of_a_forked_child_is_recorded_by_the_parent(tmp_path: Path) -> None:
+    code = """
+import os, sys, tracklog
+run = tracklog.init(project="p", mode="offline")
+print("parent before", flush=True)
+pid = os.fork()
+if pid == 0:
+    print("from the child", flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent after", flush=True)
+run.finish()
+sys.stderr.write(run.dir)
+"""
+    env = {**os.environ, "TRACKLOG_SILENT": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=True
+    )
+    texts = [text for _, text in _output(done.stderr.decode().strip())]
+    assert texts == ["parent before", "from the child", "parent after"]
+    assert done.stdout.decode().splitlines() == ["parent before", "from the child", "parent after"]
