@@ -14,7 +14,25 @@ import grpc
 from tracklog import _history, _home, _spool
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2
 
-__all__ = ["FakeDaemon", "history_rows", "read_records", "spool_of"]
+__all__ = ["FakeClock", "FakeDaemon", "history_rows", "read_records", "spool_of"]
+
+
+class FakeClock:
+    """A ``clock`` seam for the SDK, the daemon and the server: seconds that move only with
+    ``advance``. Safe to read from other threads."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        with self._lock:
+            self._now += seconds
+            return self._now
 
 
 def spool_of(run_dir: str | os.PathLike[str]) -> Path:

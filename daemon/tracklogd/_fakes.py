@@ -5,12 +5,11 @@
   ``processes``) can deny its own methods.
 - ``FakeNvml``: an NVML with ``FakeGpu`` devices; each GPU's ``fail`` names the NVML functions that
   raise ``NVMLError`` for it.
-- ``FakeClock``: monotonic seconds that move only when the test says so.
+- ``FakeClock`` is ``tracklog.testing.FakeClock``, shared with the SDK and the server.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -18,23 +17,6 @@ import psutil
 
 MIB = 1 << 20
 GIB = 1 << 30
-
-
-class FakeClock:
-    """A ``clock`` seam: seconds that only move with ``advance``. Thread-safe."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> float:
-        with self._lock:
-            self._now += seconds
-            return self._now
 
 
 # -- psutil --------------------------------------------------------------------------------------

@@ -24,10 +24,10 @@ from concurrent import futures
 import grpc
 
 from tracklog._history import BatchBuilder
+from tracklog.testing import FakeClock
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2, store_pb2, store_pb2_grpc
 from tracklogd._config import GRPC_MESSAGE_OPTIONS
 from tracklogd._fakes import (
-    FakeClock,
     FakeCounters,
     FakeGpu,
     FakeNvml,
