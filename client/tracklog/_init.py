@@ -28,9 +28,16 @@ from tracklog.v1 import daemon_pb2, records_pb2
 DAEMON_START_TIMEOUT = 5.0
 
 
-def _run_dir(root: Path, run_id: str, offline: bool, resume: str, start: float) -> Path:
-    base = root / "tracklog"
-    existing = sorted(base.glob(f"*run-*-{run_id}")) if base.is_dir() else []
+def _local_runs(base: Path) -> list[str]:
+    """The run directories under ``base`` (one listing, shared by id checks and name numbering)."""
+    try:
+        return sorted(name for name in os.listdir(base) if "run-" in name)
+    except OSError:
+        return []
+
+
+def _run_dir(base: Path, runs: list[str], run_id: str, offline: bool, resume: str, start: float) -> Path:
+    existing = [base / name for name in runs if name.endswith(f"-{run_id}")]
     if existing and not resume:
         # A second run under the same id would collide with the first one's sequence numbers.
         raise UsageError(
@@ -117,10 +124,11 @@ def init(
 
     start = time.time()
     offline = settings.mode == "offline"
-    run_dir = _run_dir(settings.root_dir, settings.run_id, offline, settings.resume, start)
+    base = settings.root_dir / "tracklog"
+    runs = _local_runs(base)
+    run_dir = _run_dir(base, runs, settings.run_id, offline, settings.resume, start)
     if name is None:
-        existing = len(list(run_dir.parent.glob("*run-*"))) if run_dir.parent.exists() else 0
-        name = _names.generate(existing + 1)
+        name = _names.generate(len(runs) + 1)
     name = _settings.validate_name(name)
 
     if settings.mode == "disabled":
@@ -178,12 +186,17 @@ def init(
         printer.warn("the tracklog daemon is not answering yet; the run goes on and its data is kept")
     _lifecycle.adopt(run)
     printer.opening(run)
-    if os.environ.get("TRACKLOG_CONSOLE", "on").lower() not in ("off", "false", "0"):
-        queue = sender.queue
-        console = Console(lambda lines: queue.append(OutputChunk(lines)))
-        if console.start():
-            run._console = console
+    run._console = _start_console(sender)
     return run
+
+
+def _start_console(sender: Sender) -> Console | None:
+    """Console capture into the run's queue, unless TRACKLOG_CONSOLE turns it off."""
+    if os.environ.get("TRACKLOG_CONSOLE", "on").lower() in ("off", "false", "0"):
+        return None
+    queue = sender.queue
+    console = Console(lambda lines: queue.append(OutputChunk(lines)))
+    return console if console.start() else None
 
 
 def finish(exit_code: int | None = None) -> None:

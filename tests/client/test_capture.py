@@ -42,6 +42,7 @@ def _run_script(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[bytes]
         cwd=tmp_path,
         env=env,
         capture_output=True,
+        timeout=60,  # a capture that blocks the script fails here, not at the suite's timeout
         check=True,
     )
 
@@ -210,7 +211,7 @@ thread.join()
     env = {**os.environ, "TRACKLOG_SILENT": "true"}
     for _ in range(5):
         done = subprocess.run(
-            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=False
+            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=False, timeout=60
         )
         assert done.returncode == 0, done.stderr.decode()[-2000:]
 
@@ -231,7 +232,7 @@ sys.stderr.write(run.dir)
 """
     env = {**os.environ, "TRACKLOG_SILENT": "true"}
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=True
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=True, timeout=60
     )
     texts = [text for _, text in _output(done.stderr.decode().strip())]
     assert texts == ["parent before", "from the child", "parent after"]
