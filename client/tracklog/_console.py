@@ -164,6 +164,15 @@ class Console:
         if lines:
             self._sink(lines)
 
+    def disown(self) -> None:
+        """In a forked child: stops using the capture without touching it. The child keeps writing
+        into the parent's pipes (so the parent records a DataLoader worker's prints) but never reads
+        them. The lock is replaced first: at fork it may have been held by the parent's reader
+        thread, which does not exist in the child, and would then stay locked forever."""
+        self._lock = threading.Lock()
+        self.active = False
+        self._thread = None
+
     def _run(self) -> None:
         try:
             reads = [*self._pipes, self._stop_r]

@@ -11,7 +11,9 @@ import json
 import math
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from tracklog.v1 import records_pb2
@@ -79,60 +81,80 @@ class BatchBuilder:
     Rows must arrive in strictly ascending step order (the SDK's step rules guarantee it). Values are
     already normalised by ``Run.log``: float, int, or anything JSON-encodable.
 
-    ``add`` only keeps the row; columns are built once, when the batch is read. When every row has
-    the same keys in the same order (the usual training loop), the rows are transposed with ``zip``
-    and each column is typed with one ``set(map(type, ...))``: C loops instead of a Python loop over
-    every cell. Any other batch, or a column of mixed types, goes cell by cell.
+    ``add``/``extend`` only keep the rows; columns are built once, when the batch is read. The usual
+    training loop logs the same keys every row: then the rows are transposed without a Python loop
+    over rows or cells (``itemgetter`` and ``chain`` flatten them row-major, ``set(map(type, ...))``
+    types the cells, and strided slices of one packed array cut out each column), and each column
+    is marked ``all_rows`` instead of repeating the batch's steps. Any other batch, or a column of
+    mixed types, goes cell by cell.
     """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
+        self._rows: list[tuple[int, float, Mapping[str, Any]]] = []
         self.steps: array[int] = array("q")
         self.times: array[float] = array("d")
+        self._dense: list[tuple[str, int, bytes, Sequence[Any]]] = []  # (key, type, packed, values)
         self._floats: dict[str, _Numeric] = {}
         self._ints: dict[str, _Numeric] = {}
         self._json: dict[str, _Json] = {}
-        self._rows: list[Mapping[str, Any]] = []
-        self._keys: tuple[str, ...] | None = None  # the keys of every row, while they are the same
-        self._uniform = True
+        self._last: dict[str, Any] = {}
         self._built = False
 
     def __len__(self) -> int:
-        return len(self.steps)
+        return len(self._rows)
 
     def add(self, step: int, timestamp: float, row: Mapping[str, Any]) -> None:
-        self.steps.append(step)
-        self.times.append(timestamp)
-        self._rows.append(row)
-        if self._uniform:
-            keys = tuple(row)
-            if self._keys is None:
-                self._keys = keys
-            elif keys != self._keys:
-                self._uniform = False
+        self._rows.append((step, timestamp, row))
+
+    def extend(self, rows: Iterable[tuple[int, float, Mapping[str, Any]]]) -> None:
+        """Adds ``(step, timestamp, row)`` items, as ``Run.log`` queues them."""
+        self._rows.extend(rows)
 
     def _build(self) -> None:
         if self._built:
             return
         self._built = True
-        if self._uniform and self._keys:
-            columns = zip(*[tuple(row.values()) for row in self._rows], strict=True)
-            for key, values in zip(self._keys, columns, strict=True):
-                kinds = set(map(type, values))
-                if kinds == {float}:
-                    self._floats[key] = _Numeric(array("q", self.steps), array("d", values))
-                elif kinds == {int} and min(values) >= -(2**53) and max(values) <= 2**53:
-                    self._ints[key] = _Numeric(array("q", self.steps), array("d", values))
-                else:
-                    for step, value in zip(self.steps, values, strict=True):
-                        self._add_cell(key, step, value)
-        else:
-            for step, row in zip(self.steps, self._rows, strict=True):
+        if not self._rows:
+            return
+        steps, times, rows = zip(*self._rows, strict=True)
+        self.steps, self.times = array("q", steps), array("d", times)
+        keys = tuple(rows[0])
+        cells = _row_major(rows, keys)
+        if cells is None:
+            for step, row in zip(steps, rows, strict=True):
                 for key, value in row.items():
                     self._add_cell(key, step, value)
+            self._last_from_columns()
+        else:
+            self._build_dense(keys, cells)
+            self._last = dict(zip(keys, cells[-len(keys) :], strict=True)) if keys else {}
         self._rows = []
+
+    def _build_dense(self, keys: tuple[str, ...], cells: list[Any]) -> None:
+        """Columns of rows that all hold exactly ``keys``; ``cells`` is their values, row-major."""
+        width = len(keys)
+        if not width:
+            return
+        kinds = set(map(type, cells))
+        packed: memoryview | None = None
+        if kinds == {float}:  # the usual case: one packed array, a strided slice per column
+            packed = memoryview(array("d", cells))
+        for j, key in enumerate(keys):
+            values = cells[j::width]
+            if packed is not None:
+                self._dense.append((key, FLOAT, packed[j::width].tobytes(), values))
+                continue
+            column_kinds = set(map(type, values))
+            if column_kinds == {float}:
+                self._dense.append((key, FLOAT, array("d", values).tobytes(), values))
+            elif column_kinds == {int} and min(values) >= -(2**53) and max(values) <= 2**53:
+                self._dense.append((key, INT, array("d", values).tobytes(), values))
+            else:
+                for step, value in zip(self.steps, values, strict=True):
+                    self._add_cell(key, step, value)
 
     def _add_cell(self, key: str, step: int, value: Any) -> None:
         kind = type(value)
@@ -154,9 +176,7 @@ class BatchBuilder:
         col.steps.append(step)
         col.values.append(value)
 
-    def last_values(self) -> dict[str, Any]:
-        """The value of each key at its last step in this batch (for the SDK's local summary)."""
-        self._build()
+    def _last_from_columns(self) -> None:
         latest: dict[str, tuple[int, Any]] = {}
         for kind, cols in ((float, self._floats), (int, self._ints)):
             for key, col in cols.items():
@@ -166,10 +186,19 @@ class BatchBuilder:
         for key, jcol in self._json.items():
             if key not in latest or latest[key][0] < jcol.steps[-1]:
                 latest[key] = (jcol.steps[-1], json.loads(jcol.values[-1]))
-        return {key: value for key, (_, value) in latest.items()}
+        self._last = {key: value for key, (_, value) in latest.items()}
 
-    def numeric_columns(self) -> Iterator[tuple[str, array[float]]]:
+    def last_values(self) -> dict[str, Any]:
+        """The value of each key at its last step in this batch (for the SDK's local summary)."""
         self._build()
+        return dict(self._last)
+
+    def numeric_columns(self) -> Iterator[tuple[str, Sequence[float]]]:
+        """Each numeric key's values in step order (a key logged as both int and float yields its
+        int values and its float values separately)."""
+        self._build()
+        for key, _, _, values in self._dense:
+            yield key, values
         for cols in (self._floats, self._ints):
             for key, col in cols.items():
                 yield key, col.values
@@ -177,14 +206,48 @@ class BatchBuilder:
     def encode(self) -> bytes:
         self._build()
         batch = records_pb2.HistoryBatch(steps=pack_int64(self.steps), timestamps=pack_float64(self.times))
+        add = batch.columns.add
+        for key, type_, packed, _ in self._dense:
+            add(key=key, type=type_, values=packed if _LITTLE else _swapped(packed), all_rows=True)
         for type_, cols in ((FLOAT, self._floats), (INT, self._ints)):
             for key, col in cols.items():
-                batch.columns.add(
-                    key=key, type=type_, steps=pack_int64(col.steps), values=pack_float64(col.values)
-                )
+                add(key=key, type=type_, steps=pack_int64(col.steps), values=pack_float64(col.values))
         for key, jcol in self._json.items():
-            batch.columns.add(key=key, type=JSON, steps=pack_int64(jcol.steps), json_values=jcol.values)
+            add(key=key, type=JSON, steps=pack_int64(jcol.steps), json_values=jcol.values)
         return batch.SerializeToString()
+
+
+def _row_major(rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...]) -> list[Any] | None:
+    """Every row's values in the order of ``keys``, row after row, or None unless each row holds
+    exactly those keys. C loops only: the rows of a training loop are many and alike."""
+    width = len(keys)
+    if set(map(len, rows)) != {width}:
+        return None
+    if width == 0:
+        return []
+    if width == 1:
+        getter = itemgetter(keys[0])
+        try:
+            return list(map(getter, rows))
+        except KeyError:
+            return None
+    try:
+        # Same length and every key found: the same set of keys (the order may differ).
+        return list(chain.from_iterable(map(itemgetter(*keys), rows)))
+    except KeyError:
+        return None
+
+
+def _swapped(packed: bytes) -> bytes:  # pragma: no cover - every supported platform is little-endian
+    values = array("d")
+    values.frombytes(packed)
+    values.byteswap()
+    return values.tobytes()
+
+
+def column_steps(batch: records_pb2.HistoryBatch, column: records_pb2.Column) -> array[int]:
+    """The steps of ``column``: its own, or the batch's when it has a value in every row."""
+    return unpack_int64(batch.steps if column.all_rows else column.steps)
 
 
 def column_values(column: records_pb2.Column) -> list[Any]:
@@ -209,7 +272,7 @@ def decode_rows(batches: Iterable[records_pb2.HistoryBatch]) -> Iterator[dict[st
             step: {"_step": step, "_timestamp": ts} for step, ts in zip(steps, times, strict=True)
         }
         for column in batch.columns:
-            for step, value in zip(unpack_int64(column.steps), column_values(column), strict=True):
+            for step, value in zip(column_steps(batch, column), column_values(column), strict=True):
                 row = rows.get(step)
                 if row is not None:
                     row[column.key] = value

@@ -86,7 +86,9 @@ class Run:
                 queue = self._queue
                 queue.append((self._step, _now(), data.copy()))  # type: ignore[union-attr]
                 self._step += 1
-                if len(queue) >= BATCH_ROWS:  # type: ignore[arg-type]
+                # Wakes the sender once per batch, not on every call while it catches up
+                # (Event.set takes a lock); it also wakes by itself every FLUSH_INTERVAL.
+                if len(queue) == BATCH_ROWS:  # type: ignore[arg-type]
                     self._sender.wake.set()  # type: ignore[union-attr]
                 return
         self._log_slow(data, step, commit)
@@ -164,9 +166,7 @@ class Run:
         self._queue = None
         self.log = self._log_in_child  # type: ignore[method-assign]
         if self._console is not None:
-            # The child writes into the parent's capture pipes (so a worker's prints are recorded by
-            # the parent); it must never read them itself.
-            self._console.active = False
+            self._console.disown()
             self._console = None
 
     def _log_in_child(

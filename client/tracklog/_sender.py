@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import groupby, repeat
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -211,22 +212,21 @@ class Sender:
     def _drain(
         self, queue: deque[Any], builder: _history.BatchBuilder, frames: list[records_pb2.Record | bytes]
     ) -> None:
-        while queue:
-            item = queue.popleft()
-            kind = type(item)
-            if kind is tuple:
-                builder.add(*item)
-                if len(builder) >= BATCH_ROWS:
+        # Only this thread pops, so the queue holds at least ``len(queue)`` items; they are taken
+        # in one C loop (``map`` over ``repeat``), without a bytecode per row, and grouped by kind.
+        # The builder is empty between groups: each run of rows becomes whole HistoryBatches.
+        items = list(map(deque.popleft, repeat(queue, len(queue))))
+        for kind, group in groupby(items, type):
+            if kind is tuple:  # history rows, in step order
+                rows = list(group)
+                for start in range(0, len(rows), BATCH_ROWS):
+                    builder.extend(rows[start : start + BATCH_ROWS])
                     frames.append(self._flush_builder())
-                continue
-            if len(builder):
-                frames.append(self._flush_builder())
-            if kind is records_pb2.Record or kind is bytes:
-                frames.append(item)
+            elif kind is records_pb2.Record or kind is bytes:
+                frames.extend(group)
             elif self.capture is not None:
-                frames.extend(self.capture.expand(item))
-        if len(builder):
-            frames.append(self._flush_builder())
+                for item in group:
+                    frames.extend(self.capture.expand(item))
 
     def _flush_builder(self) -> bytes:
         builder = self._builder

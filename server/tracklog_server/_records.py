@@ -86,7 +86,7 @@ class ColumnChunk:
     key: str
     type: int
     steps: array[int]
-    steps_bytes: bytes  # as it came
+    steps_bytes: bytes  # as stored: the column's own steps, or the batch's for an all_rows column
     values_bytes: bytes  # float64 LE as it came, or a serialized StringList (JSON)
     num_values: array[float] | None  # numeric columns
     json_values: Sequence[str] | None  # JSON columns
@@ -305,6 +305,11 @@ def decode_history(data: bytes) -> HistoryOp | EmptyOp:
             raise InvalidInputError(f"history key must be 1-{MAX_SHORT_TEXT} characters")
         if key in RESERVED_KEYS:
             raise InvalidInputError(f"history key {key!r} is reserved")
+        if column.all_rows:
+            if column.steps:
+                raise InvalidInputError(f"column {key!r} is marked all_rows but has steps of its own")
+            columns.append(_decode_column(column, steps, batch.steps))
+            continue
         if not _packed(column.steps, f"steps of {key!r}"):
             continue
         if column.steps == batch.steps:
@@ -317,7 +322,7 @@ def decode_history(data: bytes) -> HistoryOp | EmptyOp:
                 row_set = set(steps)
             if not row_set.issuperset(col_steps):
                 raise InvalidInputError(f"steps of {key!r} are not rows of the batch")
-        columns.append(_decode_column(column, col_steps))
+        columns.append(_decode_column(column, col_steps, column.steps))
     if len({col.key for col in columns}) != len(columns):
         _check_disjoint(columns)
     return HistoryOp(steps, batch.steps, batch.timestamps, tuple(columns))
@@ -333,13 +338,15 @@ def _check_disjoint(columns: Sequence[ColumnChunk]) -> None:
         steps.update(col.steps)
 
 
-def _decode_column(column: records_pb2.Column, steps: array[int]) -> ColumnChunk:
+def _decode_column(column: records_pb2.Column, steps: array[int], steps_bytes: bytes) -> ColumnChunk:
+    """``steps``/``steps_bytes``: the column's steps, unpacked and as stored (its own, or the
+    batch's for an ``all_rows`` column)."""
     key = column.key
     if column.type in (FLOAT, INT):
         if column.json_values or _packed(column.values, f"values of {key!r}") != len(steps):
             raise InvalidInputError(f"column {key!r} needs one float64 value per step")
         values = unpack_float64(column.values)
-        return _numeric_chunk(key, column.type, steps, column.steps, column.values, values)
+        return _numeric_chunk(key, column.type, steps, steps_bytes, column.values, values)
     if column.type == JSON:
         if column.values or len(column.json_values) != len(steps):
             raise InvalidInputError(f"column {key!r} needs one JSON text per step")
@@ -351,7 +358,7 @@ def _decode_column(column: records_pb2.Column, steps: array[int]) -> ColumnChunk
         except (ValueError, RecursionError) as exc:
             raise InvalidInputError(f"column {key!r} holds a value that is not JSON") from exc
         packed = records_pb2.StringList(values=texts).SerializeToString()
-        return ColumnChunk(key, JSON, steps, column.steps, packed, None, texts, math.nan, None, None)
+        return ColumnChunk(key, JSON, steps, steps_bytes, packed, None, texts, math.nan, None, None)
     raise InvalidInputError(f"column {key!r} has unknown type {column.type}")
 
 

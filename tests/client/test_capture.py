@@ -237,3 +237,31 @@ sys.stderr.write(run.dir)
     texts = [text for _, text in _output(done.stderr.decode().strip())]
     assert texts == ["parent before", "from the child", "parent after"]
     assert done.stdout.decode().splitlines() == ["parent before", "from the child", "parent after"]
+
+
+def test_a_child_forked_while_the_capture_lock_is_held_can_still_print(tmp_path: Path) -> None:
+    # The console reader thread holds the capture lock while it drains the pipes; a fork at that
+    # moment used to leave the lock held forever in the child, whose first print() then hung.
+    # Holding the lock across the fork makes that moment certain.
+    code = """
+import os, sys, tracklog
+run = tracklog.init(project="p", mode="offline")
+lock = run._console._lock
+lock.acquire()
+pid = os.fork()
+if pid == 0:  # the lock stays as fork left it: held, by a thread the child does not have
+    print("from the child", flush=True)
+    os._exit(0)
+lock.release()
+os.waitpid(pid, 0)
+print("parent after", flush=True)
+run.finish()
+sys.stderr.write(run.dir)
+"""
+    env = {**os.environ, "TRACKLOG_SILENT": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=True, timeout=30
+    )
+    assert done.stdout.decode().splitlines() == ["from the child", "parent after"]
+    texts = [text for _, text in _output(done.stderr.decode().strip())]
+    assert texts == ["from the child", "parent after"]

@@ -31,6 +31,30 @@ def test_a_column_that_mixes_ints_floats_and_none_keeps_each_value() -> None:
     assert [r["v"] for r in out] == [1, 2.5, None, 2**60, math.inf]
 
 
+def test_rows_with_the_same_keys_share_the_batch_steps_instead_of_repeating_them() -> None:
+    rows = [{"loss": 0.5 / (i + 1), "epoch": i, "tag": "a"} for i in range(100)]
+    builder = BatchBuilder()
+    for step, row in enumerate(rows):
+        builder.add(step, 1000.0 + step, row)
+    batch = records_pb2.HistoryBatch.FromString(builder.encode())
+    shared = {col.key: col.all_rows for col in batch.columns if not col.steps}
+    assert shared == {"loss": True, "epoch": True}
+    assert all(len(col.values) == 8 * 100 for col in batch.columns if col.all_rows)
+    assert [c.key for c in batch.columns if c.type == records_pb2.COLUMN_TYPE_JSON] == ["tag"]
+
+
+def test_rows_with_the_same_keys_in_another_order_round_trip() -> None:
+    rows = [{"a": 1.0, "b": 2.0}, {"b": 4.0, "a": 3.0}, {"a": 5.0, "b": 6.0}]
+    assert _round_trip(rows) == rows
+
+
+def test_a_key_missing_from_one_row_keeps_its_own_steps() -> None:
+    rows = [{"a": 1.0, "b": 2.0}, {"a": 3.0, "c": 4.0}, {"a": 5.0, "b": 6.0}]
+    assert _round_trip(rows) == rows
+    assert _round_trip([{}, {}]) == [{}, {}]
+    assert _round_trip([{"only": 1.5}, {"only": 2}]) == [{"only": 1.5}, {"only": 2}]
+
+
 def test_rows_with_varying_keys_round_trip() -> None:
     rng = random.Random(7)
     keys = ["a", "b", "c", "d"]

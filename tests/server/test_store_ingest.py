@@ -192,6 +192,12 @@ def test_history_columns_are_validated(store: SqlAlchemyStore, key: RunKey) -> N
                 key="x", type=records_pb2.COLUMN_TYPE_JSON, steps=steps, json_values=["1", "{", "2"]
             )
         ),
+        "has steps of its own": batch(
+            records_pb2.Column(key="x", type=float_col, steps=steps, values=b"\x00" * 24, all_rows=True)
+        ),
+        "needs one float64 value per step": batch(
+            records_pb2.Column(key="x", type=float_col, values=b"\x00" * 16, all_rows=True)
+        ),
         "strictly ascending": batch(row_steps=steps[8:16] + steps[:8] + steps[16:]),
         "same step": batch(
             records_pb2.Column(key="x", type=float_col, steps=steps, values=b"\x00" * 24),

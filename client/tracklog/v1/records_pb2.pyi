@@ -188,12 +188,17 @@ class Column(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     VALUES_FIELD_NUMBER: _builtins.int
     JSON_VALUES_FIELD_NUMBER: _builtins.int
+    ALL_ROWS_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     type: Global___ColumnType.ValueType
     steps: _builtins.bytes
     """int64 little-endian, ascending, a subset of HistoryBatch.steps"""
     values: _builtins.bytes
     """float64 little-endian, one per step (numeric types)"""
+    all_rows: _builtins.bool
+    """The key has a value in every row of the batch (the usual training loop): its steps are
+    HistoryBatch.steps and `steps` is left empty, which halves a numeric column's bytes.
+    """
     @_builtins.property
     def json_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """one per step (COLUMN_TYPE_JSON)"""
@@ -206,10 +211,11 @@ class Column(_message.Message):
         steps: _builtins.bytes = ...,
         values: _builtins.bytes = ...,
         json_values: _abc.Iterable[_builtins.str] | None = ...,
+        all_rows: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["json_values", b"json_values", "key", b"key", "steps", b"steps", "type", b"type", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_rows", b"all_rows", "json_values", b"json_values", "key", b"key", "steps", b"steps", "type", b"type", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
