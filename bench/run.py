@@ -42,11 +42,11 @@ class Settings:
     import_reps: int = 5
     idle_seconds: float = 60.0
     ingest_rows: int = 1_000_000
-    pg_ingest_rows: int = 500_000  # PostgreSQL ingests at ~80k rows/s here: half the rows saves ~20 s
+    pg_ingest_rows: int = 250_000  # PostgreSQL ingests at ~50k rows/s here: a quarter saves ~30 s
     mlflow_ingest_rows: int = 2_000
     query_runs: int = 2_000
     mlflow_query_runs: int = 2_000
-    train_steps: int = 1_000
+    train_steps: int = 600  # ~13 s a loop here: 12 runs (4 tools x 3 repetitions) are most of the suite
     train_hidden: int = 1024
     train_batch: int = 128
     # MLflow with SQLite spends ~10 ms per log call: ~10 s more per training run, too much for the

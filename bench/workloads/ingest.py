@@ -42,7 +42,8 @@ def _requests(rows: int, frame_rows: int, per_request: int, run_id: str) -> tupl
         )
         for key in c.KEYS:
             values = rng.standard_normal(len(steps)).astype("<f8").tobytes()
-            batch.columns.add(key=key, type=records_pb2.COLUMN_TYPE_FLOAT, steps=steps_bytes, values=values)
+            # As the SDK encodes a key logged in every row: the batch's steps, not a copy of them.
+            batch.columns.add(key=key, type=records_pb2.COLUMN_TYPE_FLOAT, values=values, all_rows=True)
         record = records_pb2.Record(history=batch.SerializeToString())
         pending.append(records_pb2.Frame(seq=seq, record=record.SerializeToString()))
         seq += 1

@@ -83,8 +83,8 @@ class BatchBuilder:
 
     ``add``/``extend`` only keep the rows; columns are built once, when the batch is read. The usual
     training loop logs the same keys every row: then the rows are transposed without a Python loop
-    over rows or cells (``itemgetter`` and ``chain`` flatten them row-major, ``set(map(type, ...))``
-    types the cells, and strided slices of one packed array cut out each column), and each column
+    over rows or cells (``itemgetter`` and ``chain`` flatten them row-major, a strided list slice
+    cuts out each column, ``set(map(type, ...))`` types it and ``array`` packs it), and each column
     is marked ``all_rows`` instead of repeating the batch's steps. Any other batch, or a column of
     mixed types, goes cell by cell.
     """
@@ -104,13 +104,16 @@ class BatchBuilder:
         self._built = False
 
     def __len__(self) -> int:
-        return len(self._rows)
+        """Rows in the batch (also once it is built)."""
+        return len(self._rows) if not self._built else len(self.steps)
 
     def add(self, step: int, timestamp: float, row: Mapping[str, Any]) -> None:
+        assert not self._built, "reset() a built batch before adding to it"
         self._rows.append((step, timestamp, row))
 
     def extend(self, rows: Iterable[tuple[int, float, Mapping[str, Any]]]) -> None:
         """Adds ``(step, timestamp, row)`` items, as ``Run.log`` queues them."""
+        assert not self._built, "reset() a built batch before adding to it"
         self._rows.extend(rows)
 
     def _build(self) -> None:
@@ -138,16 +141,10 @@ class BatchBuilder:
         width = len(keys)
         if not width:
             return
-        kinds = set(map(type, cells))
-        packed: memoryview | None = None
-        if kinds == {float}:  # the usual case: one packed array, a strided slice per column
-            packed = memoryview(array("d", cells))
+        all_floats = set(map(type, cells)) == {float}  # the usual case: no check per column
         for j, key in enumerate(keys):
             values = cells[j::width]
-            if packed is not None:
-                self._dense.append((key, FLOAT, packed[j::width].tobytes(), values))
-                continue
-            column_kinds = set(map(type, values))
+            column_kinds = {float} if all_floats else set(map(type, values))
             if column_kinds == {float}:
                 self._dense.append((key, FLOAT, array("d", values).tobytes(), values))
             elif column_kinds == {int} and min(values) >= -(2**53) and max(values) <= 2**53:

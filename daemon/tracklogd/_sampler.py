@@ -113,6 +113,7 @@ class SystemSampler:
         self._wall_clock = wall_clock
         self._runs: dict[str, _Run] = {}
         self._procs: dict[int, ProcessLike] = {}  # every process of every run's tree, by pid
+        self._cores: int | None = None  # logical CPUs, read once
         self._primed_at: dict[int, float] = {}  # when cpu_percent was first called on each
         self._cpu_primed = False
         self._ratelog = RateLimitedLog(log, interval=600.0)
@@ -180,7 +181,7 @@ class SystemSampler:
             if net_io is not None and run.net_base is not None:
                 values["system/network.sent"] = float(max(0, net_io.bytes_sent - run.net_base[0]))
                 values["system/network.recv"] = float(max(0, net_io.bytes_recv - run.net_base[1]))
-            values.update(self._process_values(run, procs, memory_total))
+            values.update(self._process_values(run, procs, memory_total, self._cpu_limit()))
             for device, used in gpu_procs.items():
                 mine = [size for pid, size in used.items() if pid in run.tree]
                 if mine:
@@ -308,16 +309,27 @@ class SystemSampler:
         except Exception as exc:  # AccessDenied: this value only
             self._expected_or_log(f"process {name}", exc)
 
+    def _cpu_limit(self) -> float:
+        """The most ``system/proc.cpu.percent`` can truly be: every core busy (100 per core)."""
+        if self._cores is None:
+            self._cores = self._read("cpu_count", self._ps.cpu_count) or 0
+        return 100.0 * self._cores if self._cores else math.inf
+
     @staticmethod
-    def _process_values(run: _Run, procs: dict[int, dict[str, float]], memory_total: int) -> dict[str, float]:
-        """Sums over the run's process tree; a metric no process of the tree answered is omitted."""
+    def _process_values(
+        run: _Run, procs: dict[int, dict[str, float]], memory_total: int, cpu_limit: float
+    ) -> dict[str, float]:
+        """Sums over the run's process tree; a metric no process of the tree answered is omitted.
+
+        CPU is capped at ``cpu_limit``: psutil counts CPU time in clock ticks (10 ms), so over a short
+        window a busy tree can appear to use more than every core."""
         sums: dict[str, float] = {}
         for pid in run.tree:
             for name, value in procs.get(pid, {}).items():
                 sums[name] = sums.get(name, 0.0) + value
         values: dict[str, float] = {}
         if "cpu" in sums:
-            values["system/proc.cpu.percent"] = sums["cpu"]
+            values["system/proc.cpu.percent"] = min(sums["cpu"], cpu_limit)
         if "threads" in sums:
             values["system/proc.cpu.threads"] = sums["threads"]
         if "rss" in sums:

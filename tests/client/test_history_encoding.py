@@ -37,6 +37,7 @@ def test_rows_with_the_same_keys_share_the_batch_steps_instead_of_repeating_them
     for step, row in enumerate(rows):
         builder.add(step, 1000.0 + step, row)
     batch = records_pb2.HistoryBatch.FromString(builder.encode())
+    assert len(builder) == 100
     shared = {col.key: col.all_rows for col in batch.columns if not col.steps}
     assert shared == {"loss": True, "epoch": True}
     assert all(len(col.values) == 8 * 100 for col in batch.columns if col.all_rows)

@@ -136,6 +136,19 @@ def test_the_training_processs_children_count_towards_its_process_metrics(counte
     assert values["system/proc.cpu.threads"] == 12.0
 
 
+def test_process_cpu_never_reads_more_than_every_core_busy(counters: FakeCounters) -> None:
+    # psutil counts CPU time in 10 ms ticks: over a short window a busy tree can seem to use more.
+    clock = FakeClock()
+    counters.processes[PID].children = [101]
+    counters.processes[101] = FakeProcessState(cpu=390.0, rss=MIB, threads=1)
+    sampler = make_sampler(counters, clock)
+    sampler.add("me/p/a", PID, "/runs/a")
+
+    values = system_values(run_window(sampler, clock)[0][1])
+
+    assert values["system/proc.cpu.percent"] == pytest.approx(100.0 * len(counters.per_cpu))
+
+
 def test_a_child_that_appears_later_is_found_at_the_next_refresh_of_the_tree(counters: FakeCounters) -> None:
     clock = FakeClock()
     sampler = make_sampler(counters, clock)
