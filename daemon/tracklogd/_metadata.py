@@ -80,17 +80,34 @@ MAX_ENV_VALUE = 1000  # characters kept of one SLURM variable
 
 # Runs in the training interpreter. -P keeps the working directory off sys.path, so a user's
 # csv.py or email.py cannot shadow what importlib.metadata imports.
+# Reads only the Name and Version headers at the top of each METADATA file: the email parser
+# behind dist.metadata costs about 1 ms a distribution, which a venv of a few hundred packages
+# (torch, its stack, the tools beside it) would spend beside the training loop. The probe also
+# lowers its priority: listing packages must never compete with training.
 _PACKAGES_SCRIPT = """\
-import json, platform, re, sys
+import json, os, platform, re, sys
 from importlib import metadata
+try:
+    os.nice(10)
+except (AttributeError, OSError):
+    pass
 seen = {}
 for dist in metadata.distributions():
     try:
-        fields = dist.metadata  # parses METADATA; dist.version would parse it again
-        name, version = fields["Name"], fields["Version"]
+        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
     except Exception:
         continue
-    if name:
+    fields = {}
+    for line in text.splitlines():
+        if not line:
+            break  # the end of the headers
+        key, sep, value = line.partition(":")
+        if sep and key in ("Name", "Version") and key not in fields:
+            fields[key] = value.strip()
+            if len(fields) == 2:
+                break
+    name, version = fields.get("Name"), fields.get("Version")
+    if name and version:
         seen.setdefault(re.sub(r"[-_.]+", "-", name).lower(), f"{name}=={version}")
 json.dump({"python": platform.python_version(), "implementation": platform.python_implementation(),
            "packages": [seen[key] for key in sorted(seen)]}, sys.stdout)

@@ -7,7 +7,9 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from tracklog.v1 import records_pb2
 from tracklogd import capture_metadata, strip_credentials
 from tracklogd._git import Git
 from tracklogd._gpu import Gpus
-from tracklogd._metadata import detect_container, split_python_command
+from tracklogd._metadata import _PACKAGES_SCRIPT, detect_container, split_python_command
 from tracklogd._records import file_records
 from tracklogd.testing import FakeCounters, FakeGpu, FakeNvml
 
@@ -92,6 +94,23 @@ def test_requirements_txt_lists_the_packages_of_the_training_interpreter(
     assert [line for line in lines if line.startswith("pytest==")] == [f"pytest=={pytest.__version__}"]
     names = [re.sub(r"[-_.]+", "-", line.split("==")[0]).lower() for line in lines]
     assert names == sorted(set(names))  # by normalised name, each once
+
+
+def test_the_package_probe_reads_the_same_names_and_versions_as_importlib_metadata() -> None:
+    # The probe reads the METADATA headers itself (the email parser is slow); it must agree with it.
+    expected: dict[str, str] = {}
+    for dist in importlib_metadata.distributions():
+        name, version = dist.metadata["Name"], dist.metadata["Version"]
+        if name:
+            expected.setdefault(re.sub(r"[-_.]+", "-", name).lower(), f"{name}=={version}")
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", _PACKAGES_SCRIPT], capture_output=True, check=True, timeout=60
+    ).stdout
+
+    packages = json.loads(out)["packages"]
+
+    assert packages == [expected[key] for key in sorted(expected)]
+    assert len(packages) > 10
 
 
 def test_a_directory_that_is_not_a_checkout_gives_empty_git_fields_and_no_diff(
