@@ -158,6 +158,7 @@ def _define_figures(b: Bench) -> None:
         no_ratio=True,
     )
     b.fig("train_cpu", "  training process CPU in the loop, vs no logging", "%", no_ratio=True)
+    b.fig("train_threads", "  its threads in the training process, CPU", "%", no_ratio=True)
     b.fig("train_background", "  background processes' CPU during the loop", "%")
     b.fig("train_overhead", "  init() + finish() around the loop", "s")
 
@@ -418,6 +419,7 @@ def w_training(b: Bench) -> None:
             cpus.setdefault(tool, []).append(r["loop_cpu_s"])
             if tool != "none":
                 b.figures["train_overhead"].add(tool, r["init_s"] + r["finish_s"])
+                b.figures["train_threads"].add(tool, sum(r.get("own_threads_cpu_pct", {}).values()))
                 if r["background_cpu_pct"]:
                     b.figures["train_background"].add(tool, sum(r["background_cpu_pct"].values()))
         # Slowdown against the baseline of the same repetition (paired), then the median of those.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,24 @@ def _background(tool: str) -> dict[str, int]:
     return {}
 
 
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds of each thread of this process, by native id (Linux: /proc/self/task), else {}."""
+    out: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[int(task)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
 def _digits() -> tuple[Any, Any]:
     """scikit-learn's digits (1,797 8x8 images), read from the CSV it bundles, as its load_digits
     does, without importing scikit-learn: that import (about 2 s here) would be paid by every run."""
@@ -116,6 +135,7 @@ def main() -> int:
     log, finish, check = _tracker(args.tool, args.workdir, args.steps)
     helpers = _background(args.tool)
     cpu_a = {name: c.cpu_seconds(pid, with_children=True) for name, pid in helpers.items()}
+    threads_a = _thread_cpu()
     t1, p1 = time.perf_counter(), time.process_time()
     loss_value = acc_value = 0.0
     for step in range(args.steps):
@@ -130,6 +150,16 @@ def main() -> int:
         acc_value = (out.argmax(1) == yb).float().mean().item()
         log(step, loss_value, acc_value)
     t2, p2 = time.perf_counter(), time.process_time()
+    threads_b = _thread_cpu()
+    # The tool's own threads in this process (a sender, gRPC's, a console reader ...): every thread
+    # but the one running the loop. Threads that ended during the loop are not counted.
+    main = threading.main_thread().native_id
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    side = {
+        f"{names.get(tid, 'native')}/{tid}": cpu - threads_a.get(tid, 0.0)
+        for tid, cpu in threads_b.items()
+        if tid != main and cpu - threads_a.get(tid, 0.0) > 0
+    }
     cpu_b = {name: c.cpu_seconds(pid, with_children=True) for name, pid in helpers.items()}
     finish()
     t3 = time.perf_counter()
@@ -149,6 +179,7 @@ def main() -> int:
             "loop_cpu_s": p2 - p1,
             "train_cpu_pct": (p2 - p1) / (t2 - t1) * 100,
             "background_cpu_pct": {name: (cpu_b[name] - cpu_a[name]) / (t2 - t1) * 100 for name in helpers},
+            "own_threads_cpu_pct": {name: cpu / (t2 - t1) * 100 for name, cpu in sorted(side.items())},
             "final_loss": loss_value,
             "final_acc": acc_value,
         },
