@@ -230,13 +230,9 @@ print("parent after", flush=True)
 run.finish()
 sys.stderr.write(run.dir)
 """
-    env = {**os.environ, "TRACKLOG_SILENT": "true"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=True, timeout=60
-    )
-    texts = [text for _, text in _output(done.stderr.decode().strip())]
-    assert texts == ["parent before", "from the child", "parent after"]
-    assert done.stdout.decode().splitlines() == ["parent before", "from the child", "parent after"]
+    terminal, recorded = _run_forking_script(tmp_path, code)
+    assert recorded == ["parent before", "from the child", "parent after"]
+    assert terminal == ["parent before", "from the child", "parent after"]
 
 
 def test_a_child_forked_while_the_capture_lock_is_held_can_still_print(tmp_path: Path) -> None:
@@ -258,10 +254,16 @@ print("parent after", flush=True)
 run.finish()
 sys.stderr.write(run.dir)
 """
+    terminal, recorded = _run_forking_script(tmp_path, code)
+    assert terminal == ["from the child", "parent after"]
+    assert recorded == ["from the child", "parent after"]
+
+
+def _run_forking_script(tmp_path: Path, code: str) -> tuple[list[str], list[str]]:
+    """Runs ``code`` (an offline run that writes its dir to stderr); (terminal lines, recorded lines)."""
     env = {**os.environ, "TRACKLOG_SILENT": "true"}
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=True, timeout=30
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, check=True, timeout=60
     )
-    assert done.stdout.decode().splitlines() == ["from the child", "parent after"]
-    texts = [text for _, text in _output(done.stderr.decode().strip())]
-    assert texts == ["from the child", "parent after"]
+    recorded = [text for _, text in _output(done.stderr.decode().strip())]
+    return done.stdout.decode().splitlines(), recorded
