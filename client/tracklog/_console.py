@@ -171,7 +171,6 @@ class Console:
         thread, which does not exist in the child, and would then stay locked forever."""
         self._lock = threading.Lock()
         self.active = False
-        self._thread = None
 
     def _run(self) -> None:
         try:

@@ -96,7 +96,7 @@ class BatchBuilder:
         self._rows: list[tuple[int, float, Mapping[str, Any]]] = []
         self.steps: array[int] = array("q")
         self.times: array[float] = array("d")
-        self._dense: list[tuple[str, int, bytes, Sequence[Any]]] = []  # (key, type, packed, values)
+        self._dense: list[tuple[str, int, array[float], Sequence[Any]]] = []  # key, type, packed, values
         self._floats: dict[str, _Numeric] = {}
         self._ints: dict[str, _Numeric] = {}
         self._json: dict[str, _Json] = {}
@@ -104,8 +104,7 @@ class BatchBuilder:
         self._built = False
 
     def __len__(self) -> int:
-        """Rows in the batch (also once it is built)."""
-        return len(self._rows) if not self._built else len(self.steps)
+        return len(self._rows)
 
     def add(self, step: int, timestamp: float, row: Mapping[str, Any]) -> None:
         assert not self._built, "reset() a built batch before adding to it"
@@ -133,22 +132,19 @@ class BatchBuilder:
             self._last_from_columns()
         else:
             self._build_dense(keys, cells)
-            self._last = dict(zip(keys, cells[-len(keys) :], strict=True)) if keys else {}
-        self._rows = []
+            self._last = dict(zip(keys, cells[len(cells) - len(keys) :], strict=True))
 
     def _build_dense(self, keys: tuple[str, ...], cells: list[Any]) -> None:
         """Columns of rows that all hold exactly ``keys``; ``cells`` is their values, row-major."""
         width = len(keys)
-        if not width:
-            return
         all_floats = set(map(type, cells)) == {float}  # the usual case: no check per column
         for j, key in enumerate(keys):
             values = cells[j::width]
             column_kinds = {float} if all_floats else set(map(type, values))
             if column_kinds == {float}:
-                self._dense.append((key, FLOAT, array("d", values).tobytes(), values))
+                self._dense.append((key, FLOAT, array("d", values), values))
             elif column_kinds == {int} and min(values) >= -(2**53) and max(values) <= 2**53:
-                self._dense.append((key, INT, array("d", values).tobytes(), values))
+                self._dense.append((key, INT, array("d", values), values))
             else:
                 for step, value in zip(self.steps, values, strict=True):
                     self._add_cell(key, step, value)
@@ -205,7 +201,7 @@ class BatchBuilder:
         batch = records_pb2.HistoryBatch(steps=pack_int64(self.steps), timestamps=pack_float64(self.times))
         add = batch.columns.add
         for key, type_, packed, _ in self._dense:
-            add(key=key, type=type_, values=packed if _LITTLE else _swapped(packed), all_rows=True)
+            add(key=key, type=type_, values=pack_float64(packed), all_rows=True)
         for type_, cols in ((FLOAT, self._floats), (INT, self._ints)):
             for key, col in cols.items():
                 add(key=key, type=type_, steps=pack_int64(col.steps), values=pack_float64(col.values))
@@ -222,24 +218,13 @@ def _row_major(rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...]) -> list
         return None
     if width == 0:
         return []
-    if width == 1:
-        getter = itemgetter(keys[0])
-        try:
-            return list(map(getter, rows))
-        except KeyError:
-            return None
+    # itemgetter of one key returns the value itself, of several a tuple to flatten.
+    cells = map(itemgetter(*keys), rows) if width == 1 else chain.from_iterable(map(itemgetter(*keys), rows))
     try:
         # Same length and every key found: the same set of keys (the order may differ).
-        return list(chain.from_iterable(map(itemgetter(*keys), rows)))
+        return list(cells)
     except KeyError:
         return None
-
-
-def _swapped(packed: bytes) -> bytes:  # pragma: no cover - every supported platform is little-endian
-    values = array("d")
-    values.frombytes(packed)
-    values.byteswap()
-    return values.tobytes()
 
 
 def column_steps(batch: records_pb2.HistoryBatch, column: records_pb2.Column) -> array[int]:
