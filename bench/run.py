@@ -27,7 +27,8 @@ from typing import Any
 
 import psutil
 from figures import COLUMN_TITLES, MLFLOW_FILE, MLFLOW_SQLITE, TRACKLOG, WANDB, Figure, table
-from sandbox import ROOT, Sandbox, WorkloadFailed, empty_trash
+from forkhost import ForkHost
+from sandbox import ROOT, Sandbox, WorkloadFailed, base_env, empty_trash
 from sandbox import common as _common
 
 WORKLOAD_NAMES = ("import", "init", "hotpath", "idle", "ingest", "query", "training")
@@ -157,6 +158,7 @@ def _define_figures(b: Bench) -> None:
         budget=1.0,
         no_ratio=True,
     )
+    b.fig("train_step", "  median step time, vs no logging", "%", no_ratio=True)
     b.fig("train_cpu", "  training process CPU in the loop, vs no logging", "%", no_ratio=True)
     b.fig("train_threads", "  its threads in the training process, CPU", "%", no_ratio=True)
     b.fig("train_background", "  background processes' CPU during the loop", "%")
@@ -398,41 +400,58 @@ def w_training(b: Bench) -> None:
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("sklearn") is None:
         b.notes.append("training skipped: torch or scikit-learn is not installed")
         return
-    tools = ["none", *(t for t in b.tools if t in b.s.train_tools)]
-    loops: dict[str, list[float]] = {}
-    cpus: dict[str, list[float]] = {}
+    tools = [t for t in b.tools if t in b.s.train_tools]
+    # A baseline run (no logging) before the first tool run and after every tool run: each tool run
+    # is compared with the mean of the two baselines beside it, so that the machine's drift over the
+    # minutes of the suite cancels out. The tools' order rotates with the repetition.
+    sequence = ["none"]
     for rep in range(b.s.reps):
-        for tool in tools:
-            progress(f"training: rep {rep + 1}/{b.s.reps}, {tool}")
+        for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)] if tools else []:
+            sequence += [tool, "none"]
+    results: list[dict[str, Any] | None] = []
+    host = ForkHost(ROOT / "bench" / "workloads" / "training.py", base_env())
+    try:
+        for i, tool in enumerate(sequence):
+            progress(f"training: run {i + 1}/{len(sequence)}, {tool}")
             args = ["--tool", tool, "--steps", str(b.s.train_steps)]
             args += ["--hidden", str(b.s.train_hidden), "--batch", str(b.s.train_batch)]
             try:
                 with Sandbox(tool if tool != "none" else TRACKLOG, "training") as box:
-                    r = box.run("training.py", *args)
+                    r = box.run("training.py", *args, host=host)
             except WorkloadFailed as exc:
                 b.failed("training", tool, exc)
-                loops.setdefault(tool, []).append(math.nan)
-                cpus.setdefault(tool, []).append(math.nan)
+                results.append(None)
                 continue
             b.keep("training", r)
-            loops.setdefault(tool, []).append(r["loop_s"])
-            cpus.setdefault(tool, []).append(r["loop_cpu_s"])
-            if tool != "none":
-                b.figures["train_overhead"].add(tool, r["init_s"] + r["finish_s"])
-                b.figures["train_threads"].add(tool, sum(r.get("own_threads_cpu_pct", {}).values()))
-                if r["background_cpu_pct"]:
-                    b.figures["train_background"].add(tool, sum(r["background_cpu_pct"].values()))
-        # Slowdown against the baseline of the same repetition (paired), then the median of those.
-        base, base_cpu = loops["none"][-1], cpus["none"][-1]
-        for tool in tools[1:]:
-            b.figures["train_slowdown"].add(tool, (loops[tool][-1] / base - 1) * 100)
-            b.figures["train_cpu"].add(tool, (cpus[tool][-1] / base_cpu - 1) * 100)
-    base_median = statistics.median(v for v in loops.get("none", [math.nan]))
+            results.append(r)
+    finally:
+        host.close()
+    for i, tool in enumerate(sequence):
+        r = results[i]
+        if tool == "none" or r is None:
+            continue
+        b.figures["train_overhead"].add(tool, r["init_s"] + r["finish_s"])
+        b.figures["train_threads"].add(tool, sum(r.get("own_threads_cpu_pct", {}).values()))
+        if r["background_cpu_pct"]:
+            b.figures["train_background"].add(tool, sum(r["background_cpu_pct"].values()))
+        before, after = results[i - 1], results[i + 1]
+        if before is None or after is None:
+            continue
+        base = (before["loop_s"] + after["loop_s"]) / 2
+        base_cpu = (before["loop_cpu_s"] + after["loop_cpu_s"]) / 2
+        b.figures["train_slowdown"].add(tool, (r["loop_s"] / base - 1) * 100)
+        b.figures["train_cpu"].add(tool, (r["loop_cpu_s"] / base_cpu - 1) * 100)
+        base_step = (before["step_median_ms"] + after["step_median_ms"]) / 2
+        b.figures["train_step"].add(tool, (r["step_median_ms"] / base_step - 1) * 100)
+    base_loops = [r["loop_s"] for tool, r in zip(sequence, results, strict=True) if tool == "none" and r]
+    base_median = statistics.median(base_loops) if base_loops else math.nan
     b.notes.append(
         f"training: MLP 64-{b.s.train_hidden}-{b.s.train_hidden}-10 on sklearn digits, batch "
         f"{b.s.train_batch}, {b.s.train_steps} steps, torch.set_num_threads(1); loop without logging: "
-        f"{base_median:.2f} s ({base_median / b.s.train_steps * 1000:.2f} ms/step, median); slowdown is "
-        "per repetition against that repetition's baseline run, then the median"
+        f"{base_median:.2f} s ({base_median / b.s.train_steps * 1000:.2f} ms/step, median of "
+        f"{len(base_loops)}, range {min(base_loops, default=math.nan):.2f}-"
+        f"{max(base_loops, default=math.nan):.2f} s); each tool run against the mean of the baseline runs "
+        "just before and after it, then the median; runs forked from one host that imported torch"
     )
     if MLFLOW_SQLITE in b.tools and MLFLOW_SQLITE not in b.s.train_tools:
         b.notes.append(

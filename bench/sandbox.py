@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from forkhost import ForkHost
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ROOT / "bench" / "workloads"
@@ -35,6 +36,7 @@ __all__ = [
     "RssSampler",
     "Sandbox",
     "WorkloadFailed",
+    "base_env",
     "common",
     "empty_trash",
     "stop_tracklog",
@@ -47,8 +49,13 @@ class WorkloadFailed(RuntimeError):
     pass
 
 
+def base_env() -> dict[str, str]:
+    """The caller's environment without its tracklog, wandb and MLflow settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED_PREFIXES)}
+
+
 def _env(directory: Path, tool: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED_PREFIXES)}
+    env = base_env()
     env.update(
         TRACKLOG_HOME=str(directory / "home"),
         TRACKLOG_DIR=str(directory),
@@ -136,14 +143,39 @@ class Sandbox:
         self.close()
 
     def run(
-        self, script: str, *args: str, timeout: float = 900.0, sample_rss: bool = False
+        self,
+        script: str,
+        *args: str,
+        timeout: float = 900.0,
+        sample_rss: bool = False,
+        host: ForkHost | None = None,
     ) -> dict[str, Any]:
-        """Runs ``bench/workloads/<script>`` in a fresh process; returns its result (and peak RSS of
-        the background processes when ``sample_rss``). Raises WorkloadFailed with its log's tail."""
+        """Runs ``bench/workloads/<script>`` in a fresh process (with ``host``: a child forked from
+        that script's host, see bench/forkhost.py); returns its result (and peak RSS of the
+        background processes when ``sample_rss``). Raises WorkloadFailed with its log's tail."""
         self._runs += 1
         out = self.dir / f"result-{self._runs}.json"
         log_path = self.dir / f"log-{self._runs}.txt"
-        cmd = [sys.executable, str(WORKLOADS / script), *args, "--out", str(out), "--workdir", str(self.dir)]
+        argv = [*args, "--out", str(out), "--workdir", str(self.dir)]
+        peak_mb = None
+        if host is not None:
+            rc = host.run(argv, env=self.env, cwd=self.dir, log=log_path, timeout=timeout)
+        else:
+            cmd = [sys.executable, str(WORKLOADS / script), *argv]
+            rc, peak_mb = self._popen(cmd, log_path, timeout, sample_rss)
+        result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+        if peak_mb is not None:
+            result["peak_rss_mb"] = peak_mb
+        if rc != 0:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            message = result.get("error") or f"exit status {rc}"
+            raise WorkloadFailed(f"{script} {' '.join(args)} ({self.tool}): {message}\n{tail}")
+        return result
+
+    def _popen(
+        self, cmd: list[str], log_path: Path, timeout: float, sample_rss: bool
+    ) -> tuple[int, dict[str, float] | None]:
+        """Exit status, and the peak RSS of the background processes when ``sample_rss``."""
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env, stdout=log, stderr=log)
             sampler = None
@@ -160,14 +192,7 @@ class Sandbox:
                 if sampler is not None:
                     sampler.stop()
                     self._extra_pids |= sampler.seen_pids if self.tool == "tracklog" else set()
-        result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-        if sampler is not None:
-            result["peak_rss_mb"] = sampler.peak_mb
-        if rc != 0:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            message = result.get("error") or f"exit status {rc}"
-            raise WorkloadFailed(f"{script} {' '.join(args)} ({self.tool}): {message}\n{tail}")
-        return result
+        return rc, sampler.peak_mb if sampler is not None else None
 
     def close(self) -> None:
         stop_tracklog(self.home, self._extra_pids)

@@ -25,6 +25,17 @@ def test_import_tracklog_loads_neither_sqlalchemy_psutil_nor_tenacity() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_import_tracklog_loads_the_query_client_only_when_api_is_used() -> None:
+    code = (
+        "import sys, tracklog\n"
+        "before = 'tracklog._api' in sys.modules and 'Api' in dir(tracklog)\n"
+        "from tracklog._api import Api\n"
+        "print(before, 'Api' in dir(tracklog), tracklog.Api is Api)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]
+
+
 def test_the_committed_generated_protobuf_code_is_up_to_date(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
     subprocess.run(

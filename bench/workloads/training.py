@@ -3,13 +3,17 @@ CPU with one thread (torch.set_num_threads(1)), a fixed number of steps, logging
 accuracy every step. ``--tool none`` is the baseline: it computes the same two numbers and logs nothing.
 
 The figure is the wall time of the training loop (init() before it and finish() after it are timed
-separately). For tracklog the daemon is started before the run, as it is on a machine where runs were
-started before; the rows are checked to be in the store afterwards (not timed).
+separately). ``--host`` runs it as a fork host (bench/forkhost.py): torch is imported and the data set
+loaded once, and each run is a child forked from it, which imports the tool itself. For tracklog the
+daemon is started before the run, as it is on a machine where runs were started before; the rows are
+checked to be in the store afterwards (not timed).
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import statistics
 import sys
 import threading
 import time
@@ -20,6 +24,7 @@ from typing import Any
 import _common as c
 
 Log = Callable[[int, float, float], None]
+Prepared = tuple[Any, Any, Any]  # torch, features, labels
 
 
 def _no_check() -> None:
@@ -88,6 +93,28 @@ def _thread_cpu() -> dict[int, float]:
     return out
 
 
+class _GcStats:
+    """Time spent in the cyclic garbage collector, and collections per generation, while it runs:
+    objects the tool allocates on any thread make collections come sooner, and a collection of an
+    old generation walks every object torch has created."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def _digits() -> tuple[Any, Any]:
     """scikit-learn's digits (1,797 8x8 images), read from the CSV it bundles, as its load_digits
     does, without importing scikit-learn: that import (about 2 s here) would be paid by every run."""
@@ -103,7 +130,17 @@ def _digits() -> tuple[Any, Any]:
     return data[:, :-1], data[:, -1].astype(np.int64)
 
 
-def main() -> int:
+def prepare() -> Prepared:
+    """torch imported and set up, the data set loaded: what every run shares (and a fork host pays
+    once, see bench/forkhost.py). Starts no thread, so that the process can fork."""
+    import torch
+
+    torch.set_num_threads(1)
+    features, labels = _digits()
+    return torch, torch.tensor(features / 16.0, dtype=torch.float32), torch.tensor(labels)
+
+
+def main(argv: list[str] | None = None, prepared: Prepared | None = None) -> int:
     p = c.parser(__doc__ or "")
     p.add_argument(
         "--tool", required=True, choices=["none", "tracklog", "wandb", "mlflow-file", "mlflow-sqlite"]
@@ -111,15 +148,10 @@ def main() -> int:
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--batch", type=int, default=128)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(1)
+    torch, x_all, y_all = prepared if prepared is not None else prepare()
     torch.manual_seed(0)
-    features, labels = _digits()
-    x_all = torch.tensor(features / 16.0, dtype=torch.float32)
-    y_all = torch.tensor(labels)
     model = torch.nn.Sequential(
         torch.nn.Linear(64, args.hidden),
         torch.nn.ReLU(),
@@ -136,7 +168,10 @@ def main() -> int:
     helpers = _background(args.tool)
     cpu_a = {name: c.cpu_seconds(pid, with_children=True) for name, pid in helpers.items()}
     threads_a = _thread_cpu()
-    t1, p1 = time.perf_counter(), time.process_time()
+    gc_stats = _GcStats()
+    ends = [0.0] * args.steps  # each step's end, for the median step time
+    clock = time.perf_counter
+    t1, p1 = clock(), time.process_time()
     loss_value = acc_value = 0.0
     for step in range(args.steps):
         i = (step * bs) % (n - bs)
@@ -149,11 +184,14 @@ def main() -> int:
         loss_value = loss.item()
         acc_value = (out.argmax(1) == yb).float().mean().item()
         log(step, loss_value, acc_value)
+        ends[step] = clock()
     t2, p2 = time.perf_counter(), time.process_time()
+    gc_stats.stop()
+    step_s = [end - start for start, end in zip([t1, *ends], ends, strict=False)]
     threads_b = _thread_cpu()
     # The tool's own threads in this process (a sender, gRPC's, a console reader ...): every thread
     # but the one running the loop. Threads that ended during the loop are not counted.
-    main = threading.main_thread().native_id
+    main = threading.get_native_id()  # this thread (main_thread().native_id is stale in a forked child)
     names = {t.native_id: t.name for t in threading.enumerate()}
     side = {
         f"{names.get(tid, 'native')}/{tid}": cpu - threads_a.get(tid, 0.0)
@@ -175,11 +213,15 @@ def main() -> int:
             "init_s": t1 - t0,
             "loop_s": t2 - t1,
             "step_ms": (t2 - t1) / args.steps * 1000,
+            # Robust to a burst of load from elsewhere on the machine, which the total is not.
+            "step_median_ms": statistics.median(step_s) * 1000,
             "finish_s": t3 - t2,
             "loop_cpu_s": p2 - p1,
             "train_cpu_pct": (p2 - p1) / (t2 - t1) * 100,
             "background_cpu_pct": {name: (cpu_b[name] - cpu_a[name]) / (t2 - t1) * 100 for name in helpers},
             "own_threads_cpu_pct": {name: cpu / (t2 - t1) * 100 for name, cpu in sorted(side.items())},
+            "gc_s": gc_stats.seconds,
+            "gc_collections": gc_stats.collections,
             "final_loss": loss_value,
             "final_acc": acc_value,
         },
@@ -188,4 +230,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--host"]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        import forkhost
+
+        sys.exit(forkhost.serve(main, prepare()))
     sys.exit(main())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracklog import _history, _values
 from tracklog.v1 import records_pb2
+
+if TYPE_CHECKING:
+    import argparse
 
 Emit = Callable[[records_pb2.Record], None]
 
@@ -29,7 +32,10 @@ class Config:
         object.__setattr__(self, "_emit", emit)
 
     def update(self, items: Mapping[str, Any] | argparse.Namespace | None = None, **kwargs: Any) -> None:
-        if isinstance(items, argparse.Namespace):
+        # A Namespace exists only where argparse was imported: checked through sys.modules, so that
+        # ``import tracklog`` does not import argparse for this one isinstance.
+        argparse_module = sys.modules.get("argparse")
+        if argparse_module is not None and isinstance(items, argparse_module.Namespace):
             items = vars(items)
         if items is not None and not isinstance(items, Mapping):
             raise TypeError(f"config must be a mapping or argparse.Namespace, got {type(items).__name__}")

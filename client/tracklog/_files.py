@@ -11,7 +11,6 @@ Runs on the sender thread only: reading files never happens on the training loop
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +56,8 @@ def chunks(name: str, version: int, path: Path) -> Iterator[records_pb2.Record]:
     size = path.stat().st_size
     if size > MAX_FILE:
         raise ValueError(f"{path} is {size} bytes; files saved with a run are limited to {MAX_FILE}")
+    import hashlib  # on the sender thread, when a file is sent; ``import tracklog`` need not load it
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         offset = 0

@@ -8,10 +8,8 @@ database) and ``pending/`` (one small JSON file per run the daemon still has to 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 # sockaddr_un.sun_path holds 108 bytes; keep room for the terminating NUL and some slack.
@@ -37,6 +35,10 @@ def socket_path(path: Path) -> Path:
     candidate = path / "daemon.sock"
     if len(os.fsencode(candidate)) <= _MAX_SOCKET_PATH:
         return candidate
+    # Imported here: only such a home needs them, and they cost ``import tracklog`` about 4 ms.
+    import hashlib
+    import tempfile
+
     digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
     short = Path(tempfile.gettempdir()) / f"tracklog-{os.getuid()}-{digest}"
     short.mkdir(mode=0o700, exist_ok=True)

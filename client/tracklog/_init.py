@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -10,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracklog import _history, _lifecycle, _names, _settings, _spool
 from tracklog._capture import Capture, OutputChunk
@@ -22,6 +21,9 @@ from tracklog._sender import Sender
 from tracklog._terminal import Printer
 from tracklog._transport import DaemonTransport, SpoolTransport, Transport
 from tracklog.v1 import daemon_pb2, records_pb2
+
+if TYPE_CHECKING:
+    import argparse
 
 # Spawning a daemon costs a Python start-up plus imports; init() waits this long before going on
 # without it (the sender keeps retrying in the background and nothing is lost).

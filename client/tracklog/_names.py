@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+from tracklog._refs import choice
 
 _ADJECTIVES = (
     "amber",
@@ -97,4 +97,4 @@ _NOUNS = (
 
 
 def generate(number: int) -> str:
-    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{number}"
+    return f"{choice(_ADJECTIVES)}-{choice(_NOUNS)}-{number}"
