@@ -32,6 +32,10 @@ from tracklog.v1 import records_pb2
 FLUSH_INTERVAL = 0.1  # seconds: the longest a row waits in the training process
 BATCH_ROWS = 4096  # rows per HistoryBatch; the hot path wakes the thread at this queue length
 MAX_BATCH_FRAMES = 64  # frames per message to the daemon
+# Batches go out without asking for their ack (FrameBatch.ack), so the daemon acks about once a
+# second instead of once per 100 ms cycle; past this many unacked frames the sender asks, so that
+# what it holds in memory stays small.
+MAX_UNACKED_FRAMES = 64
 
 Row = tuple[int, float, dict[str, Any]]
 
@@ -90,7 +94,7 @@ class Sender:
         if not self._connected:
             return False
         self._encode()
-        self._ship()
+        self._ship(ack=True)
         if self._unacked:
             self.transport.wait_durable(self._unacked[-1][0], timeout)
             self._trim()
@@ -185,7 +189,7 @@ class Sender:
         self._encode()
         deadline = self._clock() + deadline_s
         while self._unacked and self._clock() < deadline:
-            self._ship()
+            self._ship(ack=True)
             if self._connected and self._unacked:
                 self.transport.wait_durable(self._unacked[-1][0], min(1.0, deadline - self._clock()))
                 self._trim()
@@ -241,7 +245,9 @@ class Sender:
         builder.reset()
         return record.SerializeToString()
 
-    def _ship(self) -> None:
+    def _ship(self, *, ack: bool = False) -> None:
+        """Sends the frames not sent yet on this connection. ``ack``: ask for the ack at once (the
+        caller waits for durability), with an empty batch when everything was sent already."""
         if not self._connected or self.transport.broken:
             self._connected = False
             if self._clock() < self._next_attempt:
@@ -251,11 +257,14 @@ class Sender:
                 return
         self._trim()
         pending = [frame for frame in self._unacked if frame[0] > self._sent_through]
+        ack = ack or len(self._unacked) >= MAX_UNACKED_FRAMES
         try:
             for start in range(0, len(pending), MAX_BATCH_FRAMES):
                 chunk = pending[start : start + MAX_BATCH_FRAMES]
-                self.transport.send(chunk)
+                self.transport.send(chunk, ack=ack and start + MAX_BATCH_FRAMES >= len(pending))
                 self._sent_through = chunk[-1][0]
+            if ack and not pending and self._unacked:
+                self.transport.send((), ack=True)
         except CommError as exc:
             self._connected = False
             self._warn_limited(f"lost the connection to the tracklog daemon ({exc}); retrying")

@@ -26,8 +26,9 @@ class Transport(Protocol):
     def connect(self) -> int:
         """Opens the run; returns the highest seq already durable. Raises CommError."""
 
-    def send(self, frames: Sequence[tuple[int, bytes]]) -> None:
-        """Queues frames (in seq order) for writing; never blocks on the peer."""
+    def send(self, frames: Sequence[tuple[int, bytes]], *, ack: bool = False) -> None:
+        """Queues frames (in seq order) for writing; never blocks on the peer. ``ack``: the caller
+        will wait for them to be durable, so the peer should report it at once."""
 
     @property
     def broken(self) -> bool: ...
@@ -54,8 +55,8 @@ class SpoolTransport:
             raise CommError(f"cannot open {self.spool}: {exc}") from exc
         return self._writer.last_seq
 
-    def send(self, frames: Sequence[tuple[int, bytes]]) -> None:
-        assert self._writer is not None
+    def send(self, frames: Sequence[tuple[int, bytes]], *, ack: bool = False) -> None:
+        assert self._writer is not None  # durable_seq reports every write at once: ``ack`` is moot
         try:
             self._writer.append(frames)
         except (OSError, _spool.SpoolError) as exc:
@@ -169,10 +170,10 @@ class DaemonTransport:
                     self._broken = True
                 self._cond.notify_all()
 
-    def send(self, frames: Sequence[tuple[int, bytes]]) -> None:
+    def send(self, frames: Sequence[tuple[int, bytes]], *, ack: bool = False) -> None:
         if self._broken:
             raise CommError("the stream to the tracklog daemon is closed")
-        batch = daemon_pb2.FrameBatch(frames=[records_pb2.Frame(seq=s, record=r) for s, r in frames])
+        batch = daemon_pb2.FrameBatch(frames=[records_pb2.Frame(seq=s, record=r) for s, r in frames], ack=ack)
         self._requests.put(daemon_pb2.ClientMessage(frames=batch))
 
     @property

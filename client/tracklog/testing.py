@@ -64,6 +64,10 @@ def history_rows(records: Iterable[tuple[int, records_pb2.Record]]) -> list[dict
 class FakeDaemon(daemon_pb2_grpc.DaemonServicer):
     """An in-memory daemon servicer: keeps each run's frames, acks them, and can drop a stream.
 
+    It acks a batch only when the batch asks (``FrameBatch.ack``): the strictest daemon allowed, one
+    that holds every ack it may, so a client that waits for durability without asking hangs here.
+    ``batches`` lists each batch received as (frame count, asked for its ack).
+
     ``drop_after``: break the stream of a run once it holds this many frames (once per setting), to
     exercise the SDK's reconnect and resend. Serve it with ``serve(home)`` on the home's socket.
     """
@@ -71,6 +75,7 @@ class FakeDaemon(daemon_pb2_grpc.DaemonServicer):
     def __init__(self) -> None:
         self.frames: dict[str, dict[int, bytes]] = {}
         self.received: dict[str, int] = {}  # frames received, duplicates included
+        self.batches: list[tuple[int, bool]] = []
         self.attaches = 0
         self.drop_after: int | None = None
         self._lock = threading.Lock()
@@ -92,6 +97,7 @@ class FakeDaemon(daemon_pb2_grpc.DaemonServicer):
                 continue
             with self._lock:
                 held = self.frames[path]
+                self.batches.append((len(message.frames.frames), message.frames.ack))
                 for frame in message.frames.frames:
                     self.received[path] = self.received.get(path, 0) + 1
                     held.setdefault(frame.seq, frame.record)
@@ -101,7 +107,8 @@ class FakeDaemon(daemon_pb2_grpc.DaemonServicer):
                     self.drop_after = None
             if drop:
                 context.abort(grpc.StatusCode.UNAVAILABLE, "dropped by FakeDaemon")
-            yield daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable))
+            if message.frames.ack:
+                yield daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable))
 
     def records(self, path: str) -> list[tuple[int, records_pb2.Record]]:
         with self._lock:

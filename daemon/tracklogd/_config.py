@@ -52,6 +52,9 @@ class DaemonConfig:
     idle_timeout: float = 120.0
     # A spool's appended frames reach the disk (fsync) at most this long after their ack.
     fsync_interval: float = 1.0
+    # A batch that does not ask for its ack (FrameBatch.ack) is acked with the first batch at least
+    # this long after the stream's previous ack; a Finish, or a batch that asks, is acked at once.
+    ack_interval: float = 1.0
     # How often the store servers hear that the attached runs are alive.
     heartbeat_interval: float = 10.0
     # Passed to the local store server: how long without a heartbeat until a run is crashed.

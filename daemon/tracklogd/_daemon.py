@@ -125,6 +125,8 @@ class Daemon:
             status=self.status,
             shutdown=self.request_shutdown,
             capture=self._capture,
+            ack_interval=self.config.ack_interval,
+            clock=self._clock,
         )
         daemon_pb2_grpc.add_DaemonServicer_to_server(service, server)
         if not server.add_insecure_port(self.target):

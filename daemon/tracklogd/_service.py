@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -71,8 +72,12 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
         status: Callable[[], daemon_pb2.StatusResponse],
         shutdown: Callable[[], None],
         capture: Capture | None = None,
+        ack_interval: float = 1.0,  # DaemonConfig.ack_interval
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
+        self._ack_interval = ack_interval
+        self._clock = clock
         self._capture = capture
         self._run_url = run_url
         self._status = status
@@ -94,6 +99,7 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
     def _read(self, requests: Iterator[daemon_pb2.ClientMessage], outbox: StreamOutbox) -> None:
         slot: RunSlot | None = None
         url = ""
+        acked_at = -1e18  # when this stream's last ack went out
         try:
             for message in requests:
                 kind = message.WhichOneof("kind")
@@ -109,7 +115,10 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                     durable = self._registry.append(slot, outbox, message.frames.frames)
                     if not url and (url := self._run_url(slot)):  # the store answered since Attach
                         outbox.send(daemon_pb2.DaemonMessage(links=daemon_pb2.RunLinks(url=url)))
-                    outbox.send(daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable)))
+                    now = self._clock()
+                    if message.frames.ack or slot.finish_seq or now - acked_at >= self._ack_interval:
+                        acked_at = now
+                        outbox.send(daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable)))
                 else:
                     reason = (
                         "Attach sent twice on one stream"

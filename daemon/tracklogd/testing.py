@@ -377,13 +377,15 @@ class RunStreamClient:
             raise AssertionError(f"expected Attached, got {reply!r} (error: {self.error!r})")
         return reply.attached
 
-    def send_nowait(self, batch: Sequence[tuple[int, bytes]]) -> None:
+    def send_nowait(self, batch: Sequence[tuple[int, bytes]], *, ack: bool = True) -> None:
+        """Sends one batch; ``ack=False`` lets the daemon hold its ack (FrameBatch.ack)."""
         frames_ = [records_pb2.Frame(seq=seq, record=payload) for seq, payload in batch]
-        self._requests.put(daemon_pb2.ClientMessage(frames=daemon_pb2.FrameBatch(frames=frames_)))
+        message = daemon_pb2.FrameBatch(frames=frames_, ack=ack)
+        self._requests.put(daemon_pb2.ClientMessage(frames=message))
 
     def send(self, batch: Sequence[tuple[int, bytes]]) -> int:
-        """Sends one batch and returns the durable seq of its ack. Raises AssertionError when the
-        stream ends instead (``error`` says why)."""
+        """Sends one batch, asking for its ack, and returns the durable seq of the ack. Raises
+        AssertionError when the stream ends instead (``error`` says why)."""
         self.send_nowait(batch)
         while True:
             reply = self.next_reply()

@@ -87,6 +87,44 @@ def test_frames_are_acked_after_they_are_in_the_spool_and_reach_the_store(
     assert store.store.seqs(KEY) == list(range(1, 11))
 
 
+def test_a_batch_that_does_not_ask_has_its_ack_held_until_a_batch_that_asks(
+    make_daemon: MakeDaemon, run_dir: Path
+) -> None:
+    daemon = make_daemon(ack_interval=3600.0)  # no ack goes out because of time in this test
+    batch = frames(make_ref(), 6)
+
+    with client_for(daemon.target, run_dir) as client:
+        client.attach()
+        client.send_nowait(batch[:2], ack=False)  # the stream's first batch: acked, nothing held yet
+        client.send_nowait(batch[2:5], ack=False)  # held
+        client.send_nowait((), ack=True)  # asks for the durable seq of what came before
+        client.send_nowait(batch[5:], ack=True)
+        acks = [client.next_reply() for _ in range(3)]
+
+    assert [(reply.WhichOneof("kind"), reply.ack.durable_seq) for reply in acks if reply] == [
+        ("ack", 2),
+        ("ack", 5),
+        ("ack", 7),
+    ]
+    assert spool_seqs(run_dir) == list(range(1, 8))
+
+
+def test_a_finish_is_acked_at_once_even_when_its_batch_does_not_ask(
+    make_daemon: MakeDaemon, run_dir: Path
+) -> None:
+    daemon = make_daemon(ack_interval=3600.0)
+    batch = frames(make_ref(), 3, finished=True)
+
+    with client_for(daemon.target, run_dir) as client:
+        client.attach()
+        client.send_nowait(batch[:2], ack=False)
+        client.send_nowait(batch[2:4], ack=False)  # history (seqs 3-4): held
+        client.send_nowait(batch[4:], ack=False)  # the Finish
+        acks = [client.next_reply() for _ in range(2)]
+
+    assert [reply.ack.durable_seq for reply in acks if reply] == [2, 5]  # seq 5 is the Finish
+
+
 def test_a_reattaching_client_learns_the_durable_seq_and_its_resent_frames_are_skipped(
     make_daemon: MakeDaemon, run_dir: Path, store: FakeStoreServer
 ) -> None:

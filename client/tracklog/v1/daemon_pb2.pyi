@@ -56,16 +56,25 @@ class FrameBatch(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FRAMES_FIELD_NUMBER: _builtins.int
+    ACK_FIELD_NUMBER: _builtins.int
+    ack: _builtins.bool
+    """Ack at once: the client waits for these frames (attach, finish) or holds many unacked ones.
+    Otherwise the daemon may hold the ack until a later batch, at most about a second after the
+    last one it sent: the client keeps every unacked frame, so a held ack loses nothing, and it
+    spares both processes a message (and a thread wake-up each) per 100 ms batch. May be sent
+    with no frames, to ask for the durable seq of what was sent before.
+    """
     @_builtins.property
     def frames(self) -> _containers.RepeatedCompositeFieldContainer[_records_pb2.Frame]: ...
     def __init__(
         self,
         *,
         frames: _abc.Iterable[_records_pb2.Frame] | None = ...,
+        ack: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "frames", b"frames"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
