@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from tracklog._sender import MAX_UNACKED_FRAMES, Sender
 from tracklog._transport import DaemonTransport
 from tracklog.testing import FakeDaemon, history_rows
 from tracklog.v1 import daemon_pb2, records_pb2
+from tracklogd.testing import wait_until
 
 PATH = "e/p/r1"
 
@@ -93,15 +92,6 @@ def test_frames_the_daemon_never_acked_go_to_the_spool_when_it_is_gone_at_finish
     assert any("written to the run's spool" in w for w in warnings)
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)  # polling state that another thread changes
-    return True
-
-
 def test_batches_in_the_run_leave_their_ack_to_the_daemon_and_connect_and_finish_ask_for_theirs(
     daemon: FakeDaemon, tmp_path: Path
 ) -> None:
@@ -111,7 +101,7 @@ def test_batches_in_the_run_leave_their_ack_to_the_daemon_and_connect_and_finish
     sender.start()
     for start in range(0, 50, 10):  # a few cycles of the 10 ms flush interval
         _rows(sender, start, 10)
-        assert _wait(lambda: not sender.queue)
+        assert wait_until(lambda: not sender.queue)
     assert sender.close(timeout=30)  # the fake acks only what is asked for: finish asked
     assert sender.pending_frames == 0
     assert [r["_step"] for r in history_rows(daemon.records(PATH))] == list(range(50))
@@ -129,8 +119,8 @@ def test_a_sender_holding_many_unacked_frames_asks_for_an_ack(daemon: FakeDaemon
     for i in range(count):  # one frame per cycle, driven here instead of by the thread
         sender.queue.append(records_pb2.Record(config=records_pb2.ConfigUpdate(items_json=f'{{"i": {i}}}')))
         sender._cycle()
-    assert _wait(lambda: len(daemon.batches) >= count)
+    assert wait_until(lambda: len(daemon.batches) >= count)
     first_ask = next(i for i, (_, ack) in enumerate(daemon.batches) if ack)
     assert first_ask == MAX_UNACKED_FRAMES - 1  # the batch that made it hold that many frames
-    assert _wait(lambda: sender.transport.durable_seq() >= MAX_UNACKED_FRAMES)
+    assert wait_until(lambda: sender.transport.durable_seq() >= MAX_UNACKED_FRAMES)
     assert warnings == []
