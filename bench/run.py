@@ -47,7 +47,7 @@ class Settings:
     mlflow_ingest_rows: int = 2_000
     query_runs: int = 2_000
     mlflow_query_runs: int = 2_000
-    train_steps: int = 600  # ~13 s a loop here: 12 runs (4 tools x 3 repetitions) are most of the suite
+    train_steps: int = 500  # ~7 s a loop here: 19 runs (9 with a tool, 10 baselines) are most of the suite
     train_hidden: int = 1024
     train_batch: int = 128
     # MLflow with SQLite spends ~10 ms per log call: ~10 s more per training run, too much for the
@@ -219,7 +219,7 @@ def w_init(b: Bench) -> None:
 NO_CAPTURE = {"TRACKLOG_CONSOLE": "off", "TRACKLOG_METADATA": "false", "TRACKLOG_SYSTEM_METRICS": "false"}
 # Warm init() with and without capture, alternating, per repetition: the share is a difference of
 # two ~20 ms figures that vary by +-10 ms from one process to the next, so one pair cannot show it.
-CAPTURE_PAIRS = 4
+CAPTURE_PAIRS = 3
 
 
 def _capture_share(b: Bench, box: Sandbox, warm_with_capture: float) -> None:

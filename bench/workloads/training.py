@@ -131,13 +131,21 @@ def _digits() -> tuple[Any, Any]:
 
 
 def prepare() -> Prepared:
-    """torch imported and set up, the data set loaded: what every run shares (and a fork host pays
-    once, see bench/forkhost.py). Starts no thread, so that the process can fork."""
+    """torch imported and set up, the data set loaded, and one tiny training step taken: what every
+    run shares (and a fork host pays once, see bench/forkhost.py). The step is there because torch
+    initializes itself on its first operation, which takes about 1 s here. No thread of this
+    process's own is started (numpy's OpenBLAS keeps a worker, which it shuts down at a fork)."""
     import torch
 
     torch.set_num_threads(1)
     features, labels = _digits()
-    return torch, torch.tensor(features / 16.0, dtype=torch.float32), torch.tensor(labels)
+    x_all = torch.tensor(features / 16.0, dtype=torch.float32)
+    y_all = torch.tensor(labels)
+    tiny = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU(), torch.nn.Linear(8, 10))
+    optimizer = torch.optim.SGD(tiny.parameters(), lr=0.05, momentum=0.9)
+    torch.nn.CrossEntropyLoss()(tiny(x_all[:4]), y_all[:4]).backward()
+    optimizer.step()
+    return torch, x_all, y_all
 
 
 def main(argv: list[str] | None = None, prepared: Prepared | None = None) -> int:
