@@ -167,25 +167,34 @@ class Capture:
         """Whether ``attached`` will capture metadata for this attach (told to the client)."""
         return self._config.capture_metadata and new_process
 
-    def attached(self, slot: RunSlot, stream: object, pid: int, new_process: bool) -> None:
-        """The run's Attached went out on ``stream``: start what the run gets. Never blocks long and
-        never raises (the stream must go on whatever happens here)."""
+    def attached(self, slot: RunSlot, stream: object, pid: int) -> None:
+        """The run's Attached went out on ``stream``: its system metrics start. Never blocks long
+        and never raises (the stream must go on whatever happens here)."""
         try:
-            emit = functools.partial(self._registry.send_record, slot, pid)
             if self.sampler is not None:
+                emit = functools.partial(self._registry.send_record, slot, pid)
                 self.sampler.add(slot.key, stream, pid, str(slot.run_dir), emit)
-            if self.captures_metadata(new_process):
-                thread = threading.Thread(
-                    target=self._capture,
-                    args=(slot, pid, self._wall_clock()),
-                    name="tracklogd-metadata",
-                    daemon=True,
-                )
-                with self._threads_lock:
-                    self._threads.add(thread)
-                thread.start()
         except Exception:
             log.exception("starting the capture for run %s failed", slot.key)
+
+    def begin_metadata(self, slot: RunSlot, pid: int, new_process: bool) -> None:
+        """Starts the run's metadata capture (for a new training process) on a thread of its own.
+        The service calls it once the run's first frames are acked: the capture's Python work holds
+        the daemon's GIL, and init() in the training process waits for that ack. Never raises."""
+        if not self.captures_metadata(new_process):
+            return
+        try:
+            thread = threading.Thread(
+                target=self._capture,
+                args=(slot, pid, self._wall_clock()),
+                name="tracklogd-metadata",
+                daemon=True,
+            )
+            with self._threads_lock:
+                self._threads.add(thread)
+            thread.start()
+        except Exception:
+            log.exception("starting the metadata capture for run %s failed", slot.key)
 
     def detached(self, slot: RunSlot, stream: object) -> None:
         """``stream`` ended; never raises. A metadata capture still running for it finds the run

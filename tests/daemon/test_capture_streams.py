@@ -25,7 +25,8 @@ from tracklogd import DaemonConfig
 from tracklogd._capture import Capture
 from tracklogd._git import Git, GitInfo
 from tracklogd._pending import PendingDir
-from tracklogd._runs import RunRegistry
+from tracklogd._runs import RunRegistry, RunSlot
+from tracklogd._service import DaemonService, StreamOutbox
 from tracklogd.testing import (
     FakeCounters,
     FakeGpu,
@@ -35,6 +36,7 @@ from tracklogd.testing import (
     RunStreamClient,
     frames,
     make_ref,
+    run_start,
     wait_until,
 )
 
@@ -196,7 +198,8 @@ def test_metadata_reaches_a_client_that_stays_and_is_dropped_silently_for_one_th
     outbox = RecordingOutbox()
     slot, _, new_process = registry.attach(attach_message(tmp_path), outbox)
 
-    capture.attached(slot, outbox, CLIENT_PID, new_process)
+    capture.attached(slot, outbox, CLIENT_PID)
+    capture.begin_metadata(slot, CLIENT_PID, new_process)
     assert git.entered.wait(10)
     if leaves:
         registry.detach(slot, outbox)
@@ -228,3 +231,50 @@ def test_only_a_new_training_process_counts_as_new_for_the_metadata(
     assert other.records == [b"x"]
     registry.detach(slot, other)
     assert not registry.send_record(slot, CLIENT_PID + 1, b"y")  # nobody attached
+
+
+class _OrderCapture(Capture):
+    """Records which replies the stream had sent when the metadata capture was begun."""
+
+    def __init__(self, registry: RunRegistry, outbox: _ListOutbox) -> None:
+        super().__init__(registry, DaemonConfig(system_metrics=False), source=FakeCounters(), nvml=None)
+        self.outbox = outbox
+        self.began_after: list[str] | None = None
+
+    def begin_metadata(self, slot: RunSlot, pid: int, new_process: bool) -> None:
+        self.began_after = list(self.outbox.kinds)
+
+
+class _ListOutbox(StreamOutbox):
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: list[str] = []
+
+    def send(self, message: daemon_pb2.DaemonMessage) -> None:
+        self.kinds.append(message.WhichOneof("kind") or "")
+        super().send(message)
+
+
+def test_the_metadata_capture_begins_only_after_the_runs_first_frames_are_acked(
+    registry: RunRegistry, tmp_path: Path
+) -> None:
+    # init() waits for that ack; a capture already holding the daemon's GIL would delay it.
+    outbox = _ListOutbox()
+    capture = _OrderCapture(registry, outbox)
+    service = DaemonService(
+        registry,
+        run_url=lambda slot: "",
+        status=daemon_pb2.StatusResponse,
+        shutdown=lambda: None,
+        capture=capture,
+    )
+    first = daemon_pb2.FrameBatch(frames=[records_pb2.Frame(seq=1, record=run_start(make_ref()))], ack=True)
+    messages = [
+        daemon_pb2.ClientMessage(attach=attach_message(tmp_path)),
+        daemon_pb2.ClientMessage(frames=first),
+    ]
+
+    service._read(iter(messages), outbox)
+
+    assert capture.began_after == ["attached", "ack"]
+    capture.close()
