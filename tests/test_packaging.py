@@ -14,26 +14,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _fresh_python(*lines: str) -> str:
+    """What ``lines`` print in a fresh interpreter (nothing imported by this test process)."""
+    code = "\n".join(lines)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
 def test_import_tracklog_loads_neither_sqlalchemy_psutil_nor_tenacity() -> None:
-    code = (
-        "import sys, tracklog\n"
+    out = _fresh_python(
+        "import sys, tracklog",
         "heavy = sorted(m for m in ('sqlalchemy', 'psutil', 'tenacity', 'alembic', 'psycopg', 'tracklogd',"
-        " 'tracklog_server') if m in sys.modules)\n"
-        "print(','.join(heavy))"
+        " 'tracklog_server') if m in sys.modules)",
+        "print(','.join(heavy))",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert out.strip() == ""
 
 
 def test_import_tracklog_loads_the_query_client_only_when_api_is_used() -> None:
-    code = (
-        "import sys, tracklog\n"
-        "before = 'tracklog._api' in sys.modules and 'Api' in dir(tracklog)\n"
-        "from tracklog._api import Api\n"
-        "print(before, 'Api' in dir(tracklog), tracklog.Api is Api)"
+    out = _fresh_python(
+        "import sys, tracklog",
+        "before = 'tracklog._api' in sys.modules and 'Api' in dir(tracklog)",
+        "from tracklog._api import Api",
+        "print(before, 'Api' in dir(tracklog), tracklog.Api is Api)",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True", "True"]
+    assert out.split() == ["False", "True", "True"]
 
 
 def test_the_committed_generated_protobuf_code_is_up_to_date(tmp_path: Path) -> None:
