@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -67,14 +66,10 @@ class ForkHost:
         except OSError:
             self.close()
             return -9
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if ready:
-                line = proc.stdout.readline()
-                if not line:
-                    break  # the host died
-                return int(json.loads(line)["rc"])
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline() if ready else ""  # "" too when the host died
+        if line:
+            return int(json.loads(line)["rc"])
         self.close()
         return -9
 

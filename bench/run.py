@@ -205,7 +205,7 @@ def w_init(b: Bench) -> None:
                     cold = box.run("startup.py", "--tool", tool, "--phase", "cold")
                     warm = box.run("startup.py", "--tool", tool, "--phase", "warm")
                     if tool == TRACKLOG:
-                        _capture_share(b, box, warm["init_s"])
+                        _capture_share(b, box, warm)
             except WorkloadFailed as exc:
                 b.failed("init", tool, exc)
                 continue
@@ -222,24 +222,27 @@ NO_CAPTURE = {"TRACKLOG_CONSOLE": "off", "TRACKLOG_METADATA": "false", "TRACKLOG
 CAPTURE_PAIRS = 3
 
 
-def _capture_share(b: Bench, box: Sandbox, warm_with_capture: float) -> None:
+def _capture_share(b: Bench, box: Sandbox, warm: dict[str, Any]) -> None:
     """The median over CAPTURE_PAIRS of (warm init() with capture - the same without it), each pair
-    run back to back; ``box`` is the repetition's sandbox with capture, whose daemon is running."""
+    run back to back; ``box`` is the repetition's sandbox with capture, whose daemon is running, and
+    ``warm`` its warm run (kept by the caller)."""
     try:
         with Sandbox(TRACKLOG, "init-no-capture") as bare:
             bare.env.update(NO_CAPTURE)
             bare.run("startup.py", "--tool", TRACKLOG, "--phase", "cold")
-            with_capture = [warm_with_capture]
+            with_capture = [warm]
             without = [bare.run("startup.py", "--tool", TRACKLOG, "--phase", "warm")]
             for _ in range(CAPTURE_PAIRS - 1):
-                with_capture.append(box.run("startup.py", "--tool", TRACKLOG, "--phase", "warm")["init_s"])
+                with_capture.append(box.run("startup.py", "--tool", TRACKLOG, "--phase", "warm"))
                 without.append(bare.run("startup.py", "--tool", TRACKLOG, "--phase", "warm"))
     except WorkloadFailed as exc:
         b.failed("init", TRACKLOG, exc)
         return
+    for r in with_capture[1:]:
+        b.keep("init", {**r, "capture_pair": True})
     for r in without:
         b.keep("init", {**r, "capture": False})
-    diffs = [w - r["init_s"] for w, r in zip(with_capture, without, strict=True)]
+    diffs = [w["init_s"] - r["init_s"] for w, r in zip(with_capture, without, strict=True)]
     b.figures["init_capture"].add(TRACKLOG, statistics.median(diffs))
 
 
@@ -407,6 +410,10 @@ def w_query(b: Bench) -> None:
             box.close()
 
 
+# Training figures that compare a tool run with the mean of the two baseline runs beside it.
+PAIRED_FIGURES = (("train_slowdown", "loop_s"), ("train_step", "step_median_ms"), ("train_cpu", "loop_cpu_s"))
+
+
 def w_training(b: Bench) -> None:
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("sklearn") is None:
         b.notes.append("training skipped: torch or scikit-learn is not installed")
@@ -417,7 +424,8 @@ def w_training(b: Bench) -> None:
     # minutes of the suite cancels out. The tools' order rotates with the repetition.
     sequence = ["none"]
     for rep in range(b.s.reps):
-        for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)] if tools else []:
+        shift = rep % len(tools) if tools else 0
+        for tool in tools[shift:] + tools[:shift]:
             sequence += [tool, "none"]
     results: list[dict[str, Any] | None] = []
     host = ForkHost(ROOT / "bench" / "workloads" / "training.py", base_env())
@@ -448,12 +456,9 @@ def w_training(b: Bench) -> None:
         before, after = results[i - 1], results[i + 1]
         if before is None or after is None:
             continue
-        base = (before["loop_s"] + after["loop_s"]) / 2
-        base_cpu = (before["loop_cpu_s"] + after["loop_cpu_s"]) / 2
-        b.figures["train_slowdown"].add(tool, (r["loop_s"] / base - 1) * 100)
-        b.figures["train_cpu"].add(tool, (r["loop_cpu_s"] / base_cpu - 1) * 100)
-        base_step = (before["step_median_ms"] + after["step_median_ms"]) / 2
-        b.figures["train_step"].add(tool, (r["step_median_ms"] / base_step - 1) * 100)
+        for figure, key in PAIRED_FIGURES:
+            base = (before[key] + after[key]) / 2
+            b.figures[figure].add(tool, (r[key] / base - 1) * 100)
     base_loops = [r["loop_s"] for tool, r in zip(sequence, results, strict=True) if tool == "none" and r]
     base_median = statistics.median(base_loops) if base_loops else math.nan
     b.notes.append(

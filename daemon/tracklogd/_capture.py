@@ -164,7 +164,7 @@ class Capture:
             self.sampler = SamplerThread(sampler, clock=clock)
 
     def captures_metadata(self, new_process: bool) -> bool:
-        """Whether ``attached`` will capture metadata for this attach (told to the client)."""
+        """Whether this attach gets a metadata capture (``begin_metadata``; told to the client)."""
         return self._config.capture_metadata and new_process
 
     def attached(self, slot: RunSlot, stream: object, pid: int) -> None:
@@ -177,12 +177,11 @@ class Capture:
         except Exception:
             log.exception("starting the capture for run %s failed", slot.key)
 
-    def begin_metadata(self, slot: RunSlot, pid: int, new_process: bool) -> None:
-        """Starts the run's metadata capture (for a new training process) on a thread of its own.
-        The service calls it once the run's first frames are acked: the capture's Python work holds
-        the daemon's GIL, and init() in the training process waits for that ack. Never raises."""
-        if not self.captures_metadata(new_process):
-            return
+    def begin_metadata(self, slot: RunSlot, pid: int) -> None:
+        """Starts the run's metadata capture on a thread of its own, for an attach that
+        ``captures_metadata``. The service calls it once the run's first frames are acked: the
+        capture's Python work holds the daemon's GIL, and init() in the training process waits for
+        that ack. Never raises."""
         try:
             thread = threading.Thread(
                 target=self._capture,

@@ -99,8 +99,8 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
     def _read(self, requests: Iterator[daemon_pb2.ClientMessage], outbox: StreamOutbox) -> None:
         slot: RunSlot | None = None
         url = ""
-        acked_at = -1e18  # when this stream's last ack went out
-        metadata_for: tuple[int, bool] | None = None  # (pid, new process): captured after 1st ack
+        acked_at = float("-inf")  # when this stream's last ack went out
+        metadata_pid: int | None = None  # the client whose metadata is captured after the first ack
         try:
             for message in requests:
                 kind = message.WhichOneof("kind")
@@ -112,7 +112,7 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                     outbox.send(daemon_pb2.DaemonMessage(attached=attached))
                     if self._capture is not None:  # after Attached: records follow it on the stream
                         self._capture.attached(slot, outbox, message.attach.pid)
-                        metadata_for = (message.attach.pid, new_process)
+                        metadata_pid = message.attach.pid if metadata else None
                 elif kind == "frames" and slot is not None:
                     durable = self._registry.append(slot, outbox, message.frames.frames)
                     if not url and (url := self._run_url(slot)):  # the store answered since Attach
@@ -121,9 +121,9 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                     if message.frames.ack or slot.finish_seq or now - acked_at >= self._ack_interval:
                         acked_at = now
                         outbox.send(daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable)))
-                    if metadata_for is not None and self._capture is not None:
-                        self._capture.begin_metadata(slot, *metadata_for)  # after init()'s ack
-                        metadata_for = None
+                    if metadata_pid is not None and self._capture is not None:
+                        self._capture.begin_metadata(slot, metadata_pid)  # after init()'s ack
+                        metadata_pid = None
                 else:
                     reason = (
                         "Attach sent twice on one stream"

@@ -199,7 +199,8 @@ def test_metadata_reaches_a_client_that_stays_and_is_dropped_silently_for_one_th
     slot, _, new_process = registry.attach(attach_message(tmp_path), outbox)
 
     capture.attached(slot, outbox, CLIENT_PID)
-    capture.begin_metadata(slot, CLIENT_PID, new_process)
+    assert capture.captures_metadata(new_process)  # a new run: its metadata is captured
+    capture.begin_metadata(slot, CLIENT_PID)
     assert git.entered.wait(10)
     if leaves:
         registry.detach(slot, outbox)
@@ -241,7 +242,7 @@ class _OrderCapture(Capture):
         self.outbox = outbox
         self.began_after: list[str] | None = None
 
-    def begin_metadata(self, slot: RunSlot, pid: int, new_process: bool) -> None:
+    def begin_metadata(self, slot: RunSlot, pid: int) -> None:
         self.began_after = list(self.outbox.kinds)
 
 
