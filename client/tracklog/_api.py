@@ -181,6 +181,8 @@ class ApiRun:
         self.host = view.host
         self.runtime = view.runtime
         self.tracked_seconds = view.tracked_seconds
+        self.rows_lost = view.rows_lost  # history rows known lost, see ``problems``
+        self.problems = list(view.problems)  # what was lost or refused, and why
 
     @property
     def path(self) -> str:

@@ -47,6 +47,9 @@ def run_view(run: Run) -> store_pb2.RunView:
         last_seq=run.last_seq,
         runtime=run.runtime,
         tracked_seconds=run.tracked_seconds,
+        rows_lost=run.rows_lost,
+        problems=run.problems,
+        daemon_seq=run.daemon_seq,
     )
 
 

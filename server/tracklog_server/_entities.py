@@ -76,6 +76,9 @@ class Run:
     runtime: float  # seconds from start to end (or to the latest news while running)
     tracked_seconds: float  # runtime minus time suspended or asleep
     output_lines: int  # console lines stored
+    rows_lost: int = 0  # history rows known lost (damaged spool, memory cap, refused records)
+    problems: tuple[str, ...] = ()  # what was lost or refused and why, oldest first
+    daemon_seq: int = 0  # the last frame applied from the daemon's own sequence
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from ._capture_ingest import CaptureWriter
 from ._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
 from ._entities import IngestResult, RunKey, RunState
 from ._errors import InvalidInputError
-from ._limits import MAX_JSON_DOC
+from ._limits import MAX_JSON_DOC, MAX_PROBLEMS, MAX_SHORT_TEXT
 from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
 from ._records import (
     ColumnChunk,
@@ -81,6 +81,10 @@ class LockedRun:
     output_line_count: int
     file_count: int
     system_keys: list[str]
+    problems: list[str]
+    rows_lost: int
+    daemon_seq: int
+    writer_hash: str
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +92,19 @@ class LockedRun:
 
     def _values(self) -> dict[str, Any]:
         return {name: copy(getattr(self, name)) for name in _RUN_FIELDS}
+
+    def note_problem(self, text: str, rows_lost: int = 0) -> None:
+        """Records what was lost or refused, for `tracklog runs` and the run's page. Past
+        MAX_PROBLEMS entries the last one counts the rest, so the list stays bounded."""
+        self.rows_lost += rows_lost
+        problems = self.problems
+        if len(problems) < MAX_PROBLEMS - 1:
+            problems.append(text[:MAX_SHORT_TEXT])
+        elif len(problems) == MAX_PROBLEMS - 1:
+            problems.append("1 more problem")
+        else:
+            more = int(problems[-1].split(" ", 1)[0]) + 1
+            problems[-1] = f"{more} more problems"
 
     def save(self, conn: Connection) -> None:
         values = self._values()
@@ -154,6 +171,10 @@ def _create_run(conn: Connection, op: StartOp, now: float) -> LockedRun:
         "output_line_count": 0,
         "file_count": 0,
         "system_keys": [],
+        "problems": [],
+        "rows_lost": 0,
+        "daemon_seq": 0,
+        "writer_hash": "",
     }
     row = {_RUN_COLUMNS.get(k, k): v for k, v in values.items()}
     row.update(entity=op.key.entity, project=op.key.project, created_at=op.start_time or now)

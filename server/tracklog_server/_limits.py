@@ -28,5 +28,6 @@ MAX_SYSTEM_KEYS = 1024  # distinct system metric keys per run (a 256-core machin
 MAX_OUTPUT_LINE = 256 * 1024  # characters of one console line (the SDK cuts lines at 64 KiB)
 MAX_FILE_BYTES = 256 * 1024 * 1024  # one version of one file saved with a run
 MAX_FILE_CHUNK_BYTES = MAX_FRAME_BYTES  # one FileChunk's data: whatever fits in one spool frame
+MAX_PROBLEMS = 100  # problems kept per run (the oldest stay; later ones are counted in the last)
 MAX_FILES_PER_RUN = 10_000  # distinct file names per run; bounds the ListFiles answer (~11 MB at most)
 DEFAULT_LOG_PAGE_LINES = 10_000

@@ -24,6 +24,8 @@ Invariants the store relies on:
   ``file_chunks`` holds the data at ``byte_offset``, contiguous from 0. A complete version never
   changes again; ``runs.file_count`` counts distinct names.
 * ``runs.runtime``/``tracked_seconds`` are NULL until a Timing record arrives.
+* ``runs.last_seq`` counts the training process's frames and ``runs.daemon_seq`` the daemon's own:
+  each source's frames are applied at most once, in order, under the run row's lock.
 * JSON documents that may hold NaN/Infinity (config, summary, metadata) are TEXT, because the
   databases' JSON types reject those values; tags are plain string lists and use the JSON type.
 """
@@ -106,6 +108,14 @@ class RunRow(Base):
     output_line_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     file_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     system_keys: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # What was lost or refused for this run (damaged spool frames, records over the client's memory
+    # cap, records the store refused), oldest first, capped at MAX_PROBLEMS; rows_lost counts rows.
+    problems: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    rows_lost: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The daemon's own sequence (system metrics, metadata, captured files): the last frame applied.
+    daemon_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # sha256 hex of the run's writer token (RunStart.writer_token); empty for runs from before it.
+    writer_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class HistoryChunkRow(Base):

@@ -307,4 +307,7 @@ def _to_run(row: RunRow, metric_rows: Sequence[MetricSummaryRow]) -> Run:
         runtime=runtime,
         tracked_seconds=runtime if row.tracked_seconds is None else row.tracked_seconds,
         output_lines=row.output_line_count,
+        rows_lost=row.rows_lost,
+        problems=tuple(row.problems),
+        daemon_seq=row.daemon_seq,
     )

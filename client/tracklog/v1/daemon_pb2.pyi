@@ -141,16 +141,22 @@ class Ack(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DURABLE_SEQ_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     durable_seq: _builtins.int
     """every frame up to and including this seq is in the spool"""
+    error: _builtins.str
+    """Non-empty when frames above durable_seq could not be written (disk full, EIO, read-only): they
+    are not acked; the client keeps them and sends them again later. Empty again once writes succeed.
+    """
     def __init__(
         self,
         *,
         durable_seq: _builtins.int = ...,
+        error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["durable_seq", b"durable_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["durable_seq", b"durable_seq", "error", b"error"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -132,6 +132,7 @@ class RunStart(_message.Message):
     RUN_DIR_FIELD_NUMBER: _builtins.int
     OFFLINE_FIELD_NUMBER: _builtins.int
     RESUME_FIELD_NUMBER: _builtins.int
+    WRITER_TOKEN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     notes: _builtins.str
     group: _builtins.str
@@ -146,6 +147,10 @@ class RunStart(_message.Message):
     offline: _builtins.bool
     resume: _builtins.str
     """"", "allow", "must", "never" """
+    writer_token: _builtins.str
+    """A random secret of this run's writer (the training process that started it). The store keeps
+    its hash from the first RunStart and accepts later frames of the run only with the same token.
+    """
     @_builtins.property
     def ref(self) -> Global___RunRef: ...
     @_builtins.property
@@ -166,10 +171,11 @@ class RunStart(_message.Message):
         run_dir: _builtins.str = ...,
         offline: _builtins.bool = ...,
         resume: _builtins.str = ...,
+        writer_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "group", b"group", "host", b"host", "job_type", b"job_type", "name", b"name", "notes", b"notes", "offline", b"offline", "pid", b"pid", "ref", b"ref", "resume", b"resume", "run_dir", b"run_dir", "start_time", b"start_time", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "group", b"group", "host", b"host", "job_type", b"job_type", "name", b"name", "notes", b"notes", "offline", b"offline", "pid", b"pid", "ref", b"ref", "resume", b"resume", "run_dir", b"run_dir", "start_time", b"start_time", "tags", b"tags", "writer_token", b"writer_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -569,6 +575,84 @@ class FileChunk(_message.Message):
 Global___FileChunk: _TypeAlias = FileChunk  # noqa: Y015
 
 @_typing.final
+class FramesLost(_message.Message):
+    """Frames of a spool that could not be read (damaged on disk), reported in their place: the reader
+    that skipped them sends one FramesLost at the first lost seq, so the store learns what is missing.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    FIRST_SEQ_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    ROWS_KNOWN_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    file: _builtins.str
+    """the spool's file name"""
+    first_seq: _builtins.int
+    """the lost frames, inclusive"""
+    last_seq: _builtins.int
+    rows: _builtins.int
+    """history rows in them, as far as their headers tell"""
+    rows_known: _builtins.bool
+    """false when a damaged header hid how many rows a frame held"""
+    bytes: _builtins.int
+    """bytes skipped"""
+    reason: _builtins.str
+    """e.g. "crc mismatch at offset 123456" """
+    def __init__(
+        self,
+        *,
+        file: _builtins.str = ...,
+        first_seq: _builtins.int = ...,
+        last_seq: _builtins.int = ...,
+        rows: _builtins.int = ...,
+        rows_known: _builtins.bool = ...,
+        bytes: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "file", b"file", "first_seq", b"first_seq", "last_seq", b"last_seq", "reason", b"reason", "rows", b"rows", "rows_known", b"rows_known"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FramesLost: _TypeAlias = FramesLost  # noqa: Y015
+
+@_typing.final
+class RecordsDropped(_message.Message):
+    """Records the training process could not keep (its memory cap reached while the daemon could not
+    write), counted and sent once it can again.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    rows: _builtins.int
+    """history rows"""
+    records: _builtins.int
+    """other records (config, summary, console lines, ...)"""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        rows: _builtins.int = ...,
+        records: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "records", b"records", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordsDropped: _TypeAlias = RecordsDropped  # noqa: Y015
+
+@_typing.final
 class Timing(_message.Message):
     """Time accounting, sent with the run's end (and periodically): wall time from start, and the time the
     training process was actually able to run (excludes SIGSTOP and machine sleep).
@@ -610,6 +694,8 @@ class Record(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     FILE_FIELD_NUMBER: _builtins.int
     TIMING_FIELD_NUMBER: _builtins.int
+    LOST_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
     history: _builtins.bytes
     """a serialized HistoryBatch, opaque to the daemon"""
     @_builtins.property
@@ -632,6 +718,10 @@ class Record(_message.Message):
     def file(self) -> Global___FileChunk: ...
     @_builtins.property
     def timing(self) -> Global___Timing: ...
+    @_builtins.property
+    def lost(self) -> Global___FramesLost: ...
+    @_builtins.property
+    def dropped(self) -> Global___RecordsDropped: ...
     def __init__(
         self,
         *,
@@ -646,12 +736,14 @@ class Record(_message.Message):
         output: Global___OutputLines | None = ...,
         file: Global___FileChunk | None = ...,
         timing: Global___Timing | None = ...,
+        lost: Global___FramesLost | None = ...,
+        dropped: Global___RecordsDropped | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "file", b"file", "finish", b"finish", "history", b"history", "kind", b"kind", "metadata", b"metadata", "output", b"output", "start", b"start", "summary", b"summary", "system", b"system", "timing", b"timing", "update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dropped", b"dropped", "file", b"file", "finish", b"finish", "history", b"history", "kind", b"kind", "lost", b"lost", "metadata", b"metadata", "output", b"output", "start", b"start", "summary", b"summary", "system", b"system", "timing", b"timing", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "file", b"file", "finish", b"finish", "history", b"history", "kind", b"kind", "metadata", b"metadata", "output", b"output", "start", b"start", "summary", b"summary", "system", b"system", "timing", b"timing", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dropped", b"dropped", "file", b"file", "finish", b"finish", "history", b"history", "kind", b"kind", "lost", b"lost", "metadata", b"metadata", "output", b"output", "start", b"start", "summary", b"summary", "system", b"system", "timing", b"timing", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "history", "config", "summary", "update", "finish", "system", "metadata", "output", "file", "timing"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "history", "config", "summary", "update", "finish", "system", "metadata", "output", "file", "timing", "lost", "dropped"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -665,17 +757,21 @@ class Frame(_message.Message):
 
     SEQ_FIELD_NUMBER: _builtins.int
     RECORD_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     record: _builtins.bytes
+    rows: _builtins.int
+    """history rows in the record (0 for other kinds): kept in the spool's frame header"""
     def __init__(
         self,
         *,
         seq: _builtins.int = ...,
         record: _builtins.bytes = ...,
+        rows: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["record", b"record", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["record", b"record", "rows", b"rows", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

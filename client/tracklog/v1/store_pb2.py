@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from tracklog.v1 import records_pb2 as tracklog_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tracklog/v1/store.proto\x12\x0btracklog.v1\x1a\x19tracklog/v1/records.proto\"W\n\x14SystemHistoryRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x0f\n\x07samples\x18\x03 \x01(\r\"N\n\x0bLogsRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"4\n\x10ListFilesRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\"m\n\x08\x46ileInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nupdated_at\x18\x05 \x01(\x01\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x08\"9\n\x11ListFilesResponse\x12$\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x15.tracklog.v1.FileInfo\"Q\n\x0eGetFileRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\"U\n\rIngestRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\"\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x12.tracklog.v1.Frame\";\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pplied_through\x18\x02 \x01(\x04\"5\n\x10HeartbeatRequest\x12!\n\x04runs\x18\x01 \x03(\x0b\x32\x13.tracklog.v1.RunRef\"6\n\x11HeartbeatResponse\x12!\n\x04stop\x18\x01 \x03(\x0b\x32\x13.tracklog.v1.RunRef\"1\n\rGetRunRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\"W\n\rMetricSummary\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04last\x18\x02 \x01(\x01\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x11\n\tlast_step\x18\x05 \x01(\x03\"\xe2\x03\n\x07RunView\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05notes\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\r\n\x05group\x18\x05 \x01(\t\x12\x10\n\x08job_type\x18\x06 \x01(\t\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.tracklog.v1.RunState\x12\x11\n\texit_code\x18\x08 \x01(\x05\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\x12\x14\n\x0csummary_json\x18\n \x01(\t\x12+\n\x07metrics\x18\x0b \x03(\x0b\x32\x1a.tracklog.v1.MetricSummary\x12\x12\n\ncreated_at\x18\x0c \x01(\x01\x12\x14\n\x0cheartbeat_at\x18\r \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0e \x01(\x01\x12\x14\n\x0chistory_rows\x18\x0f \x01(\x04\x12\x11\n\tlast_step\x18\x10 \x01(\x03\x12\x15\n\rmetadata_json\x18\x11 \x01(\t\x12\x0c\n\x04host\x18\x12 \x01(\t\x12\x0f\n\x07run_dir\x18\x13 \x01(\t\x12\x10\n\x08last_seq\x18\x14 \x01(\x04\x12\x0f\n\x07runtime\x18\x15 \x01(\x01\x12\x17\n\x0ftracked_seconds\x18\x16 \x01(\x01\"z\n\x0fListRunsRequest\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x14\n\x0c\x66ilters_json\x18\x03 \x01(\t\x12\r\n\x05order\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x12\n\npage_token\x18\x06 \x01(\t\"O\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.tracklog.v1.RunView\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x88\x01\n\x0eHistoryRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x0f\n\x07samples\x18\x03 \x01(\r\x12\x10\n\x08min_step\x18\x04 \x01(\x03\x12\x10\n\x08max_step\x18\x05 \x01(\x03\x12\x11\n\tpage_rows\x18\x06 \x01(\r\"\x13\n\x11ServerInfoRequest\"R\n\x12ServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08http_url\x18\x02 \x01(\t\x12\x19\n\x11heartbeat_timeout\x18\x03 \x01(\x01\x32\xcb\x05\n\x05Store\x12\x41\n\x06Ingest\x12\x1a.tracklog.v1.IngestRequest\x1a\x1b.tracklog.v1.IngestResponse\x12J\n\tHeartbeat\x12\x1d.tracklog.v1.HeartbeatRequest\x1a\x1e.tracklog.v1.HeartbeatResponse\x12:\n\x06GetRun\x12\x1a.tracklog.v1.GetRunRequest\x1a\x14.tracklog.v1.RunView\x12G\n\x08ListRuns\x12\x1c.tracklog.v1.ListRunsRequest\x1a\x1d.tracklog.v1.ListRunsResponse\x12\x43\n\x07History\x12\x1b.tracklog.v1.HistoryRequest\x1a\x19.tracklog.v1.HistoryBatch0\x01\x12M\n\nServerInfo\x12\x1e.tracklog.v1.ServerInfoRequest\x1a\x1f.tracklog.v1.ServerInfoResponse\x12N\n\rSystemHistory\x12!.tracklog.v1.SystemHistoryRequest\x1a\x18.tracklog.v1.SystemBatch0\x01\x12<\n\x04Logs\x12\x18.tracklog.v1.LogsRequest\x1a\x18.tracklog.v1.OutputLines0\x01\x12J\n\tListFiles\x12\x1d.tracklog.v1.ListFilesRequest\x1a\x1e.tracklog.v1.ListFilesResponse\x12@\n\x07GetFile\x12\x1b.tracklog.v1.GetFileRequest\x1a\x16.tracklog.v1.FileChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tracklog/v1/store.proto\x12\x0btracklog.v1\x1a\x19tracklog/v1/records.proto\"W\n\x14SystemHistoryRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x0f\n\x07samples\x18\x03 \x01(\r\"N\n\x0bLogsRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"4\n\x10ListFilesRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\"m\n\x08\x46ileInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nupdated_at\x18\x05 \x01(\x01\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x08\"9\n\x11ListFilesResponse\x12$\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x15.tracklog.v1.FileInfo\"Q\n\x0eGetFileRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\"\x90\x01\n\rIngestRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\"\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x12.tracklog.v1.Frame\x12#\n\x06source\x18\x03 \x01(\x0e\x32\x13.tracklog.v1.Source\x12\x14\n\x0cwriter_token\x18\x04 \x01(\t\",\n\rRefusedRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"h\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x17\n\x0f\x61pplied_through\x18\x02 \x01(\x04\x12+\n\x07refused\x18\x03 \x03(\x0b\x32\x1a.tracklog.v1.RefusedRecord\"5\n\x10HeartbeatRequest\x12!\n\x04runs\x18\x01 \x03(\x0b\x32\x13.tracklog.v1.RunRef\"6\n\x11HeartbeatResponse\x12!\n\x04stop\x18\x01 \x03(\x0b\x32\x13.tracklog.v1.RunRef\"1\n\rGetRunRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\"W\n\rMetricSummary\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04last\x18\x02 \x01(\x01\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x11\n\tlast_step\x18\x05 \x01(\x03\"\x9b\x04\n\x07RunView\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05notes\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\r\n\x05group\x18\x05 \x01(\t\x12\x10\n\x08job_type\x18\x06 \x01(\t\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.tracklog.v1.RunState\x12\x11\n\texit_code\x18\x08 \x01(\x05\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\x12\x14\n\x0csummary_json\x18\n \x01(\t\x12+\n\x07metrics\x18\x0b \x03(\x0b\x32\x1a.tracklog.v1.MetricSummary\x12\x12\n\ncreated_at\x18\x0c \x01(\x01\x12\x14\n\x0cheartbeat_at\x18\r \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0e \x01(\x01\x12\x14\n\x0chistory_rows\x18\x0f \x01(\x04\x12\x11\n\tlast_step\x18\x10 \x01(\x03\x12\x15\n\rmetadata_json\x18\x11 \x01(\t\x12\x0c\n\x04host\x18\x12 \x01(\t\x12\x0f\n\x07run_dir\x18\x13 \x01(\t\x12\x10\n\x08last_seq\x18\x14 \x01(\x04\x12\x0f\n\x07runtime\x18\x15 \x01(\x01\x12\x17\n\x0ftracked_seconds\x18\x16 \x01(\x01\x12\x11\n\trows_lost\x18\x17 \x01(\x04\x12\x10\n\x08problems\x18\x18 \x03(\t\x12\x12\n\ndaemon_seq\x18\x19 \x01(\x04\"z\n\x0fListRunsRequest\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x14\n\x0c\x66ilters_json\x18\x03 \x01(\t\x12\r\n\x05order\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x12\n\npage_token\x18\x06 \x01(\t\"O\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.tracklog.v1.RunView\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x88\x01\n\x0eHistoryRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x0f\n\x07samples\x18\x03 \x01(\r\x12\x10\n\x08min_step\x18\x04 \x01(\x03\x12\x10\n\x08max_step\x18\x05 \x01(\x03\x12\x11\n\tpage_rows\x18\x06 \x01(\r\"\x13\n\x11ServerInfoRequest\"R\n\x12ServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08http_url\x18\x02 \x01(\t\x12\x19\n\x11heartbeat_timeout\x18\x03 \x01(\x01*.\n\x06Source\x12\x11\n\rSOURCE_CLIENT\x10\x00\x12\x11\n\rSOURCE_DAEMON\x10\x01\x32\xcb\x05\n\x05Store\x12\x41\n\x06Ingest\x12\x1a.tracklog.v1.IngestRequest\x1a\x1b.tracklog.v1.IngestResponse\x12J\n\tHeartbeat\x12\x1d.tracklog.v1.HeartbeatRequest\x1a\x1e.tracklog.v1.HeartbeatResponse\x12:\n\x06GetRun\x12\x1a.tracklog.v1.GetRunRequest\x1a\x14.tracklog.v1.RunView\x12G\n\x08ListRuns\x12\x1c.tracklog.v1.ListRunsRequest\x1a\x1d.tracklog.v1.ListRunsResponse\x12\x43\n\x07History\x12\x1b.tracklog.v1.HistoryRequest\x1a\x19.tracklog.v1.HistoryBatch0\x01\x12M\n\nServerInfo\x12\x1e.tracklog.v1.ServerInfoRequest\x1a\x1f.tracklog.v1.ServerInfoResponse\x12N\n\rSystemHistory\x12!.tracklog.v1.SystemHistoryRequest\x1a\x18.tracklog.v1.SystemBatch0\x01\x12<\n\x04Logs\x12\x18.tracklog.v1.LogsRequest\x1a\x18.tracklog.v1.OutputLines0\x01\x12J\n\tListFiles\x12\x1d.tracklog.v1.ListFilesRequest\x1a\x1e.tracklog.v1.ListFilesResponse\x12@\n\x07GetFile\x12\x1b.tracklog.v1.GetFileRequest\x1a\x16.tracklog.v1.FileChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tracklog.v1.store_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SOURCE']._serialized_start=2084
+  _globals['_SOURCE']._serialized_end=2130
   _globals['_SYSTEMHISTORYREQUEST']._serialized_start=67
   _globals['_SYSTEMHISTORYREQUEST']._serialized_end=154
   _globals['_LOGSREQUEST']._serialized_start=156
@@ -44,30 +46,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTFILESRESPONSE']._serialized_end=458
   _globals['_GETFILEREQUEST']._serialized_start=460
   _globals['_GETFILEREQUEST']._serialized_end=541
-  _globals['_INGESTREQUEST']._serialized_start=543
-  _globals['_INGESTREQUEST']._serialized_end=628
-  _globals['_INGESTRESPONSE']._serialized_start=630
-  _globals['_INGESTRESPONSE']._serialized_end=689
-  _globals['_HEARTBEATREQUEST']._serialized_start=691
-  _globals['_HEARTBEATREQUEST']._serialized_end=744
-  _globals['_HEARTBEATRESPONSE']._serialized_start=746
-  _globals['_HEARTBEATRESPONSE']._serialized_end=800
-  _globals['_GETRUNREQUEST']._serialized_start=802
-  _globals['_GETRUNREQUEST']._serialized_end=851
-  _globals['_METRICSUMMARY']._serialized_start=853
-  _globals['_METRICSUMMARY']._serialized_end=940
-  _globals['_RUNVIEW']._serialized_start=943
-  _globals['_RUNVIEW']._serialized_end=1425
-  _globals['_LISTRUNSREQUEST']._serialized_start=1427
-  _globals['_LISTRUNSREQUEST']._serialized_end=1549
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1551
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1630
-  _globals['_HISTORYREQUEST']._serialized_start=1633
-  _globals['_HISTORYREQUEST']._serialized_end=1769
-  _globals['_SERVERINFOREQUEST']._serialized_start=1771
-  _globals['_SERVERINFOREQUEST']._serialized_end=1790
-  _globals['_SERVERINFORESPONSE']._serialized_start=1792
-  _globals['_SERVERINFORESPONSE']._serialized_end=1874
-  _globals['_STORE']._serialized_start=1877
-  _globals['_STORE']._serialized_end=2592
+  _globals['_INGESTREQUEST']._serialized_start=544
+  _globals['_INGESTREQUEST']._serialized_end=688
+  _globals['_REFUSEDRECORD']._serialized_start=690
+  _globals['_REFUSEDRECORD']._serialized_end=734
+  _globals['_INGESTRESPONSE']._serialized_start=736
+  _globals['_INGESTRESPONSE']._serialized_end=840
+  _globals['_HEARTBEATREQUEST']._serialized_start=842
+  _globals['_HEARTBEATREQUEST']._serialized_end=895
+  _globals['_HEARTBEATRESPONSE']._serialized_start=897
+  _globals['_HEARTBEATRESPONSE']._serialized_end=951
+  _globals['_GETRUNREQUEST']._serialized_start=953
+  _globals['_GETRUNREQUEST']._serialized_end=1002
+  _globals['_METRICSUMMARY']._serialized_start=1004
+  _globals['_METRICSUMMARY']._serialized_end=1091
+  _globals['_RUNVIEW']._serialized_start=1094
+  _globals['_RUNVIEW']._serialized_end=1633
+  _globals['_LISTRUNSREQUEST']._serialized_start=1635
+  _globals['_LISTRUNSREQUEST']._serialized_end=1757
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1759
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1838
+  _globals['_HISTORYREQUEST']._serialized_start=1841
+  _globals['_HISTORYREQUEST']._serialized_end=1977
+  _globals['_SERVERINFOREQUEST']._serialized_start=1979
+  _globals['_SERVERINFOREQUEST']._serialized_end=1998
+  _globals['_SERVERINFORESPONSE']._serialized_start=2000
+  _globals['_SERVERINFORESPONSE']._serialized_end=2082
+  _globals['_STORE']._serialized_start=2133
+  _globals['_STORE']._serialized_end=2848
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from tracklog.v1 import records_pb2 as _records_pb2
 import builtins as _builtins
 import sys
@@ -18,6 +19,28 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Source:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Source.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SOURCE_CLIENT: _Source.ValueType  # 0
+    """the training process (its spool run-<id>.tlog)"""
+    SOURCE_DAEMON: _Source.ValueType  # 1
+    """the daemon: system metrics, metadata, captured files"""
+
+class Source(_Source, metaclass=_SourceEnumTypeWrapper):
+    """Who numbered the frames: each writer of a run has a sequence of its own, applied at most once
+    per (run, source, seq).
+    """
+
+SOURCE_CLIENT: Source.ValueType  # 0
+"""the training process (its spool run-<id>.tlog)"""
+SOURCE_DAEMON: Source.ValueType  # 1
+"""the daemon: system metrics, metadata, captured files"""
+Global___Source: _TypeAlias = Source  # noqa: Y015
 
 @_typing.final
 class SystemHistoryRequest(_message.Message):
@@ -184,6 +207,11 @@ class IngestRequest(_message.Message):
 
     REF_FIELD_NUMBER: _builtins.int
     FRAMES_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    WRITER_TOKEN_FIELD_NUMBER: _builtins.int
+    source: Global___Source.ValueType
+    writer_token: _builtins.str
+    """the run's writer token (RunStart.writer_token)"""
     @_builtins.property
     def ref(self) -> _records_pb2.RunRef: ...
     @_builtins.property
@@ -195,14 +223,40 @@ class IngestRequest(_message.Message):
         *,
         ref: _records_pb2.RunRef | None = ...,
         frames: _abc.Iterable[_records_pb2.Frame] | None = ...,
+        source: Global___Source.ValueType = ...,
+        writer_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames", "ref", b"ref", "source", b"source", "writer_token", b"writer_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestRequest: _TypeAlias = IngestRequest  # noqa: Y015
+
+@_typing.final
+class RefusedRecord(_message.Message):
+    """A record the store refused (the rest of its batch was applied): it costs that record, not the run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefusedRecord: _TypeAlias = RefusedRecord  # noqa: Y015
 
 @_typing.final
 class IngestResponse(_message.Message):
@@ -210,21 +264,25 @@ class IngestResponse(_message.Message):
 
     ACCEPTED_FIELD_NUMBER: _builtins.int
     APPLIED_THROUGH_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
     accepted: _builtins.bool
     """false when the frames do not continue what the server holds (a gap, or a run it does not know
     whose first frame is not seq 1): nothing was applied; resend from applied_through + 1.
     """
     applied_through: _builtins.int
     """the highest seq the server has applied for this run"""
+    @_builtins.property
+    def refused(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefusedRecord]: ...
     def __init__(
         self,
         *,
         accepted: _builtins.bool = ...,
         applied_through: _builtins.int = ...,
+        refused: _abc.Iterable[Global___RefusedRecord] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "applied_through", b"applied_through"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "applied_through", b"applied_through", "refused", b"refused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -349,6 +407,9 @@ class RunView(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     RUNTIME_FIELD_NUMBER: _builtins.int
     TRACKED_SECONDS_FIELD_NUMBER: _builtins.int
+    ROWS_LOST_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    DAEMON_SEQ_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     notes: _builtins.str
     group: _builtins.str
@@ -373,6 +434,10 @@ class RunView(_message.Message):
     """seconds from start to end (or to the last record while running)"""
     tracked_seconds: _builtins.float
     """runtime minus time suspended (SIGSTOP) or asleep"""
+    rows_lost: _builtins.int
+    """history rows known lost (damaged spool, memory cap, refused)"""
+    daemon_seq: _builtins.int
+    """the last frame applied from the daemon's own sequence"""
     @_builtins.property
     def ref(self) -> _records_pb2.RunRef: ...
     @_builtins.property
@@ -380,6 +445,10 @@ class RunView(_message.Message):
     @_builtins.property
     def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetricSummary]:
         """numeric keys: last, min, max"""
+
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """what was lost or refused, and why, oldest first"""
 
     def __init__(
         self,
@@ -406,10 +475,13 @@ class RunView(_message.Message):
         last_seq: _builtins.int = ...,
         runtime: _builtins.float = ...,
         tracked_seconds: _builtins.float = ...,
+        rows_lost: _builtins.int = ...,
+        problems: _abc.Iterable[_builtins.str] | None = ...,
+        daemon_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "created_at", b"created_at", "exit_code", b"exit_code", "finished_at", b"finished_at", "group", b"group", "heartbeat_at", b"heartbeat_at", "history_rows", b"history_rows", "host", b"host", "job_type", b"job_type", "last_seq", b"last_seq", "last_step", b"last_step", "metadata_json", b"metadata_json", "metrics", b"metrics", "name", b"name", "notes", b"notes", "ref", b"ref", "run_dir", b"run_dir", "runtime", b"runtime", "state", b"state", "summary_json", b"summary_json", "tags", b"tags", "tracked_seconds", b"tracked_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "created_at", b"created_at", "daemon_seq", b"daemon_seq", "exit_code", b"exit_code", "finished_at", b"finished_at", "group", b"group", "heartbeat_at", b"heartbeat_at", "history_rows", b"history_rows", "host", b"host", "job_type", b"job_type", "last_seq", b"last_seq", "last_step", b"last_step", "metadata_json", b"metadata_json", "metrics", b"metrics", "name", b"name", "notes", b"notes", "problems", b"problems", "ref", b"ref", "rows_lost", b"rows_lost", "run_dir", b"run_dir", "runtime", b"runtime", "state", b"state", "summary_json", b"summary_json", "tags", b"tags", "tracked_seconds", b"tracked_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
