@@ -202,42 +202,11 @@ def test_another_user_reaches_neither_the_local_stores_grpc_nor_its_pages_and_it
     entity, project, run_id = path.split("/")
     target = _local_store_target(home)
 
-    # The owner: Api(), `tracklog runs`, and the printed URL (its token, then the cookie).
     with tracklog.Api() as api:
         wait_for(lambda: _history_rows(api, path) == 10, 30, "the run's rows")
-        assert api.run(path).state == "finished"
-    listed = subprocess.run(
-        [sys.executable, "-m", "tracklog", "runs", f"{entity}/{project}"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert listed.returncode == 0, listed.stderr
-    assert path in listed.stdout
-    token = (home / "http-token").read_text().strip()
     base = json.loads((home / "server.json").read_text())["http"]
     clean = f"{base}/{entity}/{project}/runs/{run_id}"
-    assert url == f"{clean}?token={token}"
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    with browser.open(url, timeout=10) as page:
-        assert "secret-run-1" in page.read().decode()
-        assert page.url == clean  # the token left the address bar for an HttpOnly cookie
-    with browser.open(page_url(base, f"api/runs/{path}"), timeout=10) as api_page:
-        assert json.loads(api_page.read())["name"] == "secret-run-1"
-
-    # What keeps others out: a 0700 home, a 0600 socket, a 0600 token, and no TCP port for gRPC.
-    socket_path = _home.store_socket_path(home)
-    assert target == f"unix:{socket_path}"
-    assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
-    assert stat.S_IMODE((home / "http-token").stat().st_mode) == 0o600
-    server_pid = int(json.loads((home / "server.json").read_text())["pid"])
-    http_port = int(base.rsplit(":", 1)[1])
-    listening = {
-        c.laddr.port
-        for c in psutil.Process(server_pid).net_connections("inet")
-        if c.status == psutil.CONN_LISTEN
-    }
-    assert listening == {http_port}
-
+    socket_path = home / "store.sock"  # a short home: no fallback to the temp dir
     args = {
         "socket": str(socket_path),
         "token_file": str(home / "http-token"),
@@ -253,18 +222,20 @@ def test_another_user_reaches_neither_the_local_stores_grpc_nor_its_pages_and_it
             f"{clean}?token={secrets.token_hex(24)}",
         ],
     }
+
+    # The stranger reads nothing, creates nothing, forges nothing, over gRPC or HTTP ...
     closed = as_stranger(args)
-    # The home is 0700: the stranger cannot even reach the socket's name.
+    for name in ("get_run", "list_runs", "create_run", "forge_frame"):
+        assert closed[name].get("grpc") == "UNAVAILABLE", closed[name]
+    for i in range(len(args["urls"])):
+        assert closed[f"http{i}"].get("http") == 403, closed[f"http{i}"]
+        assert "secret-run-1" not in closed[f"http{i}"]["body"]
+    # ... because the home is 0700: it cannot even reach the socket's name (nor the token file).
     assert closed["stat"] == {"errno": errno.EACCES}
     assert closed["connect"] == {"errno": errno.EACCES}
     assert closed["token_file"] == {"errno": errno.EACCES}
-    for name in ("get_run", "list_runs", "create_run", "forge_frame"):
-        assert closed[name]["grpc"] == "UNAVAILABLE", closed[name]
-    for i in range(len(args["urls"])):
-        assert closed[f"http{i}"]["http"] == 403, closed[f"http{i}"]
-        assert "secret-run-1" not in closed[f"http{i}"]["body"]
 
-    # With the home opened for traversal, the socket's own mode still refuses the stranger.
+    # With the home opened for traversal, the socket's own mode (0600) still refuses the stranger.
     os.chmod(home, 0o711)
     try:
         opened = as_stranger(args)
@@ -274,12 +245,37 @@ def test_another_user_reaches_neither_the_local_stores_grpc_nor_its_pages_and_it
     assert opened["connect"] == {"errno": errno.EACCES}  # ... and the socket refuses the connection
     assert opened["token_file"] == {"errno": errno.EACCES}
     for name in ("get_run", "list_runs", "create_run", "forge_frame"):
-        assert opened[name]["grpc"] == "UNAVAILABLE", opened[name]
+        assert opened[name].get("grpc") == "UNAVAILABLE", opened[name]
 
+    # The owner: Api(), `tracklog runs`, and the printed URL (its token, then the cookie).
     with tracklog.Api() as api:
         assert [r.id for r in api.runs(f"{entity}/{project}")] == [run_id]  # nothing was created
         run = api.run(path)
         assert (run.history_rows, run.state) == (10, "finished")
+    listed = subprocess.run(
+        [sys.executable, "-m", "tracklog", "runs", f"{entity}/{project}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert path in listed.stdout
+    token = (home / "http-token").read_text().strip()
+    assert url == f"{clean}?token={token}"
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with browser.open(url, timeout=10) as page:
+        assert "secret-run-1" in page.read().decode()
+        assert page.url == clean  # the token left the address bar for an HttpOnly cookie
+    with browser.open(page_url(base, f"api/runs/{path}"), timeout=10) as api_page:
+        assert json.loads(api_page.read())["name"] == "secret-run-1"
+
+    # What keeps others out: a 0700 home, a 0600 socket, a 0600 token, and no TCP port for gRPC.
+    assert target == f"unix:{socket_path}" == f"unix:{_home.store_socket_path(home)}"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "http-token").stat().st_mode) == 0o600
+    server_pid = int(json.loads((home / "server.json").read_text())["pid"])
+    connections = psutil.Process(server_pid).net_connections("inet")
+    listening = {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
+    assert listening == {int(base.rsplit(":", 1)[1])}
 
 
 def test_a_forged_frame_for_a_live_run_is_refused_and_every_later_row_arrives(
