@@ -201,11 +201,18 @@ class LocalServer:
                 delay = min(delay * 2, MAX_RESPAWN_DELAY)
 
     def _reuse(self) -> str | None:
-        """The server named in server.json, if it answers."""
+        """The server named in server.json, if it answers. One that a daemon from before the private
+        socket spawned for this home serves gRPC on a TCP port that any local user can reach: it is
+        stopped, and a private one is spawned in its place."""
         info = read_server_info(self._home)
         if info is None or not self._answers(info[0]):
             return None
-        self._adopted = self._home_server(info[1])
+        adopted = self._home_server(info[1])
+        if adopted is not None and not info[0].startswith("unix:"):
+            log.warning("replacing the local store server %d, which other users can reach", adopted.pid)
+            _terminate_adopted(adopted)
+            return None
+        self._adopted = adopted
         return info[0]
 
     def _take_over(self) -> str | None:

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -131,6 +133,30 @@ def test_a_local_store_left_by_a_killed_daemon_is_taken_over_and_stopped_by_the_
         assert home_servers(home) == []
     finally:
         second.kill()
+
+
+@pytest.mark.slow
+def test_a_local_store_on_a_tcp_port_left_by_an_older_daemon_is_replaced_by_a_private_one(home: Path) -> None:
+    # The command line daemons spawned before the local store moved to a unix socket.
+    old = subprocess.Popen(
+        [sys.executable, "-m", "tracklog_server", "--db", f"sqlite:///{home / 'store.db'}", "--port", "0",
+         "--http-port", "0", "--address-file", str(home / "server.json"), "--heartbeat-timeout", "30"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert wait_until((home / "server.json").exists, timeout=30)
+        assert not json.loads((home / "server.json").read_text())["grpc"].startswith("unix:")
+        daemon = DaemonProcess(home, {**os.environ, "TRACKLOG_HEARTBEAT_TIMEOUT": "30"}).wait_ready()
+        try:
+            assert wait_until(lambda: local_server(home).startswith("unix:"), timeout=60), daemon.log()
+            assert old.wait(30) == 0  # stopped with SIGTERM, cleanly
+            assert "which other users can reach" in daemon.log()
+        finally:
+            daemon.kill(signal.SIGTERM)
+    finally:
+        if old.poll() is None:
+            old.kill()
+        old.wait()
 
 
 def home_servers(home: Path) -> list[int]:
