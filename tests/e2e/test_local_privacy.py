@@ -11,6 +11,7 @@ import errno
 import http.cookiejar
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -191,14 +192,14 @@ def test_another_user_reaches_neither_the_local_stores_grpc_nor_its_pages_and_it
         import tracklog
         run = tracklog.init(project="private", name="secret-run-1")
         print("RUN", run.path, flush=True)
-        print("URL", run.url, flush=True)
         for i in range(10):
             run.log({"loss": 1.0 / (i + 1)})
         run.finish()
         """
     )
-    path, url = s.wait_line("RUN "), s.wait_line("URL ")
+    path = s.wait_line("RUN ")
     assert s.wait() == 0, s.err
+    (url,) = re.findall(r"View run \S+ \(finished\) at: (\S+)", s.err)  # the closing line's URL
     entity, project, run_id = path.split("/")
     target = _local_store_target(home)
 
@@ -260,6 +261,8 @@ def test_another_user_reaches_neither_the_local_stores_grpc_nor_its_pages_and_it
     assert path in listed.stdout
     token = (home / "http-token").read_text().strip()
     assert url == f"{clean}?token={token}"
+    with tracklog.Api() as api:
+        assert api.run(path).url == url
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     with browser.open(url, timeout=10) as page:
         assert "secret-run-1" in page.read().decode()
