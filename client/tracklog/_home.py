@@ -40,11 +40,6 @@ def store_socket_path(path: Path) -> Path:
     return _socket(path, "store.sock")
 
 
-def store_target(path: Path) -> str:
-    """The gRPC target of the local store server for this home."""
-    return f"unix:{store_socket_path(path)}"
-
-
 def http_token_path(path: Path) -> Path:
     """The local store's HTTP token (mode 0600), kept across restarts so printed URLs keep working."""
     return path / "http-token"

@@ -3,7 +3,7 @@
 Two secrets use this: the local store's HTTP token (``$TRACKLOG_HOME/http-token``, so that a run page
 is its user's alone) and a run's writer token (``RunStart.writer_token``, so that the store accepts a
 run's frames only from the process that started it). Only ``os`` is used: ``import tracklog`` loads
-neither ``secrets`` nor ``hashlib``, and 32 bytes of ``os.urandom`` are what ``secrets`` would use.
+neither ``secrets`` nor ``hashlib``, and ``os.urandom`` is what ``secrets`` draws from.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ With a token (the daemon's embedded store), every request must prove it knows th
 pages do: ``?token=...`` (the URL tracklog prints) sets an HttpOnly cookie and redirects to the same
 address without it; later requests carry the cookie (or an ``Authorization: token ...`` header).
 Anything else gets 403 and a short text, before any route or store call. The cookie's name holds the
-port, because browsers share cookies between the ports of one host (another user's store on
-127.0.0.1 must neither read nor overwrite ours).
+port, because browsers do not separate cookies by port: the stores of several users (or homes) on
+127.0.0.1 must not overwrite each other's. (For the same reason the browser also sends the cookie to
+any other server on 127.0.0.1 the user visits, as it does Jupyter's: a limit of cookies on loopback.)
 
 Every piece of user text goes through ``html.escape`` (see ``_html``); downloads are served as
 ``application/octet-stream`` attachments that a browser neither renders nor sniffs. Runs in threads
