@@ -16,6 +16,7 @@ import grpc
 
 from tracklog import _history, _home, _launch, _refs, _settings
 from tracklog._errors import CommError, NotFoundError, UsageError
+from tracklog._tokens import page_url
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2, store_pb2, store_pb2_grpc
 
 STATE_NAMES = {
@@ -190,8 +191,7 @@ class ApiRun:
 
     @property
     def url(self) -> str:
-        base = self._api.http_url
-        return f"{base}/{self.entity}/{self.project}/runs/{self.id}" if base else ""
+        return page_url(self._api.http_url, f"{self.entity}/{self.project}/runs/{self.id}")
 
     def load(self) -> ApiRun:
         self._set(self._api._get(_refs.RunPath(self.entity, self.project, self.id)))

@@ -2,7 +2,8 @@
 
 Files: ``daemon.sock`` (unix socket, mode 0600, in a 0700 directory), ``daemon.lock`` (held with
 flock by the one running daemon), ``daemon.json`` (pid and gRPC target of the running daemon),
-``daemon.log``, ``server.json`` (address of the embedded store server), ``store.db`` (its SQLite
+``daemon.log``, ``server.json`` (address of the embedded store server), ``store.sock`` (its gRPC, a
+0600 unix socket), ``http-token`` (the token its web pages need, 0600), ``store.db`` (its SQLite
 database) and ``pending/`` (one small JSON file per run the daemon still has to sync).
 """
 
@@ -30,9 +31,24 @@ def ensure_home(path: Path) -> Path:
 
 
 def socket_path(path: Path) -> Path:
-    """The daemon's unix socket. A home whose path is too long for a socket name gets a short
-    private directory under the temp dir, derived from the home path so that every process agrees."""
-    candidate = path / "daemon.sock"
+    """The daemon's unix socket."""
+    return _socket(path, "daemon.sock")
+
+
+def store_socket_path(path: Path) -> Path:
+    """The unix socket of the local store server's gRPC (only this user may connect to it)."""
+    return _socket(path, "store.sock")
+
+
+def http_token_path(path: Path) -> Path:
+    """The local store's HTTP token (mode 0600), kept across restarts so printed URLs keep working."""
+    return path / "http-token"
+
+
+def _socket(path: Path, name: str) -> Path:
+    """``name`` in the home. A home whose path is too long for a socket name gets a short private
+    directory under the temp dir, derived from the home path so that every process agrees."""
+    candidate = path / name
     if len(os.fsencode(candidate)) <= _MAX_SOCKET_PATH:
         return candidate
     # Imported here: only such a home needs them, and they cost ``import tracklog`` about 4 ms.
@@ -46,7 +62,7 @@ def socket_path(path: Path) -> Path:
     st = os.lstat(short)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise PermissionError(f"{short} is not a private directory of this user; remove it and retry")
-    return short / "daemon.sock"
+    return short / name
 
 
 def daemon_target(path: Path) -> str:

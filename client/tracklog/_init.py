@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracklog import _history, _lifecycle, _names, _settings, _spool
+from tracklog import _history, _lifecycle, _names, _settings, _spool, _tokens
 from tracklog._capture import Capture, OutputChunk
 from tracklog._config import Config
 from tracklog._console import Console
@@ -58,15 +58,17 @@ def _run_dir(base: Path, runs: list[str], run_id: str, offline: bool, resume: st
 
 @dataclass(frozen=True)
 class _ResumePoint:
-    """Where a resumed run continues: its last frame, its next step and its config so far."""
+    """Where a resumed run continues: its last frame, its next step, its config so far and its
+    writer token (the store accepts the run's frames only with the token it was created with)."""
 
     last_seq: int = 0
     next_step: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    writer_token: str = ""
 
 
 def _resume_point(spool: Path) -> _ResumePoint:
-    last_seq, next_step, config = 0, 0, dict[str, Any]()
+    last_seq, next_step, config, writer_token = 0, 0, dict[str, Any](), ""
     if not spool.exists():
         return _ResumePoint()
     for frame in _spool.scan(spool):
@@ -79,9 +81,10 @@ def _resume_point(spool: Path) -> _ResumePoint:
                 next_step = steps[-1] + 1
         elif kind == "start":
             config = json.loads(record.start.config_json or "{}")
+            writer_token = writer_token or record.start.writer_token  # the first start's
         elif kind == "config":
             config.update(json.loads(record.config.items_json))
-    return _ResumePoint(last_seq, next_step, config)
+    return _ResumePoint(last_seq, next_step, config, writer_token)
 
 
 def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], None]:
@@ -180,6 +183,9 @@ def init(
         run_dir=str(run_dir),
         offline=offline,
         resume=settings.resume,
+        # Random per run, kept in the run's first frame (its spool is 0600) so that a resume from
+        # this run directory, the daemon's sync and `tracklog sync` all send the same one.
+        writer_token=resumed.writer_token or _tokens.new_token(),
     )
     sender.queue.append(records_pb2.Record(start=start_record))
     connected = sender.connect_now(timeout=DAEMON_START_TIMEOUT)

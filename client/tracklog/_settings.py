@@ -19,6 +19,7 @@ MAX_NAME = 128
 MAX_TAG = 64
 MAX_NOTES = 64 * 1024
 _HOST_PORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}")
+_UNIX_TARGET = re.compile(r"unix:(//)?/[^\x00]+")
 _ENTITY_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -31,9 +32,12 @@ def default_entity() -> str:
 
 
 def validate_server(value: str) -> str:
-    if not _HOST_PORT.fullmatch(value):
-        raise UsageError(f"TRACKLOG_SERVER {value!r} must look like host:port (e.g. 127.0.0.1:7070)")
-    return value
+    """``host:port``, or ``unix:/absolute/path`` of a server started with ``--unix-socket``."""
+    if _HOST_PORT.fullmatch(value) or _UNIX_TARGET.fullmatch(value):
+        return value
+    raise UsageError(
+        f"TRACKLOG_SERVER {value!r} must look like host:port (e.g. 127.0.0.1:7070) or unix:/path/to.sock"
+    )
 
 
 def validate_name(value: object) -> str:

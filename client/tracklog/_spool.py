@@ -103,7 +103,9 @@ class SpoolWriter:
         self.recovery = Recovery(0, 0, 0)
         if self.path.exists():
             self.recovery = recover(self.path)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - owned by this object, closed in close()
+        # 0600: the run's first frame holds its writer token, the secret the store checks.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = os.fdopen(fd, "ab")
         if self._file.tell() == 0:
             self._file.write(MAGIC)
             self._file.flush()

@@ -5,6 +5,11 @@ spawns ``python -m tracklog_server`` (detached, output to ``server.log``) and wa
 ``server.json`` and answer. It keeps checking: a server that goes away is replaced (with backoff).
 A server the daemon spawned is stopped (SIGTERM) when the daemon exits, and so is one that an earlier
 daemon of this home spawned and left behind when it was killed; any other reused server is left alone.
+
+The local store is its user's alone: its gRPC is a 0600 unix socket in the 0700 home (``store.sock``),
+never a TCP port; its web pages stay on loopback TCP for the browser but need the token kept in
+``http-token`` (0600, made once and kept, so that run URLs printed earlier keep working). The token
+reaches the server as a file name: a command line is readable by every user of the machine.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Protocol
 
 import psutil
 
-from tracklog._home import server_info_path, store_db_path
+from tracklog._home import http_token_path, server_info_path, store_db_path, store_socket_path
+from tracklog._tokens import private_token
 from tracklogd._errors import StoreError, StoreUnavailable
 from tracklogd._ratelimit import RateLimitedLog
 from tracklogd._store_client import StorePool
@@ -44,7 +50,8 @@ class LocalServerLike(Protocol):
         """Begins making a server available; calls ``on_ready`` each time one starts answering."""
 
     def target(self) -> str | None:
-        """``host:port`` of the server while it answers, else None."""
+        """The gRPC target of the server while it answers (``unix:PATH`` for the one spawned
+        here), else None."""
 
     def http_url(self) -> str:
         """The HTTP base of the server it runs or is starting, so that run URLs can be given before
@@ -75,39 +82,42 @@ def _free_port(preferred: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def choose_ports(home: Path) -> tuple[int, int]:
-    """The gRPC and HTTP ports for this home's local server: the ones it had last time when they are
-    free (so run URLs stay valid across daemon restarts), else new ones, remembered for next time."""
+def choose_http_port(home: Path) -> int:
+    """The HTTP port for this home's local server: the one it had last time when it is free (so run
+    URLs stay valid across daemon restarts), else a new one, remembered for next time."""
     try:
-        saved = json.loads(ports_path(home).read_text())
-        preferred = int(saved["grpc"]), int(saved["http"])
+        preferred = int(json.loads(ports_path(home).read_text())["http"])
     except (OSError, ValueError, KeyError, TypeError):
-        preferred = (0, 0)
-    grpc_port = _free_port(preferred[0])
-    http_port = _free_port(preferred[1])
-    while http_port == grpc_port:
-        http_port = _free_port(0)
-    if (grpc_port, http_port) != preferred:
-        ports_path(home).write_text(json.dumps({"grpc": grpc_port, "http": http_port}) + "\n")
-    return grpc_port, http_port
+        preferred = 0
+    port = _free_port(preferred)
+    if port != preferred:
+        ports_path(home).write_text(json.dumps({"http": port}) + "\n")
+    return port
 
 
-def server_command(home: Path, heartbeat_timeout: float, ports: tuple[int, int] = (0, 0)) -> list[str]:
+def server_command(home: Path, heartbeat_timeout: float, http_port: int = 0) -> list[str]:
     return [
         sys.executable,
         "-m",
         "tracklog_server",
         "--db",
         f"sqlite:///{store_db_path(home)}",
-        "--port",
-        str(ports[0]),
+        "--unix-socket",
+        str(store_socket_path(home)),
         "--http-port",
-        str(ports[1]) if ports[0] else "0",
+        str(http_port),
+        "--http-token-file",
+        str(http_token_path(home)),
         "--address-file",
         str(server_info_path(home)),
         "--heartbeat-timeout",
         f"{heartbeat_timeout:g}",
     ]
+
+
+def local_http_url(home: Path, port: int) -> str:
+    """The base of the local server's pages with its token, as its ServerInfo gives it."""
+    return f"http://127.0.0.1:{port}/?token={private_token(http_token_path(home))}"
 
 
 def read_server_info(home: Path) -> tuple[str, int] | None:
@@ -191,11 +201,18 @@ class LocalServer:
                 delay = min(delay * 2, MAX_RESPAWN_DELAY)
 
     def _reuse(self) -> str | None:
-        """The server named in server.json, if it answers."""
+        """The server named in server.json, if it answers. One that a daemon from before the private
+        socket spawned for this home serves gRPC on a TCP port that any local user can reach: it is
+        stopped, and a private one is spawned in its place."""
         info = read_server_info(self._home)
         if info is None or not self._answers(info[0]):
             return None
-        self._adopted = self._home_server(info[1])
+        adopted = self._home_server(info[1])
+        if adopted is not None and not info[0].startswith("unix:"):
+            log.warning("replacing the local store server %d, which other users can reach", adopted.pid)
+            _terminate_adopted(adopted)
+            return None
+        self._adopted = adopted
         return info[0]
 
     def _take_over(self) -> str | None:
@@ -216,11 +233,11 @@ class LocalServer:
 
     def _spawn(self) -> str | None:
         server_info_path(self._home).unlink(missing_ok=True)  # names no server that answers
-        ports = choose_ports(self._home)
-        self._http_url = f"http://127.0.0.1:{ports[1]}"
+        port = choose_http_port(self._home)
+        self._http_url = local_http_url(self._home, port)  # makes the token before the server reads it
         with open(self._home / "server.log", "ab") as out:
             proc = self._proc = subprocess.Popen(
-                server_command(self._home, self._heartbeat_timeout, ports),
+                server_command(self._home, self._heartbeat_timeout, port),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tracklog._refs import validate_part
+from tracklog._tokens import page_url
 from tracklog.v1 import records_pb2
 
 FILE_CHUNK_BYTES = 1 << 20  # the largest FileChunk.data the daemon sends
@@ -70,9 +71,7 @@ def spool_path(run_dir: str | Path, run_id: str) -> Path:
 
 def run_url(http_url: str, ref: records_pb2.RunRef) -> str:
     """The run's page on a store whose HTTP base is ``http_url`` ("" when that is unknown)."""
-    if not http_url:
-        return ""
-    return f"{http_url.rstrip('/')}/{ref.entity}/{ref.project}/runs/{ref.id}"
+    return page_url(http_url, f"{ref.entity}/{ref.project}/runs/{ref.id}")  # keeps a ?token=...
 
 
 def system_record(rows: Sequence[tuple[float, Mapping[str, float]]]) -> bytes:

@@ -4,6 +4,8 @@ Used by the daemon's sync loop for every pending run, and by ``tracklog sync`` (
 runs written offline. The acked high-water mark lives beside the spool (``run-<id>.synced``), written
 after every acked request, so a push interrupted anywhere resumes where the server stands; the server
 applies each (run, seq) at most once, so resending a batch whose ack was lost duplicates nothing.
+Every request carries the run's writer token, read from the spool's RunStart: the store accepts a
+run's frames only with it (PERMISSION_DENIED otherwise, a StoreRejected: never retried in a loop).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class SpoolSync:
         self.frames_sent = 0  # by this object, over all pushes
         self.bytes_sent = 0
         self._ref = ref
+        self._writer_token: str | None = None  # from the spool's RunStart, once read
         self._offset: int | None = None
         self._max_bytes = max_batch_bytes
         self._max_frames = max_batch_frames
@@ -83,14 +86,28 @@ class SpoolSync:
     def ref(self) -> records_pb2.RunRef:
         """The run, as given or else read from the spool's RunStart. Raises SpoolUnusable."""
         if self._ref is None:
-            with self._scan(len(MAGIC)) as frames:
-                first = next(frames, None)
-            start = run_start(first.payload) if first is not None and first.seq == 1 else None
+            start = self._start()
             if start is None:
                 raise SpoolUnusable(f"{self.spool} does not begin with a run start record")
             self._ref = records_pb2.RunRef()
             self._ref.CopyFrom(start.ref)
         return self._ref
+
+    @property
+    def writer_token(self) -> str:
+        """The run's writer token from the spool's RunStart ("" for a spool from before tokens, or
+        while the spool holds no frame yet). Raises SpoolUnusable."""
+        if self._writer_token is None:
+            start = self._start()
+            if start is None:
+                return ""  # asked again at the next push: the daemon may not have written it yet
+            self._writer_token = start.writer_token
+        return self._writer_token
+
+    def _start(self) -> records_pb2.RunStart | None:
+        with self._scan(len(MAGIC)) as frames:
+            first = next(frames, None)
+        return run_start(first.payload) if first is not None and first.seq == 1 else None
 
     @property
     def done(self) -> bool:
@@ -112,7 +129,7 @@ class SpoolSync:
             if not frames:
                 return sent
             first, last = frames[0].seq, frames[-1].seq
-            response = client.ingest(ref, frames)
+            response = client.ingest(ref, frames, self.writer_token)
             applied = response.applied_through
             if applied < first:  # nothing applied: either a gap on our side of the server ...
                 if applied == self.synced:  # ... or a refusal of frames that continue it exactly

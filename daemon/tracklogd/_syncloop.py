@@ -4,16 +4,22 @@ One worker thread per store server (the local one is the key ""), so a server th
 only its own runs. A worker sleeps until woken by new frames; then it makes passes over its runs,
 each pushing every run's unsynced frames (``SpoolSync``). A pass that met a transient failure is
 retried with the retry policy's backoff (capped at a few seconds); a run whose data the server
-refuses is parked for a while and logged, and does not hold up the others.
+refuses is parked for a while and logged, and does not hold up the others. A run the server refuses
+with PERMISSION_DENIED (this daemon does not hold the run's writer token) is parked for the rest of
+this daemon's life and logged once as an error: resending cannot help, and its spool is kept, so a
+later daemon or ``tracklog sync`` can try again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+
+import grpc
 
 from tracklogd._errors import SpoolUnusable, StoreError, StoreRejected, StoreUnavailable
 from tracklogd._ratelimit import RateLimitedLog
@@ -157,7 +163,10 @@ class _Worker:
                 failure = exc
                 continue
             except (StoreRejected, SpoolUnusable) as exc:
-                self._park(slot, str(exc))
+                if isinstance(exc, StoreRejected) and exc.code == grpc.StatusCode.PERMISSION_DENIED:
+                    self._refuse(slot, str(exc))
+                else:
+                    self._park(slot, str(exc))
                 continue
             slot.parked_until = 0.0
             loop.registry.retire_if_done(slot)
@@ -177,6 +186,16 @@ class _Worker:
             reason,
         )
 
+    def _refuse(self, slot: RunSlot, reason: str) -> None:
+        slot.parked_until = math.inf
+        slot.parked_reason = reason
+        log.error(
+            "not syncing run %s again until tracklogd restarts; its spool %s is kept: %s",
+            slot.key,
+            slot.sync.spool,
+            reason,
+        )
+
     def _until_unparked(self) -> float | None:
         """How long until a parked run of this server is due again (None: none is parked)."""
         loop = self.loop
@@ -184,7 +203,7 @@ class _Worker:
         times = [
             s.parked_until
             for s in loop.registry.snapshot()
-            if s.server == self.server and s.parked_until > now and s.unsynced()
+            if s.server == self.server and now < s.parked_until < math.inf and s.unsynced()
         ]
         if not times:
             return None

@@ -31,6 +31,7 @@ from ._entities import (
 from ._errors import (
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     RunFileNotFoundError,
     RunNotFoundError,
     SchemaError,
@@ -54,6 +55,7 @@ __all__ = [
     "NotFoundError",
     "OutputLine",
     "OutputStream",
+    "PermissionDeniedError",
     "Run",
     "RunFileNotFoundError",
     "RunFilter",

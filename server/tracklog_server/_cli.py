@@ -13,7 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tracklog import _home
+from tracklog import _home, _tokens
 
 from ._database import display_url, normalize_url
 from ._errors import StoreError
@@ -57,6 +57,19 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help='once listening, write {"grpc": HOST:PORT, "http": URL, "pid": PID} here (atomically)',
+    )
+    p.add_argument(
+        "--unix-socket",
+        type=Path,
+        metavar="PATH",
+        help="serve gRPC on this unix socket (mode 0600: only this user may connect) instead of a TCP port",
+    )
+    p.add_argument(
+        "--http-token-file",
+        type=Path,
+        metavar="PATH",
+        help="require the token in this file (created, random and 0600, if missing) for every HTTP "
+        "request; the printed address carries it as ?token=...",
     )
     p.add_argument(
         "--insecure-allow-remote",
@@ -124,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda _signum, _frame: stop.set())
     try:
+        token = None if args.http_token_file is None else _tokens.private_token(args.http_token_file)
+    except OSError as exc:
+        print(
+            f"tracklog: error: cannot read or create the HTTP token {args.http_token_file}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
         url = normalize_url(db)
         server = StoreServer(
             db,
@@ -132,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             http_port=_http_port(args),
             heartbeat_timeout=args.heartbeat_timeout,
             allow_remote=args.insecure_allow_remote,
+            unix_socket=args.unix_socket,
+            http_token=token,
         )
     except StoreError as exc:
         print(f"tracklog: error: {exc}", file=sys.stderr)
@@ -149,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info(
             "store server on %s (gRPC) and %s, database %s",
             server.grpc_address,
-            server.http_url or "no HTTP",
+            # The token is in the file named by --http-token-file; logs never hold it.
+            (server.http_url + (" (token required)" if token else "")) if server.http_url else "no HTTP",
             display_url(url),
         )
         stop.wait()

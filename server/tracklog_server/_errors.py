@@ -38,6 +38,11 @@ class StoreUnavailableError(StoreError):
     """The database cannot be reached or is busy; retrying later may succeed (gRPC UNAVAILABLE)."""
 
 
+class PermissionDeniedError(StoreError):
+    """The caller may not do this: e.g. frames for a run sent without its writer's token (gRPC
+    PERMISSION_DENIED). Resending the same request fails the same way."""
+
+
 class StoreConflictError(StoreError):
     """A concurrent writer changed the same rows first (a unique constraint fired); the operation
     applied nothing and can be retried (gRPC ABORTED)."""

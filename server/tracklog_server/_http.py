@@ -8,6 +8,14 @@ Routes (GET only):
   /<entity>/<project>/runs/<id>/files/<name>   the latest complete version of a file, as an attachment
   /api/runs/<entity>/<project>/<id>    the run as JSON (``tracklog.v1.RunView`` in protobuf's JSON form)
 
+With a token (the daemon's embedded store), every request must prove it knows the token, as Jupyter's
+pages do: ``?token=...`` (the URL tracklog prints) sets an HttpOnly cookie and redirects to the same
+address without it; later requests carry the cookie (or an ``Authorization: token ...`` header).
+Anything else gets 403 and a short text, before any route or store call. The cookie's name holds the
+port, because browsers do not separate cookies by port: the stores of several users (or homes) on
+127.0.0.1 must not overwrite each other's. (For the same reason the browser also sends the cookie to
+any other server on 127.0.0.1 the user visits, as it does Jupyter's: a limit of cookies on loopback.)
+
 Every piece of user text goes through ``html.escape`` (see ``_html``); downloads are served as
 ``application/octet-stream`` attachments that a browser neither renders nor sniffs. Runs in threads
 of the standard library's ``ThreadingHTTPServer``; each store call is its own short session.
@@ -15,14 +23,16 @@ of the standard library's ``ThreadingHTTPServer``; each store call is its own sh
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import logging
 import re
 import socket
 import threading
-from http import HTTPStatus
+from http import HTTPStatus, cookies
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from google.protobuf import json_format
 
@@ -54,15 +64,25 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(base, safe='')}"
 
 
+def _same(given: str, token: str) -> bool:
+    """Constant-time comparison: the time taken tells nothing about how much of a guess was right."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _HttpServer
     server_version = "tracklog"
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s: " + format, self.address_string(), *args)
+        token = self.server.token
+        text = format % args
+        log.debug("http %s: %s", self.address_string(), text.replace(token, "***") if token else text)
 
     def do_GET(self) -> None:
-        parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
+        url = urlsplit(self.path)
+        if self.server.token is not None and not self._authorized(url.path, url.query):
+            return
+        parts = [unquote(p) for p in url.path.split("/") if p]
         try:
             self._route(parts)
         except (NotFoundError, InvalidInputError) as exc:
@@ -72,6 +92,53 @@ class _Handler(BaseHTTPRequestHandler):
         except StoreError as exc:
             log.error("http: %s", exc, exc_info=exc)
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, page("Error", "<p>Internal server error.</p>"))
+
+    def _authorized(self, path: str, query: str) -> bool:
+        """True when the request may proceed; otherwise the response (a redirect or 403) is sent."""
+        token = self.server.token
+        assert token is not None
+        params = parse_qsl(query, keep_blank_values=True)
+        given = [value for name, value in params if name == "token"]
+        if given:
+            if not _same(given[-1], token):
+                self._forbidden("wrong token")
+                return False
+            # The token moves into an HttpOnly cookie and out of the address bar (and of history).
+            rest = urlencode([(name, value) for name, value in params if name != "token"])
+            self.send_response(HTTPStatus.SEE_OTHER)
+            cookie = f"{self.server.cookie_name}={token}; Path=/; HttpOnly; SameSite=Lax"
+            self.send_header("Set-Cookie", cookie)
+            # One leading slash: "//host/..." would send the browser to another site.
+            self.send_header("Location", "/" + path.lstrip("/") + (f"?{rest}" if rest else ""))
+            self.send_header("Content-Length", "0")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            return False
+        header = self.headers.get("Authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() in ("token", "bearer") and _same(credential.strip(), token):
+            return True
+        jar = cookies.SimpleCookie()
+        with contextlib.suppress(cookies.CookieError):  # a malformed Cookie header proves nothing
+            jar.load(self.headers.get("Cookie", ""))
+        morsel = jar.get(self.server.cookie_name)
+        if morsel is not None and _same(morsel.value, token):
+            return True
+        self._forbidden("no token")
+        return False
+
+    def _forbidden(self, why: str) -> None:
+        body = (
+            f"403 Forbidden ({why}): this tracklog store is private to its user. Open the address "
+            "tracklog printed, which ends in ?token=...\n"
+        ).encode()
+        self.send_response(HTTPStatus.FORBIDDEN)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
 
     def _route(self, parts: list[str]) -> None:
         store = self.server.store
@@ -133,11 +200,13 @@ class _Handler(BaseHTTPRequestHandler):
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True  # a slow browser never delays shutdown
 
-    def __init__(self, address: tuple[str, int], store: AbstractStore) -> None:
+    def __init__(self, address: tuple[str, int], store: AbstractStore, token: str | None) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.store = store
+        self.token = token
         super().__init__(address, _Handler)
+        self.cookie_name = f"tracklog-token-{self.server_address[1]}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The default prints a traceback to stderr; keep it in the server's log instead.
@@ -147,8 +216,8 @@ class _HttpServer(ThreadingHTTPServer):
 class HttpEndpoint:
     """The HTTP listener and its serving thread."""
 
-    def __init__(self, store: AbstractStore, host: str, port: int) -> None:
-        self._server = _HttpServer((host, port), store)  # binds now: a busy port fails here
+    def __init__(self, store: AbstractStore, host: str, port: int, *, token: str | None = None) -> None:
+        self._server = _HttpServer((host, port), store, token)  # binds now: a busy port fails here
         self._thread = threading.Thread(target=self._serve, name="tracklog-http", daemon=True)
 
     @property

@@ -13,12 +13,18 @@ Invariants:
   several multi-row statements of up to 1000 rows each.)
   Statements are prebuilt at import so their compiled form is cached.
 * Metadata merges into the run's metadata by top-level key; the latest Timing wins.
+* A run's frames come only from its writer: ``runs.writer_hash`` is the sha256 of the writer token of
+  the ingest that created the run, and an ingest with another token is refused whole. The check
+  reads the locked run row, so it adds no statement. A run with an empty hash (created before writer
+  tokens, or by a sender without one) accepts any writer.
 * Steps grow across batches: rows at or below the run's ``last_step`` (a resumed run re-sending old
   steps) are dropped, as the SDK drops a ``log(step=s)`` below the current step.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 from collections.abc import Sequence
@@ -34,8 +40,8 @@ from tracklog._history import FLOAT, dumps
 from ._capture_ingest import CaptureWriter
 from ._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
 from ._entities import IngestResult, RunKey, RunState
-from ._errors import InvalidInputError
-from ._limits import MAX_JSON_DOC, MAX_PROBLEMS, MAX_SHORT_TEXT
+from ._errors import InvalidInputError, PermissionDeniedError
+from ._limits import MAX_JSON_DOC, MAX_PROBLEMS, MAX_SHORT_TEXT, MAX_WRITER_TOKEN
 from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
 from ._records import (
     ColumnChunk,
@@ -124,8 +130,24 @@ def lock_run(conn: Connection, key: RunKey) -> LockedRun | None:
     return None if row is None else LockedRun(**row)
 
 
-def apply_frames(conn: Connection, key: RunKey, frames: Sequence[tuple[int, Op]], now: float) -> IngestResult:
+def writer_hash(token: str) -> str:
+    """What the store keeps of a writer token: its sha256 in hex, or "" for no token."""
+    if len(token) > MAX_WRITER_TOKEN:
+        raise InvalidInputError(f"writer token of {len(token)} characters; the limit is {MAX_WRITER_TOKEN}")
+    return hashlib.sha256(token.encode("utf-8")).hexdigest() if token else ""
+
+
+def apply_frames(
+    conn: Connection, key: RunKey, frames: Sequence[tuple[int, Op]], now: float, writer: str = ""
+) -> IngestResult:
+    """``writer`` is ``writer_hash`` of the request's token."""
     run = lock_run(conn, key)
+    if run is not None and run.writer_hash and not hmac.compare_digest(run.writer_hash, writer):
+        # Before anything else, resends included: a stranger learns nothing and changes nothing.
+        raise PermissionDeniedError(
+            f"run {key} accepts frames only from its writer, the process that started it: "
+            + ("this request has another writer token" if writer else "this request has no writer token")
+        )
     last_seq = run.last_seq if run is not None else 0
     fresh = [(seq, op) for seq, op in frames if seq > last_seq]  # already applied: an idempotent resend
     if not fresh:
@@ -136,7 +158,7 @@ def apply_frames(conn: Connection, key: RunKey, frames: Sequence[tuple[int, Op]]
     if run is None:
         if not isinstance(first_op, StartOp):
             return IngestResult(False, 0)
-        run = _create_run(conn, first_op, now)
+        run = _create_run(conn, first_op, now, writer)
         fresh = fresh[1:]
     _Applier(conn, run, now).apply(fresh)
     run.last_seq = frames[-1][0]
@@ -144,7 +166,7 @@ def apply_frames(conn: Connection, key: RunKey, frames: Sequence[tuple[int, Op]]
     return IngestResult(True, run.last_seq)
 
 
-def _create_run(conn: Connection, op: StartOp, now: float) -> LockedRun:
+def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> LockedRun:
     values: dict[str, Any] = {
         "run_id": op.key.id,
         "name": op.name or op.key.id,
@@ -174,7 +196,7 @@ def _create_run(conn: Connection, op: StartOp, now: float) -> LockedRun:
         "problems": [],
         "rows_lost": 0,
         "daemon_seq": 0,
-        "writer_hash": "",
+        "writer_hash": writer,
     }
     row = {_RUN_COLUMNS.get(k, k): v for k, v in values.items()}
     row.update(entity=op.key.entity, project=op.key.project, created_at=op.start_time or now)

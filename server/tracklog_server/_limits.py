@@ -12,6 +12,7 @@ from tracklog._spool import MAX_FRAME_BYTES
 MAX_MESSAGE_BYTES = MAX_FRAME_BYTES + 1024 * 1024
 MAX_RECORD_BYTES = MAX_FRAME_BYTES
 MAX_FRAMES_PER_REQUEST = 100_000
+MAX_WRITER_TOKEN = 256  # characters of a run's writer token (the SDK's are 48)
 MAX_SHORT_TEXT = 1024  # name, group, job type, one tag, one history key
 MAX_TAGS = 1000
 MAX_LONG_TEXT = 4 * 1024 * 1024  # notes, host, run_dir, a finish reason

@@ -3,14 +3,23 @@
 Start-up order: migrate the schema (in the store's constructor), bind the gRPC port, bind the HTTP
 port, then start serving and detecting. Binding both before serving means a busy port fails start()
 before anything is visible. stop() reverses it and closes the database engine.
+
+A server that is its user's alone (the daemon's embedded store) takes ``unix_socket``: gRPC then
+listens on that socket, mode 0600, instead of a TCP port, and ``http_token``: every HTTP request must
+carry the token (see ``_http``). A standalone server keeps TCP and open pages unless told otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import os
+import socket
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -56,6 +65,8 @@ class StoreServer:
 
     ``http_port`` None disables HTTP; 0 picks a free port (as ``port`` 0 does for gRPC). ``clock`` and
     ``crash_check_interval`` are seams for tests; a non-loopback ``host`` needs ``allow_remote``.
+    ``unix_socket`` puts gRPC on that path (0600) instead of ``host:port``; ``http_token`` makes every
+    HTTP request need the token (``http_link`` is the base URL that carries it).
     """
 
     def __init__(
@@ -71,6 +82,8 @@ class StoreServer:
         allow_remote: bool = False,
         max_workers: int = 16,
         store: AbstractStore | None = None,
+        unix_socket: Path | None = None,
+        http_token: str | None = None,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise InvalidInputError(
@@ -79,6 +92,11 @@ class StoreServer:
             )
         if heartbeat_timeout <= 0:
             raise InvalidInputError("heartbeat timeout must be positive")
+        if http_token is not None and len(http_token) < 16:
+            raise InvalidInputError("an HTTP token must be at least 16 characters")
+        self.unix_socket = Path(unix_socket).absolute() if unix_socket is not None else None
+        self.http_token = http_token
+        self._socket_inode: int | None = None
         self.host = host
         self._port = port
         self._http_port = http_port
@@ -93,13 +111,23 @@ class StoreServer:
 
     @property
     def grpc_address(self) -> str:
-        """``host:port`` of the gRPC listener (valid after start())."""
+        """``host:port`` of the gRPC listener, or ``unix:PATH`` (valid after start())."""
+        if self.unix_socket is not None:
+            return f"unix:{self.unix_socket}"
         return _hostport(self.host, self.grpc_port)
 
     @property
     def http_url(self) -> str:
         """Base URL of the HTTP endpoint, e.g. ``http://127.0.0.1:7071``; empty when disabled."""
         return f"http://{_hostport(self.host, self.http_port)}" if self._http is not None else ""
+
+    @property
+    def http_link(self) -> str:
+        """``http_url`` with the token as its query when pages need one: what ServerInfo tells the
+        daemon and the Api, so the run URLs they print open (only this user can ask the unix
+        socket; a TCP server with a token tells any caller, who can read every run over gRPC anyway)."""
+        base = self.http_url
+        return f"{base}/?token={self.http_token}" if base and self.http_token else base
 
     def start(self) -> None:
         try:
@@ -112,7 +140,7 @@ class StoreServer:
         service = StoreService(
             self.store,
             version=tracklog.__version__,
-            http_url=lambda: self.http_url,
+            http_url=lambda: self.http_link,
             heartbeat_timeout=self.heartbeat_timeout,
         )
         server = grpc.server(
@@ -121,16 +149,13 @@ class StoreServer:
             options=_GRPC_OPTIONS,
         )
         self._grpc = server
-        try:
-            bound = server.add_insecure_port(_hostport(self.host, self._port))
-        except RuntimeError as exc:  # recent grpcio raises instead of returning 0
-            raise OSError(f"cannot listen on {_hostport(self.host, self._port)}: {exc}") from exc
-        if not bound:
-            raise OSError(f"cannot listen on {_hostport(self.host, self._port)} (address in use?)")
-        self.grpc_port = bound
+        if self.unix_socket is not None:
+            self._bind_unix(server, self.unix_socket)
+        else:
+            self.grpc_port = _bind(server, _hostport(self.host, self._port))
         if self._http_port is not None:
             try:
-                self._http = HttpEndpoint(self.store, self.host, self._http_port)
+                self._http = HttpEndpoint(self.store, self.host, self._http_port, token=self.http_token)
             except OSError as exc:
                 where = _hostport(self.host, self._http_port)
                 raise OSError(f"cannot listen for HTTP on {where}: {exc.strerror or exc}") from exc
@@ -150,7 +175,32 @@ class StoreServer:
         if self._http is not None:
             self._http.stop()
             self._http = None
+        self._remove_socket()
         self.store.close()
+
+    def _bind_unix(self, server: grpc.Server, path: Path) -> None:
+        """Listens on ``path``, a socket only this user may connect to (0600 from its creation: the
+        umask covers the moment between bind and chmod). grpc replaces whatever file is at the path,
+        so a socket that still answers is refused first: it belongs to a running server."""
+        if _unix_answers(path):
+            raise OSError(f"cannot listen on {path}: another server answers there")
+        old = os.umask(0o177)  # only during start(), before any thread of ours creates files
+        try:
+            _bind(server, f"unix:{path}")
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        self._socket_inode = os.lstat(path).st_ino
+
+    def _remove_socket(self) -> None:
+        """Removes our socket file, unless another server has replaced it since."""
+        inode, self._socket_inode = self._socket_inode, None
+        if inode is None or self.unix_socket is None:
+            return
+        with contextlib.suppress(OSError):
+            st = os.lstat(self.unix_socket)
+            if stat.S_ISSOCK(st.st_mode) and st.st_ino == inode:
+                self.unix_socket.unlink()
 
     def __enter__(self) -> StoreServer:
         self.start()
@@ -160,3 +210,23 @@ class StoreServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _bind(server: grpc.Server, address: str) -> int:
+    """Adds the listener at ``address`` (``host:port`` or ``unix:PATH``); returns the bound port."""
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # recent grpcio raises instead of returning 0
+        raise OSError(f"cannot listen on {address}: {exc}") from exc
+    if not bound:
+        raise OSError(f"cannot listen on {address} (address in use?)")
+    return int(bound)
+
+
+def _unix_answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True

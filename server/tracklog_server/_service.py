@@ -23,6 +23,7 @@ from ._entities import HistoryQuery, RunFilter, RunState, SystemQuery
 from ._errors import (
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     StoreConflictError,
     StoreError,
     StoreUnavailableError,
@@ -39,6 +40,7 @@ M = TypeVar("M", bound=Message)
 _STATUS: tuple[tuple[type[StoreError], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (StoreConflictError, grpc.StatusCode.ABORTED),
 )
@@ -140,7 +142,9 @@ class StoreService:
             raise InvalidInputError(
                 f"{len(request.frames)} frames in one request; the limit is {MAX_FRAMES_PER_REQUEST}"
             )
-        result = self._store.ingest(key, [(f.seq, f.record) for f in request.frames])
+        result = self._store.ingest(
+            key, [(f.seq, f.record) for f in request.frames], writer_token=request.writer_token
+        )
         return store_pb2.IngestResponse(accepted=result.accepted, applied_through=result.applied_through)
 
     def heartbeat(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.HeartbeatResponse:

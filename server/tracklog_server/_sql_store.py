@@ -38,7 +38,7 @@ from ._entities import (
 )
 from ._errors import InvalidInputError, RunNotFoundError, StoreConflictError, translate_db_errors
 from ._history_read import read_history
-from ._ingest import apply_frames
+from ._ingest import apply_frames, writer_hash
 from ._limits import MAX_RUNS_PER_HEARTBEAT
 from ._models import MetricSummaryRow, RunRow
 from ._records import decode_frames
@@ -84,7 +84,10 @@ class SqlAlchemyStore(AbstractStore):
         if self._owns_engine:
             self.engine.dispose()
 
-    def ingest(self, key: RunKey, frames: Sequence[tuple[int, bytes]]) -> IngestResult:
+    def ingest(
+        self, key: RunKey, frames: Sequence[tuple[int, bytes]], *, writer_token: str = ""
+    ) -> IngestResult:
+        writer = writer_hash(writer_token)
         ops = decode_frames(key, frames)  # all validation happens before the transaction
         if not ops:
             return IngestResult(True, self._last_seq(key))
@@ -93,7 +96,7 @@ class SqlAlchemyStore(AbstractStore):
                 # A Core connection, not an ORM session: ingest issues only Core statements and is
                 # the hot path (the session machinery would cost more than the statements).
                 with translate_db_errors(f"ingest into run {key}"), self._write_engine.begin() as conn:
-                    return apply_frames(conn, key, ops, self._clock())
+                    return apply_frames(conn, key, ops, self._clock(), writer)
             except StoreConflictError:
                 if attempt == _INGEST_ATTEMPTS:
                     raise

@@ -25,8 +25,14 @@ from ._entities import (
 
 class AbstractStore(abc.ABC):
     @abc.abstractmethod
-    def ingest(self, key: RunKey, frames: Sequence[tuple[int, bytes]]) -> IngestResult:
+    def ingest(
+        self, key: RunKey, frames: Sequence[tuple[int, bytes]], *, writer_token: str = ""
+    ) -> IngestResult:
         """Applies ``(seq, serialized Record)`` frames of one run, all or nothing, at most once per seq.
+
+        The run's writer is whoever created it: the store keeps the sha256 of ``writer_token`` from
+        that ingest, and refuses later ingests with another token with PermissionDeniedError,
+        applying nothing (a run created with no token accepts any writer).
 
         Frames at or below the run's last applied seq are skipped. Returns accepted=False, applying
         nothing, when the first new frame does not follow the last applied one (or the run is unknown

@@ -11,7 +11,7 @@ import pytest
 
 from tracklog.v1 import records_pb2
 from tracklogd import DaemonConfig
-from tracklogd._local_server import choose_ports, server_command
+from tracklogd._local_server import choose_http_port, server_command
 from tracklogd._pending import PendingDir, PendingEntry
 from tracklogd._ratelimit import RateLimitedLog
 from tracklogd._records import crashed_finish, is_finish, run_start, run_url
@@ -75,16 +75,18 @@ def test_a_bad_setting_is_ignored_with_a_warning(value: str, caplog: pytest.LogC
 
 
 def test_the_local_server_command_line_is_the_servers_documented_one(tmp_path: Path) -> None:
-    assert server_command(tmp_path, 120.0, (7070, 7071)) == [
+    assert server_command(tmp_path, 120.0, 7071) == [
         sys.executable,
         "-m",
         "tracklog_server",
         "--db",
         f"sqlite:///{tmp_path}/store.db",
-        "--port",
-        "7070",
+        "--unix-socket",
+        str(tmp_path / "store.sock"),
         "--http-port",
         "7071",
+        "--http-token-file",
+        str(tmp_path / "http-token"),
         "--address-file",
         str(tmp_path / "server.json"),
         "--heartbeat-timeout",
@@ -92,16 +94,14 @@ def test_the_local_server_command_line_is_the_servers_documented_one(tmp_path: P
     ]
 
 
-def test_the_local_server_keeps_its_ports_across_restarts_while_they_are_free(tmp_path: Path) -> None:
-    first = choose_ports(tmp_path)
-    assert first[0] != first[1]
-    assert choose_ports(tmp_path) == first
+def test_the_local_server_keeps_its_http_port_across_restarts_while_it_is_free(tmp_path: Path) -> None:
+    first = choose_http_port(tmp_path)
+    assert choose_http_port(tmp_path) == first
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", first[1]))
-        moved = choose_ports(tmp_path)
-    assert moved[0] == first[0]
-    assert moved[1] != first[1]
-    assert choose_ports(tmp_path) == moved
+        taken.bind(("127.0.0.1", first))
+        moved = choose_http_port(tmp_path)
+    assert moved != first
+    assert choose_http_port(tmp_path) == moved
 
 
 def test_a_finish_is_recognised_from_its_first_byte_and_nothing_else_is() -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -13,10 +16,14 @@ import psutil
 import pytest
 
 from tests.daemon.helpers import CLIENT_PID, DaemonProcess, MakeDaemon, local_server
+from tracklog._cli import main as cli_main
+from tracklog._spool import SpoolWriter, read_synced, scan
+from tracklog.testing import FakeClock, spool_of
 from tracklog.v1 import records_pb2, store_pb2, store_pb2_grpc
-from tracklog_server import StoreServer
+from tracklog_server import RunKey, StoreServer
 from tracklogd import sync_spool
-from tracklogd.testing import FakePids, RunStreamClient, frames, make_ref, wait_until
+from tracklogd._store_client import GrpcStoreClient
+from tracklogd.testing import FakePids, RunStreamClient, frames, history, make_ref, run_start, wait_until
 
 
 @pytest.fixture
@@ -95,8 +102,9 @@ def test_a_daemon_process_starts_its_own_local_store_and_stops_it_when_it_exits(
             client.send(frames(ref, 5, finished=True))
             client.close()
 
-        assert attached.url.startswith("http://127.0.0.1:")
-        assert attached.url.endswith("/me/proj/runs/run1")
+        token = (home / "http-token").read_text().strip()
+        assert re.fullmatch(rf"http://127\.0\.0\.1:\d+/me/proj/runs/run1\?token={token}", attached.url)
+        assert local == f"unix:{home / 'store.sock'}"  # gRPC on the home's socket, not a TCP port
         assert wait_until(lambda: run_state(local, ref) == records_pb2.RUN_STATE_FINISHED, timeout=20)
         assert (home / "store.db").exists()
 
@@ -127,6 +135,30 @@ def test_a_local_store_left_by_a_killed_daemon_is_taken_over_and_stopped_by_the_
         second.kill()
 
 
+@pytest.mark.slow
+def test_a_local_store_on_a_tcp_port_left_by_an_older_daemon_is_replaced_by_a_private_one(home: Path) -> None:
+    # The command line daemons spawned before the local store moved to a unix socket.
+    old = subprocess.Popen(
+        [sys.executable, "-m", "tracklog_server", "--db", f"sqlite:///{home / 'store.db'}", "--port", "0",
+         "--http-port", "0", "--address-file", str(home / "server.json"), "--heartbeat-timeout", "30"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert wait_until((home / "server.json").exists, timeout=30)
+        assert not json.loads((home / "server.json").read_text())["grpc"].startswith("unix:")
+        daemon = DaemonProcess(home, {**os.environ, "TRACKLOG_HEARTBEAT_TIMEOUT": "30"}).wait_ready()
+        try:
+            assert wait_until(lambda: local_server(home).startswith("unix:"), timeout=60), daemon.log()
+            assert old.wait(30) == 0  # stopped with SIGTERM, cleanly
+            assert "which other users can reach" in daemon.log()
+        finally:
+            daemon.kill(signal.SIGTERM)
+    finally:
+        if old.poll() is None:
+            old.kill()
+        old.wait()
+
+
 def home_servers(home: Path) -> list[int]:
     """Pids of the running store servers spawned for ``home``."""
     address_file = str(home / "server.json")
@@ -143,3 +175,91 @@ def _alive(pid: int) -> bool:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
+
+
+TOKEN, OTHER = "1" * 48, "2" * 48
+
+
+class CountingClient(GrpcStoreClient):
+    """The real store client, noting which run each ingest was for and the token it carried."""
+
+    calls: list[tuple[str, str]]
+
+    def ingest(
+        self, ref: records_pb2.RunRef, frames: Sequence[records_pb2.Frame], writer_token: str = ""
+    ) -> store_pb2.IngestResponse:
+        self.calls.append((ref.id, writer_token))
+        return super().ingest(ref, frames, writer_token)
+
+
+def taken_by_another_writer(store: StoreServer, ref: records_pb2.RunRef) -> None:
+    """The run exists in the store already, created with another writer token."""
+    key = RunKey(ref.entity, ref.project, ref.id)
+    store.store.ingest(key, [(1, run_start(ref, writer_token=OTHER))], writer_token=OTHER)
+
+
+def test_the_daemon_syncs_with_the_runs_writer_token_and_a_refusal_is_logged_once_and_never_retried(
+    make_daemon: MakeDaemon, real_store: StoreServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    def factory(target: str) -> CountingClient:
+        client = CountingClient(target)
+        client.calls = calls
+        return client
+
+    clock = FakeClock()
+    daemon = make_daemon(clock=clock, store_client_factory=factory)
+    target = real_store.grpc_address
+    taken, good = make_ref("taken"), make_ref("good")
+    taken_by_another_writer(real_store, taken)
+    with (
+        RunStreamClient(daemon.target, taken, str(tmp_path / "t"), pid=CLIENT_PID, server=target) as bad,
+        RunStreamClient(daemon.target, good, str(tmp_path / "g"), pid=CLIENT_PID, server=target) as ok,
+    ):
+        bad.attach()
+        ok.attach()
+        bad.send([(1, run_start(taken, writer_token=TOKEN)), (2, history(0))])
+        ok.send([(1, run_start(good, writer_token=TOKEN)), (2, history(0))])
+        assert wait_until(
+            lambda: "not syncing run me/proj/taken again until tracklogd restarts" in caplog.text
+        )
+        assert wait_until(lambda: (get_run(target, good) or store_pb2.RunView()).last_seq == 2)
+
+        clock.advance(3600.0)  # far past the pause of any other refusal
+        for seq in (3, 4):  # two more passes: the second begins after the first one ended
+            bad.send([(seq, history(seq - 2))])
+            ok.send([(seq, history(seq - 2))])
+            assert wait_until(lambda s=seq: (get_run(target, good) or store_pb2.RunView()).last_seq == s)
+
+    assert calls.count(("taken", TOKEN)) == 1  # refused once, never sent again
+    assert ("good", TOKEN) in calls
+    assert {token for _, token in calls} == {TOKEN}
+    assert caplog.text.count("not syncing run me/proj/taken") == 1
+    assert "PERMISSION_DENIED" in caplog.text
+    view = get_run(target, taken)
+    assert view is not None
+    assert view.last_seq == 1  # the other writer's run, untouched
+    assert [frame.seq for frame in scan(spool_of(tmp_path / "t"))] == [1, 2, 3, 4]  # kept
+
+
+def test_tracklog_sync_of_a_run_held_by_another_writer_exits_non_zero_with_the_reason(
+    tmp_path: Path, real_store: StoreServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = make_ref("offline1")
+    run_dir = tmp_path / "tracklog" / "offline-run-1"
+    run_dir.mkdir(parents=True)
+    writer = SpoolWriter(run_dir / "run-offline1.tlog")
+    writer.append([(1, run_start(ref, writer_token=TOKEN)), (2, history(0)), (3, history(1))])
+    writer.close()
+    taken_by_another_writer(real_store, ref)
+
+    code = cli_main(["sync", str(run_dir), "--server", real_store.grpc_address])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "offline-run-1: sync failed:" in err
+    assert "PERMISSION_DENIED" in err
+    assert "accepts frames only from its writer" in err
+    assert read_synced(writer.path) == 0
+    assert [frame.seq for frame in scan(writer.path)] == [1, 2, 3]

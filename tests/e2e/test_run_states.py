@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import math
 import os
 import re
@@ -61,8 +62,9 @@ run.finish()
     assert "Run history:" in s.err
     # The closing lines name the run's page, and the page opens and shows the run.
     (url,) = re.findall(r"View run \S+ \(finished\) at: (\S+)", s.err)
-    assert url.endswith(f"/runs/{path.split('/')[-1]}")
-    with urllib.request.urlopen(url, timeout=10) as page:
+    assert re.search(rf"/runs/{path.split('/')[-1]}\?token=[0-9a-f]+$", url)
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with browser.open(url, timeout=10) as page:
         assert run.name in page.read().decode()
 
 

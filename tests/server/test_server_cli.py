@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -97,3 +100,65 @@ def test_postgresql_urls_are_accepted_as_users_write_them() -> None:
     assert normalize_url("postgresql://u:secret@h/db").drivername == "postgresql+psycopg"
     assert normalize_url("postgres://u@h/db").drivername == "postgresql+psycopg"
     assert "secret" not in display_url(normalize_url("postgresql://u:secret@h/db"))
+
+
+def _serve(args: list[str], address_file: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracklog_server", *args, "--address-file", str(address_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(lambda: address_file.exists() or proc.poll() is not None, 30, "the address file")
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def test_a_server_given_a_unix_socket_and_a_token_file_is_its_users_alone(tmp_path: Path) -> None:
+    socket_path, token_file, address_file = tmp_path / "store.sock", tmp_path / "tok", tmp_path / "a.json"
+    args = ["--db", f"sqlite:///{tmp_path / 's.db'}", "--unix-socket", str(socket_path), "--http-port", "0",
+            "--http-token-file", str(token_file)]  # fmt: skip
+    proc = _serve(args, address_file)
+    try:
+        info = json.loads(address_file.read_text())
+        token = token_file.read_text().strip()
+        assert info["grpc"] == f"unix:{socket_path}"
+        assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert len(token) == 48
+        with grpc.insecure_channel(info["grpc"]) as channel:
+            reply = store_pb2_grpc.StoreStub(channel).ServerInfo(store_pb2.ServerInfoRequest(), timeout=10)
+        assert reply.http_url == f"{info['http']}/?token={token}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(info["http"] + "/", timeout=10)
+        assert refused.value.code == 403
+        refused.value.close()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with browser.open(reply.http_url, timeout=10) as page:
+            assert page.status == 200
+
+        second = subprocess.run(
+            [sys.executable, "-m", "tracklog_server", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert "another server answers there" in second.stderr
+
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert token.encode() not in out + err
+        assert not socket_path.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    again = _serve(args, address_file)  # the same token: addresses printed earlier keep working
+    try:
+        assert token_file.read_text().strip() == token
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.communicate(timeout=30)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
+import grpc
 import pytest
 from google.protobuf import json_format
 
-from tracklog.v1 import store_pb2
+from tracklog.v1 import store_pb2, store_pb2_grpc
 from tracklog_server import RunKey, StoreServer
 
 from .helpers import (
@@ -197,3 +199,105 @@ def test_missing_incomplete_and_unsafe_file_paths_are_404(server: StoreServer) -
         assert status == 404
         assert message in body.replace("&#x27;", "'")
     assert get(f"{server.http_url}/alice/mnist/runs/missing/files/output.log")[0] == 404
+
+
+# -- a server whose pages need a token (the daemon's embedded store) ---------------------------------
+
+TOKEN = "0123456789abcdef" * 3
+
+
+@pytest.fixture
+def private(db_url: str) -> Iterator[StoreServer]:
+    srv = StoreServer(db_url, port=0, http_port=0, http_token=TOKEN)
+    srv.start()
+    key = RunKey("alice", "mnist", "priv1")
+    srv.store.ingest(key, RunWriter(key).frames(start_record(key, name="secret-run-1")))
+    yield srv
+    srv.stop(grace=1)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # the test looks at the redirect itself
+
+
+def _raw(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read().decode()
+
+
+PRIVATE_PATHS = ["/", "/alice/mnist", "/alice/mnist/runs/priv1", "/api/runs/alice/mnist/priv1",
+                 "/alice/mnist/runs/priv1/files/output.log", "/no/such/page/at/all"]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", PRIVATE_PATHS)
+def test_a_request_without_the_token_gets_403_and_a_short_text(private: StoreServer, path: str) -> None:
+    for headers in (
+        {},
+        {"Cookie": f"tracklog-token-{private.http_port}=wrong"},
+        {"Authorization": "token no"},
+    ):
+        status, got, body = _raw(private.http_url + path, headers)
+        assert status == 403
+        assert got["Content-Type"] == "text/plain; charset=utf-8"
+        assert "?token=" in body
+        assert "secret-run-1" not in body
+        assert "priv1" not in body
+
+
+def test_the_token_in_the_url_sets_an_httponly_cookie_and_redirects_to_the_clean_url(
+    private: StoreServer,
+) -> None:
+    status, headers, _ = _raw(f"{private.http_url}/alice/mnist/runs/priv1?token={TOKEN}")
+    assert status == 303
+    assert headers["Location"] == "/alice/mnist/runs/priv1"
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith(f"tracklog-token-{private.http_port}={TOKEN};")
+    assert "HttpOnly" in cookie
+    assert "Path=/" in cookie
+
+    status, _, body = _raw(f"{private.http_url}/alice/mnist/runs/priv1", {"Cookie": cookie.split(";")[0]})
+    assert status == 200
+    assert "secret-run-1" in body
+    status, _, body = _raw(
+        f"{private.http_url}/api/runs/alice/mnist/priv1", {"Authorization": f"token {TOKEN}"}
+    )
+    assert status == 200
+    assert json.loads(body)["name"] == "secret-run-1"
+
+
+def test_a_browser_following_the_printed_url_sees_the_page_and_then_every_page(private: StoreServer) -> None:
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with browser.open(f"{private.http_url}/alice/mnist/runs/priv1?token={TOKEN}", timeout=10) as page:
+        assert page.status == 200
+        assert page.url == f"{private.http_url}/alice/mnist/runs/priv1"  # the token left the address bar
+        assert "secret-run-1" in page.read().decode()
+    with browser.open(f"{private.http_url}/alice/mnist", timeout=10) as page:
+        assert "secret-run-1" in page.read().decode()
+
+
+def test_a_wrong_token_in_the_url_gets_403_and_no_cookie(private: StoreServer) -> None:
+    for wrong in ("", TOKEN[:-1], TOKEN + "0", TOKEN.upper(), "x" * 1000):
+        status, headers, _ = _raw(f"{private.http_url}/?token={wrong}")
+        assert status == 403
+        assert "Set-Cookie" not in headers
+
+
+def test_the_redirect_keeps_other_query_parameters_and_never_leaves_the_site(private: StoreServer) -> None:
+    status, headers, _ = _raw(f"{private.http_url}//evil.example/x?a=1&token={TOKEN}&b=2")
+    assert status == 303
+    assert headers["Location"] == "/evil.example/x?a=1&b=2"
+
+
+def test_server_info_gives_the_http_address_with_its_token(private: StoreServer) -> None:
+    assert private.http_link == f"{private.http_url}/?token={TOKEN}"
+    with grpc.insecure_channel(private.grpc_address) as channel:
+        info = store_pb2_grpc.StoreStub(channel).ServerInfo(store_pb2.ServerInfoRequest(), timeout=10)
+    assert info.http_url == private.http_link
