@@ -35,7 +35,10 @@ class StoreClient(Protocol):
     """The store calls the daemon makes. Implementations raise StoreError subclasses only."""
 
     def ingest(
-        self, ref: records_pb2.RunRef, frames: Sequence[records_pb2.Frame]
+        self,
+        ref: records_pb2.RunRef,
+        frames: Sequence[records_pb2.Frame],
+        source: store_pb2.Source.ValueType = store_pb2.SOURCE_CLIENT,
     ) -> store_pb2.IngestResponse: ...
 
     def heartbeat(self, refs: Sequence[records_pb2.RunRef]) -> store_pb2.HeartbeatResponse: ...
@@ -57,9 +60,12 @@ class GrpcStoreClient:
         self._stub = store_pb2_grpc.StoreStub(self._channel)
 
     def ingest(
-        self, ref: records_pb2.RunRef, frames: Sequence[records_pb2.Frame]
+        self,
+        ref: records_pb2.RunRef,
+        frames: Sequence[records_pb2.Frame],
+        source: store_pb2.Source.ValueType = store_pb2.SOURCE_CLIENT,
     ) -> store_pb2.IngestResponse:
-        request = store_pb2.IngestRequest(ref=ref, frames=frames)
+        request = store_pb2.IngestRequest(ref=ref, frames=frames, source=source)
         with translated(f"ingest into {self.target}"):
             response: store_pb2.IngestResponse = self._stub.Ingest(request, timeout=INGEST_TIMEOUT)
         return response

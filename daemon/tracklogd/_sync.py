@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracklog._spool import MAGIC, FrameAt, SpoolError, read_synced, scan, write_synced
-from tracklog.v1 import records_pb2
+from tracklog.v1 import records_pb2, store_pb2
 from tracklogd._errors import SpoolUnusable, StoreRejected
 from tracklogd._ratelimit import RateLimitedLog
 from tracklogd._records import is_finish, ref_key, run_start
@@ -67,8 +67,13 @@ class SpoolSync:
         *,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_batch_frames: int = MAX_BATCH_FRAMES,
+        source: store_pb2.Source.ValueType = store_pb2.SOURCE_CLIENT,
     ) -> None:
         self.spool = Path(spool)
+        # SOURCE_DAEMON: the daemon's own spool of the run (``_own``), a sequence of its own on
+        # the store, which has no RunStart (``ref`` must be given) and waits for the client's.
+        self.source = source
+        self.waiting = False  # the store does not know the run yet; pushed again on a later pass
         self.synced = read_synced(self.spool)
         self.finish_seq = 0  # seq of the Finish that is the last frame read so far, else 0
         self.last_seq = 0  # the highest seq read from the spool so far
@@ -112,9 +117,15 @@ class SpoolSync:
             if not frames:
                 return sent
             first, last = frames[0].seq, frames[-1].seq
-            response = client.ingest(ref, frames)
+            response = client.ingest(ref, frames, self.source)
             applied = response.applied_through
+            self.waiting = False
             if applied < first:  # nothing applied: either a gap on our side of the server ...
+                if applied == self.synced and self.source == store_pb2.SOURCE_DAEMON:
+                    # ... or, for the daemon's own frames, a run whose RunStart the store has not
+                    # applied yet (the client's spool goes first; it may be parked or offline).
+                    self.waiting = True
+                    return sent
                 if applied == self.synced:  # ... or a refusal of frames that continue it exactly
                     raise StoreRejected(
                         f"the server refused frames {first}-{last} of {ref_key(ref)}, which continue "
