@@ -127,19 +127,22 @@ def sync_own_spool(
     client_spool: str | Path,
     server_target: str,
     *,
-    ref: records_pb2.RunRef,
+    ref: records_pb2.RunRef | None = None,
     progress: ProgressCallback | None = None,
     retry: RetryPolicy = CLI_RETRY,
     stop: threading.Event | None = None,
     client_factory: StoreClientFactory = GrpcStoreClient,
 ) -> SyncResult | None:
     """``tracklog sync`` for the daemon's spool beside ``client_spool`` (None when there is none):
-    pushes what the store lacks, after the client's spool (the store needs the run's RunStart).
+    pushes what the store lacks, after the client's spool (the store needs the run's RunStart). The
+    run is read from the client spool's RunStart unless ``ref`` is given.
     Raises StoreUnavailable, StoreRejected (also when the store does not know the run), SpoolUnusable.
     """
     path = own_spool_beside(client_spool)
     if not path.exists():
         return None
+    if ref is None:
+        ref = SpoolSync(client_spool).ref  # from the client spool's RunStart
     sync = SpoolSync(path, ref, source=store_pb2.SOURCE_DAEMON)
     client = client_factory(server_target)
     try:
