@@ -123,10 +123,14 @@ class RunRegistry:
             return list(self._slots.values())
 
     def busy(self, now: float) -> bool:
-        """Whether the daemon has work: a client attached or watched, or frames left to sync (a run
-        whose data the server refused does not count: it waits for a later daemon)."""
+        """Whether the daemon has work: a client attached or watched, a capture under way, or frames
+        left to sync (a run whose data the server refused does not count: it waits for a later
+        daemon)."""
         return any(
-            slot.attached or slot.watching or (slot.unsynced() and slot.parked_until <= now)
+            slot.attached
+            or slot.watching
+            or slot.own.producers
+            or (slot.unsynced() and slot.parked_until <= now)
             for slot in self.snapshot()
         )
 
