@@ -13,6 +13,10 @@ import pytest
 
 import tracklog
 from tests.e2e.conftest import Script, wait_for
+from tracklog._spool import scan
+from tracklog.testing import read_records
+from tracklog.v1 import records_pb2
+from tracklogd._own import own_spool_path
 
 pytestmark = pytest.mark.slow
 
@@ -184,3 +188,41 @@ def test_system_metrics_cover_a_12s_hang_of_a_process_that_is_then_sigkilled(
     assert times[-1] >= killed_at - interval - slack
     assert len(rows) >= 12
     assert all(r["system/proc.memory.rssMB"] > 1.0 for r in rows[:-1])  # the hung process's own
+
+
+def test_the_training_process_never_receives_or_encodes_the_daemons_records(
+    script: Callable[..., Script], tmp_path: Path
+) -> None:
+    s = script(
+        """
+        import time, tracklog
+        run = tracklog.init(project="own")
+        print("RUN", run.path, flush=True)
+        print("DIR", run.dir, flush=True)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            run.log({"t": time.monotonic() - t0})
+            time.sleep(0.01)
+        run.finish()
+        """,
+        TRACKLOG_SYSTEM_SAMPLE_INTERVAL="0.1",
+        TRACKLOG_SYSTEM_REPORT_INTERVAL="0.2",
+    )
+    path = s.wait_line("RUN ")
+    run_dir = Path(s.wait_line("DIR "))
+    assert s.wait() == 0, s.err
+    with tracklog.Api() as api:
+        wait_for(lambda: _finished(api, path), 30, "the run to finish")
+        run = wait_for(lambda: (r := api.run(path)).metadata.get("python") and r, 30, "the run's metadata")
+        assert len(run.system_history()) >= 5
+
+    # What the training process encoded is its spool: none of it is the daemon's.
+    client = read_records(run_dir)
+    assert {record.WhichOneof("kind") for _, record in client}.isdisjoint({"system", "metadata"})
+    client_files = {record.file.name for _, record in client if record.WhichOneof("kind") == "file"}
+    assert client_files.isdisjoint({"requirements.txt", "diff.patch", "metadata.json"})
+    own = [records_pb2.Record.FromString(frame.payload) for frame in scan(own_spool_path(run_dir, run.id))]
+    kinds = [record.WhichOneof("kind") for record in own]
+    assert kinds.count("system") >= 5
+    assert kinds.count("metadata") == 1
+    assert "requirements.txt" in {record.file.name for record in own if record.WhichOneof("kind") == "file"}
