@@ -196,10 +196,11 @@ class Capture:
 
     def attached(self, slot: RunSlot, pid: int) -> None:
         """The run's Attached went out (or the run was recovered while its training process
-        ``pid`` lives): its system metrics start, unless its Finish is written already. Never blocks
-        long and never raises (the stream must go on whatever happens here)."""
+        ``pid`` lives): its system metrics start. (A spool ending with a Finish may be resumed by
+        this client; if it is not, ``run_ended`` follows when the stream ends.) Never blocks long
+        and never raises (the stream must go on whatever happens here)."""
         try:
-            if self.sampler is None or slot.finish_seq or not slot.own.begin(SYSTEM):
+            if self.sampler is None or not slot.own.begin(SYSTEM):
                 return
             registry = self._registry
 

@@ -144,6 +144,8 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                     self._registry.detach(slot, outbox)
             except Exception:
                 log.exception("detaching run %s failed", slot.key if slot else "?")
+            if slot is not None and slot.finish_seq and self._capture is not None:
+                self._capture.run_ended(slot)  # e.g. re-attached after its Finish, sent nothing new
             outbox.end()
 
     def Status(

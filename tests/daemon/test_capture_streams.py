@@ -307,3 +307,44 @@ def test_the_metadata_capture_begins_only_after_the_runs_first_frames_are_acked(
 
     assert capture.began_after == ["attached", "ack"]
     capture.close()
+
+
+def test_a_run_is_sampled_until_its_finish_and_again_when_another_process_resumes_it(
+    tmp_path: Path,
+) -> None:
+    pids = FakePids(CLIENT_PID, CLIENT_PID + 1)
+    registry = RunRegistry(PendingDir(tmp_path / "pending"), pid_alive=pids, stopping=threading.Event())
+    capture = Capture(registry, DaemonConfig(capture_metadata=False), source=FakeCounters(), nvml=None)
+    service = DaemonService(
+        registry,
+        run_url=lambda slot: "",
+        status=daemon_pb2.StatusResponse,
+        shutdown=lambda: None,
+        capture=capture,
+    )
+    assert capture.sampler is not None
+    key = "me/proj/run1"
+
+    def stream(pid: int, *batch: tuple[int, bytes]) -> None:
+        frames_ = daemon_pb2.FrameBatch(
+            frames=[records_pb2.Frame(seq=s, record=r) for s, r in batch], ack=True
+        )
+        messages = [daemon_pb2.ClientMessage(attach=attach_message(tmp_path, pid))]
+        service._read(iter([*messages, daemon_pb2.ClientMessage(frames=frames_)]), _ListOutbox())
+
+    stream(CLIENT_PID, (1, run_start(make_ref())), (2, finish()))
+    assert not capture.sampler.sampling(key)  # its Finish is written: sampling ended
+    stream(CLIENT_PID + 1, (3, run_start(make_ref(), resume="allow")))
+    assert capture.sampler.sampling(key)  # resumed by a new process, which lives on (detached)
+    stream(CLIENT_PID + 1)  # re-attaches and leaves without a frame: the run goes on
+    assert capture.sampler.sampling(key)
+    stream(CLIENT_PID + 1, (4, finish()))
+    assert not capture.sampler.sampling(key)
+    assert "system" not in capture_producers(registry, key)
+    capture.close()
+    registry.close()
+
+
+def capture_producers(registry: RunRegistry, key: str) -> set[str]:
+    (slot,) = [slot for slot in registry.snapshot() if slot.key == key]
+    return set(slot.own.producers)
