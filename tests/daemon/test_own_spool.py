@@ -1,5 +1,6 @@
-"""The daemon's own spool of a run (``run-<id>.daemon.tlog``) across daemon restarts: both sequences
-resume where they stopped, and a run is let go only once both spools are synced."""
+"""The daemon's own spool of a run (``run-<id>.daemon.tlog``): synced in a sequence of its own once
+the store knows the run; across daemon restarts both sequences resume where they stopped, and a run
+is let go only once both spools are synced."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.daemon.helpers import CLIENT_PID, MakeDaemon, SpawnDaemon
-from tracklog._spool import scan
-from tracklog.v1 import records_pb2
-from tracklogd import status
+from tracklog._spool import SpoolWriter, read_synced, scan
+from tracklog.v1 import records_pb2, store_pb2
+from tracklogd import GrpcStoreClient, SpoolSync, StoreRejected, status, sync_own_spool
 from tracklogd._own import own_spool_path
+from tracklogd._records import metadata_record, system_record
 from tracklogd.testing import (
     FakeCounters,
     FakeStoreServer,
@@ -97,3 +99,37 @@ def test_a_new_daemon_syncs_what_is_left_of_a_finished_runs_own_spool_and_then_l
     assert wait_until(lambda: not second.status().runs)  # both spools synced: the run is let go
     assert store.store.daemon_records(KEY) == [record for _, record in own_frames(run_dir)]
     assert not (home / "pending" / "me+proj+run1.json").exists()
+
+
+def test_the_daemons_frames_wait_for_a_run_the_store_does_not_know_and_go_once_its_run_start_is_there(
+    tmp_path: Path, store: FakeStoreServer
+) -> None:
+    ref = make_ref()
+    client_spool = tmp_path / "run-run1.tlog"
+    writer = SpoolWriter(client_spool)
+    writer.append(frames(ref, 1))
+    writer.close()
+    own = SpoolWriter(own_spool_path(tmp_path, "run1"))
+    own.append([(1, system_record([(1.0, {"system/cpu": 1.0})])), (2, metadata_record({"a": 1}))])
+    own.close()
+    client = GrpcStoreClient(store.target)
+    try:
+        own_sync = SpoolSync(own_spool_path(tmp_path, "run1"), ref, source=store_pb2.SOURCE_DAEMON)
+
+        assert own_sync.push(client) == 0  # not accepted: no RunStart yet; no error, nothing parked
+        assert (own_sync.waiting, own_sync.synced) == (True, 0)
+        assert SpoolSync(client_spool).push(client) == 2
+        assert own_sync.push(client) == 2
+    finally:
+        client.close()
+
+    assert (own_sync.waiting, own_sync.synced) == (False, 2)
+    assert store.store.daemon_seqs(KEY) == [1, 2]
+    assert read_synced(own_spool_path(tmp_path, "run1")) == 2
+    assert read_synced(client_spool) == 2  # each spool keeps its own mark
+    # `tracklog sync` of a daemon's spool whose run the store does not know says so.
+    other = SpoolWriter(own_spool_path(tmp_path, "run2"))
+    other.append([(1, metadata_record({"a": 1}))])
+    other.close()
+    with pytest.raises(StoreRejected, match="does not know run me/proj/run2"):
+        sync_own_spool(tmp_path / "run-run2.tlog", store.target, ref=make_ref("run2"))
