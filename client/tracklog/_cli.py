@@ -66,10 +66,9 @@ def _store_address(explicit: str | None) -> str:
 def _find_spools(paths: Sequence[str], all_offline: bool) -> list[Path]:
     """The training process's spools (``run-<id>.tlog``); the daemon's own spool of a run, left
     beside it, goes with it (``_sync_daemon_spool``)."""
-    spools = _find_all_spools(paths, all_offline)
     import tracklogd
 
-    return [spool for spool in spools if not tracklogd.is_own_spool(spool)]
+    return [spool for spool in _find_all_spools(paths, all_offline) if not tracklogd.is_own_spool(spool)]
 
 
 def _find_all_spools(paths: Sequence[str], all_offline: bool) -> list[Path]:
