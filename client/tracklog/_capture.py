@@ -58,7 +58,6 @@ class Capture:
         self._last_live = self._last_tick
         self._output_log = run_dir / "output.log" if run_dir is not None else None
         self._wrote_output = False
-        self.metadata: dict[str, object] = {}
         self._config = config
 
     # -- items from the queue -----------------------------------------------------------------------
@@ -104,16 +103,15 @@ class Capture:
         records = self._send(self._files.at_end())
         if self._run_dir is not None and self._wrote_output and self._output_log is not None:
             records.extend(self._send([("output.log", self._output_log)]))
-        documents = {"metadata.json": self.metadata, "config.json": self._config() if self._config else {}}
-        for name, document in documents.items():
-            if not document or self._run_dir is None:
-                continue
-            path = self._run_dir / name
+        # metadata.json is the daemon's: it captures the metadata and saves it with the run itself.
+        config = self._config() if self._config else {}
+        if config and self._run_dir is not None:
+            path = self._run_dir / "config.json"
             try:
-                path.write_text(json.dumps(document, indent=2, allow_nan=True) + "\n")
-                records.extend(self._send([(name, path)]))
+                path.write_text(json.dumps(config, indent=2, allow_nan=True) + "\n")
+                records.extend(self._send([("config.json", path)]))
             except OSError as exc:
-                self._warn(f"cannot write {name}: {exc}")
+                self._warn(f"cannot write config.json: {exc}")
         records.append(self.timing())
         return records
 

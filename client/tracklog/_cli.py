@@ -64,6 +64,14 @@ def _store_address(explicit: str | None) -> str:
 
 
 def _find_spools(paths: Sequence[str], all_offline: bool) -> list[Path]:
+    """The training process's spools (``run-<id>.tlog``); the daemon's own spool of a run, left
+    beside it, goes with it (``_sync_daemon_spool``)."""
+    import tracklogd
+
+    return [spool for spool in _find_all_spools(paths, all_offline) if not tracklogd.is_own_spool(spool)]
+
+
+def _find_all_spools(paths: Sequence[str], all_offline: bool) -> list[Path]:
     spools: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -123,15 +131,38 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
         label = spool.parent.name
         if already >= last:
             print(f"{label}: already synced ({last} frames)")
-            continue
-        try:
-            result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last))
-        except Exception as exc:  # report per run and go on with the others
-            print(f"{label}: sync failed: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"{label}: synced {result.frames_sent} new frames to {server}")
+        else:
+            try:
+                result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last))
+            except Exception as exc:  # report per run and go on with the others
+                print(f"{label}: sync failed: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{label}: synced {result.frames_sent} new frames to {server}")
+        failed += _sync_daemon_spool(spool, server, label)
     return 1 if failed else 0
+
+
+def _sync_daemon_spool(spool: Path, server: str, label: str) -> int:
+    """Sends the daemon's own spool of the run (system metrics, metadata, captured files), when a
+    daemon left one beside ``spool`` unsynced; after the client's, whose RunStart the store needs.
+    Returns 1 when it failed (reported), else 0."""
+    import tracklogd
+
+    own = tracklogd.own_spool_beside(spool)
+    if not own.exists():
+        return 0  # an offline run, or a daemon that made nothing for it
+    last = max((frame.seq for frame in _spool.scan(own)), default=0)
+    if _spool.read_synced(own) >= last:
+        return 0
+    try:
+        result = tracklogd.sync_own_spool(spool, server, progress=_Progress(f"{label} (daemon)", last))
+    except Exception as exc:
+        print(f"{label}: sync of the daemon's records failed: {exc}", file=sys.stderr)
+        return 1
+    sent = result.frames_sent if result is not None else 0
+    print(f"{label}: synced {sent} new frames of the daemon's records (system metrics, metadata)")
+    return 0
 
 
 def _await_local_sync(timeout: float = 10.0) -> None:

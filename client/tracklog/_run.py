@@ -25,7 +25,6 @@ KILLED = records_pb2.RUN_STATE_KILLED
 STATE_NAMES: dict[int, str] = {FINISHED: "finished", FAILED: "failed", KILLED: "killed"}
 
 _now = time.time
-METADATA_WAIT = 3.0  # seconds after start
 
 
 class Run:
@@ -293,8 +292,6 @@ class Run:
         if self._sender is None:
             self._finished = True
             return
-        # A run shorter than the daemon's capture (about 0.1 s) waits for it, at most this long.
-        self._sender.wait_metadata(timeout=max(0.0, METADATA_WAIT - (time.time() - self._start_time)))
         if self._console is not None:
             self._console.stop()  # its last lines go into the queue before the end
             self._console = None

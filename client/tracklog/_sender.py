@@ -12,7 +12,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -20,13 +19,11 @@ from collections.abc import Callable
 from itertools import groupby, repeat
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
 from tracklog import _history
 from tracklog._capture import Capture
 from tracklog._errors import CommError
 from tracklog._sparkline import Series
-from tracklog._transport import DaemonTransport, Transport
+from tracklog._transport import Transport
 from tracklog.v1 import records_pb2
 
 FLUSH_INTERVAL = 0.1  # seconds: the longest a row waits in the training process
@@ -55,12 +52,10 @@ class Sender:
         capture: Capture | None = None,
     ) -> None:
         self.transport = transport
-        # Rows (tuples), Records, serialized Records (bytes, from the daemon), and Capture items.
+        # Rows (tuples), Records, and Capture items. Nothing of the daemon's: it writes what it
+        # makes for the run (system metrics, metadata) to a spool of its own.
         self.queue: deque[Any] = deque()
         self.capture = capture
-        self.metadata_received = threading.Event()
-        if isinstance(transport, DaemonTransport):
-            transport.on_record = self.accept_record
         self.wake = threading.Event()
         self._warn = warn
         self._flush_interval = flush_interval
@@ -131,36 +126,6 @@ class Sender:
             except Exception as exc:  # never raise into the training script at exit
                 self._warn(f"could not write the remaining frames to the spool: {exc!r}")
         return not self.queue and not self._unacked
-
-    def accept_record(self, record: bytes) -> None:
-        """A Record the daemon made for this run (system metrics, metadata): appended in order.
-        Called on the transport's reader thread; ignored once the run is ending."""
-        if self._stop.is_set():
-            return
-        metadata = False
-        if self.capture is not None and not self.capture.metadata:
-            try:
-                parsed = records_pb2.Record.FromString(record)
-                if parsed.WhichOneof("kind") == "metadata":
-                    self.capture.metadata = json.loads(parsed.metadata.json or "{}")
-                    metadata = True
-            except (ValueError, DecodeError):
-                pass  # the daemon's record goes to the store as it is; the server validates it
-        self.queue.append(record)
-        if metadata:  # the daemon sends it last, after requirements.txt and diff.patch
-            self.metadata_received.set()
-
-    def wait_metadata(self, timeout: float) -> bool:
-        """Waits (bounded) for the daemon's metadata capture, so that a run shorter than the capture
-        still gets its metadata: the daemon sends nothing once the run has finished."""
-        transport = self.transport
-        if (
-            not self._connected
-            or not isinstance(transport, DaemonTransport)
-            or not transport.metadata_expected
-        ):
-            return False
-        return self.metadata_received.wait(timeout)
 
     @property
     def pending_frames(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import _thread
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -101,8 +101,6 @@ class DaemonTransport:
     ) -> None:
         self.home = home
         self._spawn = spawn
-        self.on_record: Callable[[bytes], None] | None = None
-        self.metadata_expected = False  # the daemon said it will send this run's metadata
         self.url = ""
         self._attach = attach
         self._start_timeout = start_timeout
@@ -155,13 +153,10 @@ class DaemonTransport:
                     elif kind == "attached":
                         self._durable = message.attached.durable_seq
                         self.url = message.attached.url or self.url
-                        self.metadata_expected = message.attached.metadata
                         self._attached = True
                     self._cond.notify_all()
                 if kind == "stop":
                     _thread.interrupt_main()  # a stop from the API ends the run as killed
-                elif kind == "record" and self.on_record is not None:
-                    self.on_record(message.record)
         except grpc.RpcError:
             pass
         finally:

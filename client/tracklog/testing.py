@@ -36,8 +36,9 @@ class FakeClock:
 
 
 def spool_of(run_dir: str | os.PathLike[str]) -> Path:
-    """The spool file of a run directory."""
-    spools = sorted(Path(run_dir).glob("run-*.tlog"))
+    """The spool file of a run directory (the training process's; not ``run-<id>.daemon.tlog``, the
+    daemon's own spool of the run)."""
+    spools = [p for p in sorted(Path(run_dir).glob("run-*.tlog")) if not p.name.endswith(".daemon.tlog")]
     if len(spools) != 1:
         raise FileNotFoundError(f"expected one run-*.tlog in {run_dir}, found {len(spools)}")
     return spools[0]

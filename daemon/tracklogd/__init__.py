@@ -26,6 +26,7 @@ from tracklogd._errors import (
 from tracklogd._git import strip_credentials
 from tracklogd._gpu import Gpus
 from tracklogd._metadata import CapturedMetadata, capture_metadata
+from tracklogd._own import is_own_spool, own_spool_beside, sync_own_spool
 from tracklogd._process import main
 from tracklogd._retry import RETRYABLE_CODES, RetryPolicy
 from tracklogd._sampler import SystemSampler
@@ -58,11 +59,14 @@ __all__ = [
     "__version__",
     "capture_metadata",
     "ensure_running",
+    "is_own_spool",
     "load_nvml",
     "main",
+    "own_spool_beside",
     "start",
     "status",
     "stop",
     "strip_credentials",
+    "sync_own_spool",
     "sync_spool",
 ]

@@ -1,30 +1,32 @@
-"""Automatic capture for attached runs: system metrics and metadata, sent on each run's stream.
+"""Automatic capture for a run: system metrics and metadata, written to the daemon's own spool.
 
-The daemon never writes a record into a run's spool while its client is attached (one writer, one
-seq space per run). What it makes for a run goes to the client as ``DaemonMessage.record``; the
-client appends it in order with its own records, and it comes back as ordinary frames. A record
-whose client has gone (detached, replaced by another process, or finished) is dropped.
+What the daemon makes for a run never travels through the training process: it is appended to the
+run's own spool (``_own``, ``RunRegistry.append_own``), a sequence of the daemon's own that the sync
+loop sends to the store. So it keeps coming while the training process hangs and is kept when it is
+killed, and costs it nothing.
 
-- ``SamplerThread`` runs the one ``SystemSampler`` of the daemon on a thread that exists only
-  while at least one run is attached.
-- ``Capture`` is what the RunStream service calls: ``attached()`` after it answered the Attach
-  (the run joins the sampler; metadata capture starts on a background thread when the client is a
-  new training process for the run), ``detached()`` when the stream ends.
+- ``SamplerThread`` runs the one ``SystemSampler`` of the daemon on a thread that exists only while
+  at least one run is sampled.
+- ``Capture`` is what the service and the daemon call: ``attached()`` after a run's Attached went
+  out (the run joins the sampler), ``begin_metadata()`` once its first frames are acked (for a new
+  training process), ``run_ended()`` once its Finish is written or its training process is gone
+  (the sampler reports the run's last, partial window and lets it go).
 
-The metadata capture sends the files first (``requirements.txt``, then ``diff.patch`` when the
-tree is dirty) and the ``metadata`` record LAST: a client that sees the metadata record knows the
-capture of its run is complete (a run that ends at once may wait for it, bounded, before its
-Finish). It takes about 0.1 s (the training interpreter listing its packages, with the Git
-commands alongside).
+A run's sampling and its metadata capture are producers of its own spool (``OwnSpool.producers``):
+the run is retired only once both are done and synced, so a run shorter than the capture (about
+0.1 s: the training interpreter listing its packages, with the Git commands alongside) still gets
+its metadata, after the client's Finish. The capture writes the files first (``requirements.txt``,
+``diff.patch`` when the tree is dirty, ``metadata.json``) and the ``metadata`` record last.
 """
 
 from __future__ import annotations
 
-import functools
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tracklogd._config import DaemonConfig
 from tracklogd._git import Git
@@ -39,6 +41,8 @@ from tracklogd._sources import NvmlLike, PsutilLike, load_nvml, psutil_module
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_CAPTURES = 2  # metadata captures run git and an interpreter; a burst of runs queues
+SYSTEM = "system"  # the producers of a run's own spool (OwnSpool.producers)
+METADATA = "metadata"
 
 Emit = Callable[[bytes], object]
 
@@ -47,15 +51,20 @@ class SamplerThread:
     """Ticks a ``SystemSampler`` every ``sample_interval`` seconds while it has runs. Thread-safe.
 
     The thread starts with the first run and ends when the last one leaves, so a daemon with no
-    attached run does not sample at all. Each run is held with the stream (``token``) that added it:
-    a stale stream ending after its client re-attached does not remove the run.
+    sampled run does not sample at all. A run stays until ``finish``: a detached client whose process
+    still lives (hung, or reconnecting) is sampled on.
+
+    Locks: ``_emit_lock`` is held while reports go out, then ``_lock`` (the sampler and the runs)
+    while they are made: a run's last window (``finish``) is therefore emitted after every earlier
+    report of the run, and nothing is emitted for it afterwards.
     """
 
     def __init__(self, sampler: SystemSampler, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._sampler = sampler
         self._clock = clock
         self._lock = threading.Lock()
-        self._emits: dict[str, tuple[object, Emit]] = {}
+        self._emit_lock = threading.Lock()
+        self._emits: dict[str, Emit] = {}
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._closed = False
@@ -66,25 +75,37 @@ class SamplerThread:
         with self._lock:
             return self._thread is not None
 
-    def add(self, key: str, token: object, pid: int, run_dir: str, emit: Emit) -> None:
+    def sampling(self, key: str) -> bool:
+        with self._lock:
+            return key in self._emits
+
+    def add(self, key: str, pid: int, run_dir: str, emit: Emit) -> bool:
+        """Samples the run (training process ``pid``) from now on; whether it was new. A run already
+        sampled for the same pid keeps its window (a client that re-attached)."""
         with self._lock:
             if self._closed:
-                return
+                return False
             self._sampler.add(key, pid, run_dir)
-            self._emits[key] = (token, emit)
+            new = key not in self._emits
+            self._emits[key] = emit
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tracklogd-sampler", daemon=True)
                 self._thread.start()
+            return new
 
-    def remove(self, key: str, token: object) -> None:
-        with self._lock:
-            held = self._emits.get(key)
-            if held is None or held[0] is not token:
-                return
-            del self._emits[key]
-            self._sampler.remove(key)
-            if not self._emits:
-                self._wake.set()  # the thread ends now rather than at its next tick
+    def finish(self, key: str) -> bool:
+        """Stops sampling the run after emitting its last, partial window; whether it was sampled."""
+        with self._emit_lock:
+            with self._lock:
+                emit = self._emits.pop(key, None)
+                if emit is None:
+                    return False
+                payload = self._sampler.finish(key)
+                if not self._emits:
+                    self._wake.set()  # the thread ends now rather than at its next tick
+            if payload is not None:
+                self._emit(emit, payload)
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -97,31 +118,37 @@ class SamplerThread:
         if thread is not None and thread is not threading.current_thread():
             thread.join(5.0)
 
+    def _emit(self, emit: Emit, payload: bytes) -> None:
+        try:
+            emit(payload)
+        except Exception:
+            self._ratelog.log(logging.ERROR, "emit", "writing system metrics failed", exc_info=True)
+
     def _run(self) -> None:
         interval = self._sampler.sample_interval
         next_at = self._clock() + interval
         while True:
             self._wake.wait(max(0.0, next_at - self._clock()))
-            with self._lock:
-                if self._closed or not self._emits:
-                    self._thread = None
-                    self._wake.clear()
-                    return
-                if self._wake.is_set():  # woken for a run that left, but others remain
-                    self._wake.clear()
-                    if self._clock() < next_at:
-                        continue
-                try:
-                    reports = self._sampler.tick()
-                except Exception:  # the sampler guards every counter; this is a bug, keep going
-                    self._ratelog.log(logging.ERROR, "tick", "system metrics sampling failed", exc_info=True)
-                    reports = []
-                sends = [(self._emits[key][1], payload) for key, payload in reports if key in self._emits]
-            for emit, payload in sends:  # outside the lock: emit takes the run's slot lock
-                try:
-                    emit(payload)
-                except Exception:
-                    self._ratelog.log(logging.ERROR, "emit", "sending system metrics failed", exc_info=True)
+            with self._emit_lock:
+                with self._lock:
+                    if self._closed or not self._emits:
+                        self._thread = None
+                        self._wake.clear()
+                        return
+                    if self._wake.is_set():  # woken for a run that left, but others remain
+                        self._wake.clear()
+                        if self._clock() < next_at:
+                            continue
+                    try:
+                        reports = self._sampler.tick()
+                    except Exception:  # the sampler guards every counter; this is a bug, keep going
+                        self._ratelog.log(
+                            logging.ERROR, "tick", "system metrics sampling failed", exc_info=True
+                        )
+                        reports = []
+                    sends = [(self._emits[key], payload) for key, payload in reports if key in self._emits]
+                for emit, payload in sends:  # outside ``_lock``: emit takes the run's own spool lock
+                    self._emit(emit, payload)
             now = self._clock()
             next_at += interval
             if next_at <= now:  # late (suspended, overloaded): skip the missed ticks
@@ -167,22 +194,42 @@ class Capture:
         """Whether this attach gets a metadata capture (``begin_metadata``; told to the client)."""
         return self._config.capture_metadata and new_process
 
-    def attached(self, slot: RunSlot, stream: object, pid: int) -> None:
-        """The run's Attached went out on ``stream``: its system metrics start. Never blocks long
+    def attached(self, slot: RunSlot, pid: int) -> None:
+        """The run's Attached went out (or the run was recovered while its training process
+        ``pid`` lives): its system metrics start. (A spool ending with a Finish may be resumed by
+        this client; if it is not, ``run_ended`` follows when the stream ends.) Never blocks long
         and never raises (the stream must go on whatever happens here)."""
         try:
-            if self.sampler is not None:
-                emit = functools.partial(self._registry.send_record, slot, pid)
-                self.sampler.add(slot.key, stream, pid, str(slot.run_dir), emit)
+            if self.sampler is None or not slot.own.begin(SYSTEM):
+                return
+            registry = self._registry
+
+            def emit(payload: bytes) -> None:
+                registry.append_own(slot, [payload])
+
+            self.sampler.add(slot.key, pid, str(slot.run_dir), emit)
         except Exception:
             log.exception("starting the capture for run %s failed", slot.key)
+
+    def run_ended(self, slot: RunSlot) -> None:
+        """The run's Finish is written, or its training process is gone: its sampling ends with
+        its last window. The metadata capture, if under way, goes on. Never raises."""
+        try:
+            if self.sampler is not None:
+                self.sampler.finish(slot.key)
+            if SYSTEM in slot.own.producers:
+                self._registry.own_ended(slot, SYSTEM)
+        except Exception:
+            log.exception("ending the capture for run %s failed", slot.key)
 
     def begin_metadata(self, slot: RunSlot, pid: int) -> None:
         """Starts the run's metadata capture on a thread of its own, for an attach that
         ``captures_metadata``. The service calls it once the run's first frames are acked: the
         capture's Python work holds the daemon's GIL, and init() in the training process waits for
-        that ack. Never raises."""
+        that ack. The capture goes on whatever the training process does. Never raises."""
         try:
+            if not slot.own.begin(METADATA):
+                return  # the run was retired, or the daemon stops
             thread = threading.Thread(
                 target=self._capture,
                 args=(slot, pid, self._wall_clock()),
@@ -195,15 +242,6 @@ class Capture:
         except Exception:
             log.exception("starting the metadata capture for run %s failed", slot.key)
 
-    def detached(self, slot: RunSlot, stream: object) -> None:
-        """``stream`` ended; never raises. A metadata capture still running for it finds the run
-        detached when it sends, and drops its records."""
-        try:
-            if self.sampler is not None:
-                self.sampler.remove(slot.key, stream)
-        except Exception:
-            log.exception("stopping the capture for run %s failed", slot.key)
-
     def join(self, timeout: float) -> bool:
         """Waits for the metadata captures under way; whether they all ended in time."""
         deadline = time.monotonic() + timeout
@@ -215,17 +253,15 @@ class Capture:
 
     def close(self) -> None:
         """Stops the sampler and NVML. Metadata captures are not waited for (each is bounded by its
-        timeouts; with the streams gone they send nothing)."""
+        timeouts; with the spools closed they write nothing, and the next daemon does not redo them)."""
         if self.sampler is not None:
             self.sampler.close()
         self._gpus.close()
 
     def _capture(self, slot: RunSlot, pid: int, started_at: float) -> None:
-        # A background thread: never raises. A client gone before the end gets nothing more.
+        # A background thread: never raises; always ends its producer (the run may then retire).
         try:
             with self._slots:
-                if slot.stream is None or slot.pid != pid:
-                    return  # detached while waiting for a turn
                 captured = capture_metadata(
                     pid,
                     str(slot.run_dir),
@@ -235,15 +271,23 @@ class Capture:
                     git=self._git,
                     packages_timeout=self._packages_timeout,
                 )
-            payloads = [chunk for name, data in captured.files.items() for chunk in file_records(name, data)]
+            files = dict(captured.files)
+            document = json.dumps(captured.metadata, indent=2, default=str, ensure_ascii=False) + "\n"
+            files["metadata.json"] = document.encode()
+            try:  # beside the spools, as the client writes config.json and output.log
+                Path(slot.run_dir, "metadata.json").write_bytes(files["metadata.json"])
+            except OSError as exc:
+                log.warning("run %s: cannot write metadata.json: %s", slot.key, exc)
+            payloads = [chunk for name, data in files.items() for chunk in file_records(name, data)]
             payloads.append(metadata_record(captured.metadata))  # last: the capture is complete
-            for payload in payloads:
-                if not self._registry.send_record(slot, pid, payload):
-                    log.debug("run %s: its client left before its metadata was sent", slot.key)
-                    return
-            log.info("run %s: sent metadata and %s", slot.key, ", ".join(captured.files) or "no files")
+            if self._registry.append_own(slot, payloads):
+                log.info("run %s: captured metadata and %s", slot.key, ", ".join(files))
         except Exception:
             log.exception("capturing the metadata of run %s failed", slot.key)
         finally:
             with self._threads_lock:
                 self._threads.discard(threading.current_thread())
+            try:
+                self._registry.own_ended(slot, METADATA)
+            except Exception:
+                log.exception("ending the metadata capture of run %s failed", slot.key)

@@ -89,6 +89,7 @@ class Daemon:
             fsync_each_batch=self.config.fsync_interval <= 0,
             on_frames=self._on_frames,
             on_watch=self._wakeup.set,
+            on_gone=self._run_gone,
         )
         self._sync = SyncLoop(
             self._registry, self._pool, self._resolve, self.stopped, retry=retry, clock=clock
@@ -112,6 +113,8 @@ class Daemon:
         self.started_at = self._wall_clock()
         self._local.start(lambda: self._sync.nudge(""))
         for slot in self._registry.recover():
+            if slot.watching:  # its training process lives (it may hang): sample it on
+                self._capture.attached(slot, slot.pid)
             self._sync.wake(slot.server)
         path = socket_path(self.home)
         path.unlink(missing_ok=True)  # a stale socket of a dead daemon (we hold the lock)
@@ -205,6 +208,9 @@ class Daemon:
         if not slot.server and (base := self._local.http_url()):  # still starting, ports chosen
             return run_url(base, slot.ref)
         return ""
+
+    def _run_gone(self, slot: RunSlot) -> None:
+        self._capture.run_ended(slot)
 
     def _on_frames(self, slot: RunSlot) -> None:
         backlog = slot.durable_seq - slot.sync.synced

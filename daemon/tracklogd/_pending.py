@@ -1,8 +1,10 @@
 """``$TRACKLOG_HOME/pending/``: one small JSON file per run the daemon still has to sync.
 
-An entry is written (atomically, fsynced) when a run attaches and removed once its Finish is synced,
+An entry is written (atomically, fsynced) when a run attaches and removed once its Finish is synced
+and the daemon's own spool of the run (``run-<id>.daemon.tlog`` beside ``spool``, ``_own``) is too,
 so after a crash or a restart the next daemon knows every spool that is not yet on its server.
-Invariant: an entry exists for every spool the daemon has acked frames of and not fully synced.
+Invariant: an entry exists for every spool the daemon has acked frames of, or written frames of its
+own to, and not fully synced.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ field. Protobuf writes known fields first, in field-number order, so the payload
 tag of that field: a Finish (field 6, length-delimited) starts with 0x32. The daemon checks that one
 byte per frame and parses only the (tiny) candidate records, never a history batch.
 
-The daemon also makes records for a run (system metrics, metadata, files) and hands them to the
-run's client, which appends them in order: ``system_record``, ``metadata_record``, ``file_records``.
+The daemon also makes records for a run (system metrics, metadata, files), which it appends to its
+own spool of the run (``_own``): ``system_record``, ``metadata_record``, ``file_records``.
 """
 
 from __future__ import annotations

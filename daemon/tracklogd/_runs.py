@@ -1,7 +1,8 @@
 """The runs the daemon holds: each run's spool writer, its attached stream, and its lifecycle.
 
 A run is held from its first Attach (or from its pending entry at start) until its Finish record
-is synced and no client is attached; then its writer is closed and its pending entry removed.
+is synced, no client is attached, and the daemon's own spool of the run (``_own``) has nothing more
+coming and is synced too; then its writers are closed and its pending entry removed.
 
 Locking: ``RunRegistry._lock`` guards the dict of runs; ``RunSlot.lock`` guards one run's writer and
 state. Take the registry lock before a slot lock, never the other way round. Everything that
@@ -25,7 +26,9 @@ import grpc
 from tracklog._spool import SpoolError, SpoolWriter
 from tracklog.v1 import daemon_pb2, records_pb2
 from tracklogd._errors import SpoolUnusable, StreamRefused
+from tracklogd._own import OwnSpool, own_spool_path
 from tracklogd._pending import PendingDir, PendingEntry
+from tracklogd._ratelimit import RateLimitedLog
 from tracklogd._records import crashed_finish, is_finish, ref_key, spool_path, validate_ref
 from tracklogd._sync import SpoolSync
 
@@ -36,8 +39,6 @@ class Outbox(Protocol):
     """The daemon's side of one attached stream, as the registry needs it."""
 
     def send_stop(self, reason: str) -> None: ...
-
-    def send_record(self, payload: bytes) -> None: ...
 
     def abort(self, code: grpc.StatusCode, reason: str) -> None: ...
 
@@ -61,13 +62,18 @@ class RunSlot:
     parked_reason: str = ""
     entry: PendingEntry | None = None  # as last written to pending/
     stopped: Outbox | None = None  # the stream a stop request was forwarded to (once per stream)
+    own: OwnSpool = field(init=False)  # the daemon's own records of the run (its own lock)
+
+    def __post_init__(self) -> None:
+        self.own = OwnSpool(own_spool_path(self.run_dir, self.ref.id), self.ref)
 
     @property
     def attached(self) -> bool:
         return self.stream is not None
 
     def unsynced(self) -> bool:
-        return self.sync.synced < self.durable_seq
+        # The daemon's frames wait for the client's RunStart: a run without one never gets them.
+        return self.sync.synced < self.durable_seq or (self.durable_seq > 0 and self.own.unsynced())
 
     def complete(self) -> bool:
         """Nothing more will come: the spool ends with a Finish, or the client vanished before
@@ -94,6 +100,7 @@ class RunRegistry:
         fsync_each_batch: bool = False,
         on_frames: Callable[[RunSlot], None] = lambda slot: None,
         on_watch: Callable[[], None] = lambda: None,
+        on_gone: Callable[[RunSlot], None] = lambda slot: None,
     ) -> None:
         self._pending = pending
         self._pid_alive = pid_alive
@@ -102,8 +109,12 @@ class RunRegistry:
         self._fsync_each_batch = fsync_each_batch
         self._on_frames = on_frames  # called (without locks) when a run has new frames to sync
         self._on_watch = on_watch  # called (without locks) when a run starts being watched
+        # Called (without locks) when a run's training process is found gone (the run was finished
+        # as crashed, or never started): the daemon stops capturing for it.
+        self._on_gone = on_gone
         self._lock = threading.Lock()
         self._slots: dict[str, RunSlot] = {}
+        self._ratelog = RateLimitedLog(log)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -112,10 +123,14 @@ class RunRegistry:
             return list(self._slots.values())
 
     def busy(self, now: float) -> bool:
-        """Whether the daemon has work: a client attached or watched, or frames left to sync (a run
-        whose data the server refused does not count: it waits for a later daemon)."""
+        """Whether the daemon has work: a client attached or watched, a capture under way, or frames
+        left to sync (a run whose data the server refused does not count: it waits for a later
+        daemon)."""
         return any(
-            slot.attached or slot.watching or (slot.unsynced() and slot.parked_until <= now)
+            slot.attached
+            or slot.watching
+            or slot.own.producers
+            or (slot.unsynced() and slot.parked_until <= now)
             for slot in self.snapshot()
         )
 
@@ -162,6 +177,10 @@ class RunRegistry:
                 writer.last_seq,
             )
         slot.durable_seq = writer.last_seq
+        try:
+            slot.own.open_existing()  # the daemon's sequence continues where it ended
+        except (OSError, SpoolError) as exc:
+            log.error("cannot open the daemon's spool %s of run %s: %s", slot.own.path, slot.key, exc)
         slot.sync.locate(to_end=True)  # does the spool end with a Finish? (and where sync resumes)
         with slot.lock:
             if slot.sync.finish_seq:
@@ -268,7 +287,7 @@ class RunRegistry:
     def detach(self, slot: RunSlot, stream: Outbox) -> None:
         """The stream ended. A run left without a Finish is finished as crashed at once if its
         training process is gone, else watched (``check_watched``) until it re-attaches or dies."""
-        crashed = False
+        crashed = gone = False
         with slot.lock:
             if slot.stream is not stream:
                 return  # replaced by a newer attach, which now owns the run
@@ -278,23 +297,34 @@ class RunRegistry:
             elif self._pid_alive(slot.pid):
                 slot.watching = True
             else:
+                gone = True
                 crashed = self._finish_crashed(slot)
         if slot.watching:
             self._on_watch()
         if crashed:
             self._on_frames(slot)
+        if gone:
+            self._on_gone(slot)
         self.retire_if_done(slot)
 
-    def send_record(self, slot: RunSlot, pid: int, payload: bytes) -> bool:
-        """Hands a record the daemon made for the run (``DaemonMessage.record``) to its attached
-        client, which appends it to the run. Returns False, dropping it, when no client of training
-        process ``pid`` is attached or the run has ended."""
-        with slot.lock:
-            stream = slot.stream
-            if stream is None or slot.pid != pid or slot.finish_seq:
-                return False
-        stream.send_record(payload)
-        return True
+    def append_own(self, slot: RunSlot, payloads: Sequence[bytes]) -> bool:
+        """Appends records the daemon made for the run (system metrics, metadata, captured files)
+        to its own spool of the run, whatever the state of the training process; whether they were
+        written (not when the run was retired or the daemon stops, or the disk failed: logged)."""
+        try:
+            written = slot.own.append(payloads) > 0
+        except (OSError, SpoolError) as exc:
+            self._ratelog.warning(f"own:{slot.key}", "cannot write %s: %s", slot.own.path, exc)
+            return False
+        if written:
+            self._on_frames(slot)
+        return written
+
+    def own_ended(self, slot: RunSlot, producer: str) -> None:
+        """``producer`` appends nothing more to the run's own spool; the run may be retired."""
+        slot.own.end(producer)
+        self._on_frames(slot)  # the sync loop pushes what is left, then retires the run
+        self.retire_if_done(slot)
 
     def request_stop(self, key: str, reason: str) -> bool:
         """Forwards a stop to the run's attached client, once per stream; whether it did."""
@@ -318,12 +348,13 @@ class RunRegistry:
             if not slot.watching:
                 continue
             with slot.lock:
-                crashed = (
-                    slot.watching and slot.stream is None and not self._pid_alive(slot.pid)
-                ) and self._finish_crashed(slot)
+                gone = slot.watching and slot.stream is None and not self._pid_alive(slot.pid)
+                crashed = gone and self._finish_crashed(slot)
             if crashed:
                 self._on_frames(slot)
-            elif not slot.watching:
+            if gone:
+                self._on_gone(slot)
+            if not crashed and not slot.watching:
                 self.retire_if_done(slot)
 
     def watching_any(self) -> bool:
@@ -338,11 +369,17 @@ class RunRegistry:
                         slot.writer.sync()
                     except OSError as exc:
                         log.error("cannot fsync %s: %s", slot.spool, exc)
+            try:
+                slot.own.fsync()
+            except OSError as exc:
+                log.error("cannot fsync %s: %s", slot.own.path, exc)
 
     def retire_if_done(self, slot: RunSlot) -> bool:
         """Lets go of a run whose Finish and everything before it are synced, with no client."""
         with self._lock, slot.lock:
             if slot.attached or slot.watching or not slot.complete() or slot.unsynced():
+                return False
+            if slot.own.producers:  # the daemon still samples the run, or captures its metadata
                 return False
             if self._slots.get(slot.key) is not slot:
                 return False
@@ -368,6 +405,7 @@ class RunRegistry:
                     except OSError as exc:
                         log.error("cannot close %s: %s", slot.spool, exc)
                     slot.writer = None
+            self._close_own(slot)
 
     # -- internals (lock held) ------------------------------------------------------------------------
 
@@ -377,7 +415,15 @@ class RunRegistry:
         if slot.writer is not None:
             slot.writer.close()
             slot.writer = None
+        self._close_own(slot)
         self._pending.remove(slot.key)
+
+    @staticmethod
+    def _close_own(slot: RunSlot) -> None:
+        try:
+            slot.own.close()
+        except OSError as exc:
+            log.error("cannot close %s: %s", slot.own.path, exc)
 
     def _finish_crashed(self, slot: RunSlot) -> bool:
         # Slot lock held. The client is gone, so the daemon writes the run's last frame itself.

@@ -140,8 +140,21 @@ class SystemSampler:
             self._cpu_primed = True
         self._runs[key] = _Run(key, pid, run_dir, window_start=self._clock())
 
+    def finish(self, key: str) -> bytes | None:
+        """Stops sampling for a run that has ended; returns its partial window as its last report
+        (a ``system`` record, the means of the samples since the last report), None without one."""
+        run = self._runs.get(key)
+        if run is None:
+            return None
+        payload = None
+        if run.sums:
+            row = {name: run.sums[name] / run.counts[name] for name in sorted(run.sums)}
+            payload = system_record([(self._wall_clock(), row)])
+        self.remove(key)
+        return payload
+
     def remove(self, key: str) -> None:
-        """Stops sampling for a run; its partial window is dropped (its client is gone)."""
+        """Stops sampling for a run; its partial window is dropped."""
         if self._runs.pop(key, None) is not None:
             self._forget_unused()
         if not self._runs:

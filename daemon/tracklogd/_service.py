@@ -2,8 +2,9 @@
 
 A RunStream call runs on two threads. A reader thread takes the client's messages, writes frames
 through the registry and queues the replies; the gRPC handler thread yields queued replies. The
-queue lets other threads (heartbeats forwarding a stop, a newer attach replacing this stream, the
-capture sending records it made for the run) send on the stream too. Invariants: the reader thread
+queue lets other threads (heartbeats forwarding a stop, a newer attach replacing this stream) send on
+the stream too. What the daemon makes for a run (system metrics, metadata) never goes on the stream:
+it goes to the daemon's own spool of the run (``_capture``). Invariants: the reader thread
 never raises; every path through it ends the reply queue, so the handler thread never waits forever.
 """
 
@@ -43,9 +44,6 @@ class StreamOutbox:
 
     def send_stop(self, reason: str) -> None:
         self._queue.put(daemon_pb2.DaemonMessage(stop=daemon_pb2.StopRequest(reason=reason)))
-
-    def send_record(self, payload: bytes) -> None:
-        self._queue.put(daemon_pb2.DaemonMessage(record=payload))
 
     def abort(self, code: grpc.StatusCode, reason: str) -> None:
         self._queue.put(_Abort(code, reason))
@@ -110,8 +108,8 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                     metadata = self._capture is not None and self._capture.captures_metadata(new_process)
                     attached = daemon_pb2.Attached(durable_seq=durable, url=url, metadata=metadata)
                     outbox.send(daemon_pb2.DaemonMessage(attached=attached))
-                    if self._capture is not None:  # after Attached: records follow it on the stream
-                        self._capture.attached(slot, outbox, message.attach.pid)
+                    if self._capture is not None:  # its sampling starts once Attached is out
+                        self._capture.attached(slot, message.attach.pid)
                         metadata_pid = message.attach.pid if metadata else None
                 elif kind == "frames" and slot is not None:
                     durable = self._registry.append(slot, outbox, message.frames.frames)
@@ -121,6 +119,8 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                     if message.frames.ack or slot.finish_seq or now - acked_at >= self._ack_interval:
                         acked_at = now
                         outbox.send(daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable)))
+                    if slot.finish_seq and self._capture is not None:  # after the Finish's ack
+                        self._capture.run_ended(slot)  # its last window; idempotent
                     if metadata_pid is not None and self._capture is not None:
                         self._capture.begin_metadata(slot, metadata_pid)  # after init()'s ack
                         metadata_pid = None
@@ -144,8 +144,8 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                     self._registry.detach(slot, outbox)
             except Exception:
                 log.exception("detaching run %s failed", slot.key if slot else "?")
-            if slot is not None and self._capture is not None:
-                self._capture.detached(slot, outbox)  # never raises
+            if slot is not None and slot.finish_seq and self._capture is not None:
+                self._capture.run_ended(slot)  # e.g. re-attached after its Finish, sent nothing new
             outbox.end()
 
     def Status(

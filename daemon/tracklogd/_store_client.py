@@ -35,7 +35,11 @@ class StoreClient(Protocol):
     """The store calls the daemon makes. Implementations raise StoreError subclasses only."""
 
     def ingest(
-        self, ref: records_pb2.RunRef, frames: Sequence[records_pb2.Frame], writer_token: str = ""
+        self,
+        ref: records_pb2.RunRef,
+        frames: Sequence[records_pb2.Frame],
+        writer_token: str = "",
+        source: store_pb2.Source.ValueType = store_pb2.SOURCE_CLIENT,
     ) -> store_pb2.IngestResponse: ...
 
     def heartbeat(self, refs: Sequence[records_pb2.RunRef]) -> store_pb2.HeartbeatResponse: ...
@@ -57,9 +61,13 @@ class GrpcStoreClient:
         self._stub = store_pb2_grpc.StoreStub(self._channel)
 
     def ingest(
-        self, ref: records_pb2.RunRef, frames: Sequence[records_pb2.Frame], writer_token: str = ""
+        self,
+        ref: records_pb2.RunRef,
+        frames: Sequence[records_pb2.Frame],
+        writer_token: str = "",
+        source: store_pb2.Source.ValueType = store_pb2.SOURCE_CLIENT,
     ) -> store_pb2.IngestResponse:
-        request = store_pb2.IngestRequest(ref=ref, frames=frames, writer_token=writer_token)
+        request = store_pb2.IngestRequest(ref=ref, frames=frames, writer_token=writer_token, source=source)
         with translated(f"ingest into {self.target}"):
             response: store_pb2.IngestResponse = self._stub.Ingest(request, timeout=INGEST_TIMEOUT)
         return response

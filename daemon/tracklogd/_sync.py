@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracklog._spool import MAGIC, FrameAt, SpoolError, read_synced, scan, write_synced
-from tracklog.v1 import records_pb2
+from tracklog.v1 import records_pb2, store_pb2
 from tracklogd._errors import SpoolUnusable, StoreRejected
 from tracklogd._ratelimit import RateLimitedLog
 from tracklogd._records import is_finish, ref_key, run_start
@@ -69,8 +69,17 @@ class SpoolSync:
         *,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_batch_frames: int = MAX_BATCH_FRAMES,
+        source: store_pb2.Source.ValueType = store_pb2.SOURCE_CLIENT,
+        token_spool: str | Path | None = None,
     ) -> None:
         self.spool = Path(spool)
+        # Where the run's writer token is read (its first frame, the RunStart): this spool, or for
+        # the daemon's own spool, which has no RunStart, the client's spool beside it.
+        self._token_spool = self.spool if token_spool is None else Path(token_spool)
+        # SOURCE_DAEMON: the daemon's own spool of the run (``_own``), a sequence of its own on
+        # the store, which has no RunStart (``ref`` must be given) and waits for the client's.
+        self.source = source
+        self.waiting = False  # the store does not know the run yet; pushed again on a later pass
         self.synced = read_synced(self.spool)
         self.finish_seq = 0  # seq of the Finish that is the last frame read so far, else 0
         self.last_seq = 0  # the highest seq read from the spool so far
@@ -98,14 +107,16 @@ class SpoolSync:
         """The run's writer token from the spool's RunStart ("" for a spool from before tokens, or
         while the spool holds no frame yet). Raises SpoolUnusable."""
         if self._writer_token is None:
-            start = self._start()
+            start = self._start(self._token_spool)
             if start is None:
                 return ""  # asked again at the next push: the daemon may not have written it yet
             self._writer_token = start.writer_token
         return self._writer_token
 
-    def _start(self) -> records_pb2.RunStart | None:
-        with self._scan(len(MAGIC)) as frames:
+    def _start(self, spool: Path | None = None) -> records_pb2.RunStart | None:
+        if spool is not None and spool != self.spool and not spool.exists():
+            return None  # the client's spool is not there (yet): no token to send for now
+        with _ScanIter(spool or self.spool, len(MAGIC)) as frames:
             first = next(frames, None)
         return run_start(first.payload) if first is not None and first.seq == 1 else None
 
@@ -129,9 +140,15 @@ class SpoolSync:
             if not frames:
                 return sent
             first, last = frames[0].seq, frames[-1].seq
-            response = client.ingest(ref, frames, self.writer_token)
+            response = client.ingest(ref, frames, self.writer_token, self.source)
             applied = response.applied_through
+            self.waiting = False
             if applied < first:  # nothing applied: either a gap on our side of the server ...
+                if applied == self.synced and self.source == store_pb2.SOURCE_DAEMON:
+                    # ... or, for the daemon's own frames, a run whose RunStart the store has not
+                    # applied yet (the client's spool goes first; it may be parked or offline).
+                    self.waiting = True
+                    return sent
                 if applied == self.synced:  # ... or a refusal of frames that continue it exactly
                     raise StoreRejected(
                         f"the server refused frames {first}-{last} of {ref_key(ref)}, which continue "

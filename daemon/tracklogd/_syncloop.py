@@ -2,7 +2,8 @@
 
 One worker thread per store server (the local one is the key ""), so a server that is down delays
 only its own runs. A worker sleeps until woken by new frames; then it makes passes over its runs,
-each pushing every run's unsynced frames (``SpoolSync``). A pass that met a transient failure is
+each pushing every run's unsynced frames (``SpoolSync``): the client's spool, then the daemon's
+own spool of the run (``_own``). A pass that met a transient failure is
 retried with the retry policy's backoff (capped at a few seconds); a run whose data the server
 refuses is parked for a while and logged, and does not hold up the others. A run the server refuses
 with PERMISSION_DENIED (this daemon does not hold the run's writer token) is parked for the rest of
@@ -159,6 +160,9 @@ class _Worker:
                 raise StoreUnavailable("stopping")
             try:
                 slot.sync.push(client)
+                # The daemon's own frames of the run go once the store holds its RunStart (seq 1).
+                if slot.sync.synced and slot.own.unsynced():
+                    slot.own.sync.push(client)
             except StoreUnavailable as exc:
                 failure = exc
                 continue

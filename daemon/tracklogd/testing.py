@@ -1,7 +1,8 @@
 """Fakes and helpers for tests of the daemon and of code that talks to it or to a store.
 
 - ``FakeStore``: an in-memory Store servicer with the real ingest semantics (in order, at most once
-  per (run, seq), ``accepted=false`` on a gap) and switches to fail; serve it with
+  per (run, source, seq), ``accepted=false`` on a gap, the daemon's frames only for a run whose
+  RunStart it holds) and switches to fail; serve it with
   ``FakeStoreServer`` on a real gRPC port.
 - ``StaticLocalServer``: a local-server seam for ``Daemon`` that names a fixed store.
 - ``FakePids``: a pid-liveness seam for ``Daemon`` (which training processes are alive).
@@ -117,6 +118,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         self.requests: list[store_pb2.IngestRequest] = []  # every ingest received, failed ones too
         self.heartbeats: list[list[str]] = []
         self._applied: dict[str, list[records_pb2.Frame]] = {}
+        self._daemon_applied: dict[str, list[records_pb2.Frame]] = {}  # SOURCE_DAEMON frames
         self._cond = threading.Condition()
 
     # -- inspection --------------------------------------------------------------------------------
@@ -130,6 +132,16 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         with self._cond:
             payloads = [frame.record for frame in self._applied.get(key, [])]
         return [records_pb2.Record.FromString(payload) for payload in payloads]
+
+    def daemon_records(self, key: str) -> list[records_pb2.Record]:
+        """The records applied from the daemon's own sequence of run ``key``, in seq order."""
+        with self._cond:
+            payloads = [frame.record for frame in self._daemon_applied.get(key, [])]
+        return [records_pb2.Record.FromString(payload) for payload in payloads]
+
+    def daemon_seqs(self, key: str) -> list[int]:
+        with self._cond:
+            return [frame.seq for frame in self._daemon_applied.get(key, [])]
 
     def wait_for_seq(self, key: str, seq: int, timeout: float = 10.0) -> bool:
         """Waits until frame ``seq`` of run ``key`` is applied."""
@@ -145,6 +157,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         """Drops everything held for a run, like a store whose database was reset."""
         with self._cond:
             self._applied.pop(key, None)
+            self._daemon_applied.pop(key, None)
 
     # -- the Store service -------------------------------------------------------------------------
 
@@ -162,7 +175,12 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         if code is not None:
             context.abort(code, f"FakeStore fails this ingest with {code.name}")
         with self._cond:
-            held = self._applied.setdefault(key, [])
+            if request.source == store_pb2.SOURCE_DAEMON:
+                if not self._applied.get(key):  # the store does not know the run yet
+                    return store_pb2.IngestResponse(accepted=False, applied_through=0)
+                held = self._daemon_applied.setdefault(key, [])
+            else:
+                held = self._applied.setdefault(key, [])
             new = [frame for frame in request.frames if frame.seq > len(held)]
             if new and new[0].seq != len(held) + 1:
                 return store_pb2.IngestResponse(accepted=False, applied_through=len(held))

@@ -137,17 +137,24 @@ def writer_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest() if token else ""
 
 
+def check_writer(run: LockedRun, key: RunKey, writer: str) -> None:
+    """Raises PermissionDeniedError unless ``writer`` (``writer_hash`` of the request's token) is the
+    run's writer. Checked before anything else, resends included: a stranger learns nothing and
+    changes nothing. A run with an empty hash accepts any writer."""
+    if run.writer_hash and not hmac.compare_digest(run.writer_hash, writer):
+        raise PermissionDeniedError(
+            f"run {key} accepts frames only from its writer, the process that started it: "
+            + ("this request has another writer token" if writer else "this request has no writer token")
+        )
+
+
 def apply_frames(
     conn: Connection, key: RunKey, frames: Sequence[tuple[int, Op]], now: float, writer: str = ""
 ) -> IngestResult:
     """``writer`` is ``writer_hash`` of the request's token."""
     run = lock_run(conn, key)
-    if run is not None and run.writer_hash and not hmac.compare_digest(run.writer_hash, writer):
-        # Before anything else, resends included: a stranger learns nothing and changes nothing.
-        raise PermissionDeniedError(
-            f"run {key} accepts frames only from its writer, the process that started it: "
-            + ("this request has another writer token" if writer else "this request has no writer token")
-        )
+    if run is not None:
+        check_writer(run, key, writer)
     last_seq = run.last_seq if run is not None else 0
     fresh = [(seq, op) for seq, op in frames if seq > last_seq]  # already applied: an idempotent resend
     if not fresh:

@@ -13,7 +13,9 @@ Invariants the store relies on:
   NaN is stored as NULL in ``num_last`` (SQLite turns NaN into NULL anyway); ``num_min``/``num_max``
   are NULL while the key has no non-NaN value.
 * ``system_chunks`` holds each series of each ingested SystemBatch as it came (packed float64 values),
-  keyed by ``(run_pk, seq, key)``; the batch's row times are the chunk of key ``_timestamp``. Reading one
+  keyed by ``(run_pk, seq, key)``, where seq is the client's frame (spools written before the daemon
+  had its own sequence) or minus the daemon's own frame (``_daemon_ingest``), so the two never
+  collide; the batch's row times are the chunk of key ``_timestamp``. Reading one
   key uses ``(run_pk, key, min_time)`` and never touches other keys' rows; the latest batch is found
   through the same index on ``_timestamp``. ``runs.system_keys`` lists the run's keys (sorted).
 * ``output_lines`` has one row per console line, numbered 0, 1, 2 ... per run without gaps;

@@ -142,9 +142,13 @@ class StoreService:
             raise InvalidInputError(
                 f"{len(request.frames)} frames in one request; the limit is {MAX_FRAMES_PER_REQUEST}"
             )
-        result = self._store.ingest(
-            key, [(f.seq, f.record) for f in request.frames], writer_token=request.writer_token
-        )
+        frames = [(f.seq, f.record) for f in request.frames]
+        if request.source == store_pb2.SOURCE_DAEMON:  # the daemon's own sequence of the run
+            result = self._store.ingest_daemon(key, frames, writer_token=request.writer_token)
+        elif request.source == store_pb2.SOURCE_CLIENT:
+            result = self._store.ingest(key, frames, writer_token=request.writer_token)
+        else:
+            raise InvalidInputError(f"unknown frame source {request.source}")
         return store_pb2.IngestResponse(accepted=result.accepted, applied_through=result.applied_through)
 
     def heartbeat(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.HeartbeatResponse:

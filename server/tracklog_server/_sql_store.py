@@ -20,6 +20,7 @@ from tracklog._history import dumps
 
 from ._capture_read import list_files, open_file, read_chunks, read_logs
 from ._capture_records import check_file_name
+from ._daemon_ingest import apply_daemon_frames, decode_daemon_frames
 from ._database import create_store_engine, upgrade_schema, writer
 from ._entities import (
     FileInfo,
@@ -101,6 +102,19 @@ class SqlAlchemyStore(AbstractStore):
                 if attempt == _INGEST_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
+
+    def ingest_daemon(
+        self, key: RunKey, frames: Sequence[tuple[int, bytes]], *, writer_token: str = ""
+    ) -> IngestResult:
+        writer = writer_hash(writer_token)
+        ops = decode_daemon_frames(frames)  # all validation happens before the transaction
+        if not ops:
+            with translate_db_errors(f"read run {key}"), self._read() as session:
+                found = session.execute(select(RunRow.daemon_seq).where(*_where(key))).one_or_none()
+            return IngestResult(found is not None, found[0] if found is not None else 0)
+        what = f"ingest the daemon's frames into run {key}"
+        with translate_db_errors(what), self._write_engine.begin() as conn:
+            return apply_daemon_frames(conn, key, ops, self._clock(), writer)
 
     def _last_seq(self, key: RunKey) -> int:
         with translate_db_errors(f"read run {key}"), self._read() as session:

@@ -41,6 +41,19 @@ class AbstractStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def ingest_daemon(
+        self, key: RunKey, frames: Sequence[tuple[int, bytes]], *, writer_token: str = ""
+    ) -> IngestResult:
+        """Applies frames of the daemon's own sequence of a run (system metrics, metadata, captured
+        files), all or nothing, at most once per seq; ``applied_through`` is the run's daemon seq.
+
+        Returns accepted=False, applying nothing, while the run is unknown (its client's RunStart
+        has not arrived: the daemon tries again later) or when the first new frame does not follow
+        the last applied one. Raises InvalidInputError for any other kind of record, storing nothing,
+        and PermissionDeniedError when ``writer_token`` is not the run's writer's (as ``ingest``).
+        """
+
+    @abc.abstractmethod
     def heartbeat(self, keys: Sequence[RunKey]) -> tuple[RunKey, ...]:
         """Marks the runs alive (a crashed run that has not finished runs again); unknown and finished
         runs are ignored. Returns the runs whose stop was requested."""

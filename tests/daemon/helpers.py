@@ -116,15 +116,11 @@ class RecordingOutbox:
     """An Outbox for RunRegistry tests: keeps what the daemon would send on the stream."""
 
     def __init__(self) -> None:
-        self.records: list[bytes] = []
         self.stops: list[str] = []
         self.aborts: list[tuple[grpc.StatusCode, str]] = []
 
     def send_stop(self, reason: str) -> None:
         self.stops.append(reason)
-
-    def send_record(self, payload: bytes) -> None:
-        self.records.append(payload)
 
     def abort(self, code: grpc.StatusCode, reason: str) -> None:
         self.aborts.append((code, reason))

@@ -319,21 +319,25 @@ def test_against_real_psutil_the_values_are_plausible(tmp_path: Path, child: sub
     assert values.get("system/disk.in", 0.0) >= 0.0
 
 
-def test_the_sampler_thread_runs_only_while_a_run_is_attached(counters: FakeCounters) -> None:
-    thread = SamplerThread(SystemSampler(counters, sample_interval=0.01, report_interval=0.02))
+def test_the_sampler_thread_runs_only_while_a_run_is_sampled_and_ends_it_with_its_last_window(
+    counters: FakeCounters,
+) -> None:
+    thread = SamplerThread(SystemSampler(counters, sample_interval=0.01, report_interval=3600.0))
     received: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-    stream = object()
     assert not thread.running
 
-    thread.add("me/p/a", stream, PID, "/runs/a", received.put)
+    assert thread.add("me/p/a", PID, "/runs/a", received.put)
+    assert not thread.add("me/p/a", PID, "/runs/a", received.put)  # a client that re-attached
     assert thread.running
+    assert wait_until(lambda: counters.calls["virtual_memory"] >= 3)  # samples; the window stays open
+    assert received.empty()
+    assert thread.finish("me/p/a")  # the run ended: its partial window is its last report
     assert "system/cpu" in system_values(received.get(timeout=10))
-    thread.remove("me/p/a", object())  # another stream's end: the run stays
-    assert thread.running
-    thread.remove("me/p/a", stream)
+    assert not thread.finish("me/p/a")
     assert wait_until(lambda: not thread.running)
+    assert received.empty()
 
-    thread.add("me/p/a", stream, PID, "/runs/a", received.put)
+    thread.add("me/p/a", PID, "/runs/a", received.put)
     assert thread.running
     thread.close()
     assert not thread.running

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +13,10 @@ import pytest
 
 import tracklog
 from tests.e2e.conftest import Script, wait_for
+from tracklog._spool import scan
+from tracklog.testing import read_records
+from tracklog.v1 import records_pb2
+from tracklogd._own import own_spool_path
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +136,94 @@ def test_console_output_reaches_the_store_in_order(script: Callable[..., Script]
         assert {"output.log", "config.json", "metadata.json", "requirements.txt"} <= names
         assert run.runtime > 0
         assert 0 < run.tracked_seconds <= run.runtime
+
+
+def test_system_metrics_cover_a_12s_hang_of_a_process_that_is_then_sigkilled(
+    script: Callable[..., Script],
+) -> None:
+    # The hang holds the GIL, as a C extension that never returns or a deadlock would: no thread of
+    # the training process runs, so nothing that travels through it could record the hang.
+    interval = 1.0
+    s = script(
+        """
+        import sys, time, tracklog
+        run = tracklog.init(project="hang")
+        print("RUN", run.path, flush=True)
+        for i in range(20):
+            run.log({"x": float(i)})
+            time.sleep(0.02)
+        sys.setswitchinterval(1000.0)  # the other threads wait for the GIL for 1000 s
+        print("HANG", time.time(), flush=True)
+        while True:
+            pass
+        """,
+        TRACKLOG_SYSTEM_SAMPLE_INTERVAL="0.25",
+        TRACKLOG_SYSTEM_REPORT_INTERVAL=str(interval),
+    )
+    path = s.wait_line("RUN ")
+    hang_start = float(s.wait_line("HANG "))
+    with tracklog.Api() as api:
+
+        def rows_after(t: float) -> list[dict[str, float]]:
+            try:
+                return [r for r in api.run(path).system_history() if r["_timestamp"] >= t]
+            except tracklog.NotFoundError:
+                return []  # not synced yet
+
+        # They arrive while the process hangs: the store holds 12 s of them before it is killed.
+        wait_for(lambda: rows_after(hang_start + 12.0), 60, "system metrics 12 s into the hang")
+        assert s.proc.poll() is None  # still hanging
+        s.proc.send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        s.proc.wait()
+        wait_for(lambda: api.run(path).state == "crashed", 30, "the run to end crashed")
+        # The run's last window is written once the daemon finished it as crashed.
+        wait_for(lambda: rows_after(killed_at - interval), 30, "the last window before the kill")
+        rows = rows_after(hang_start)
+    times = [r["_timestamp"] for r in rows]
+    # Reports come once per interval; a little slack for a busy machine's scheduler.
+    slack = 0.5
+    assert times[0] - hang_start <= interval + slack
+    assert max(b - a for a, b in itertools.pairwise(times)) <= interval + slack
+    assert times[-1] >= killed_at - interval - slack
+    assert len(rows) >= 12
+    # The hung process's own memory, in every window before it was killed.
+    assert all(r.get("system/proc.memory.rssMB", 0.0) > 1.0 for r in rows if r["_timestamp"] < killed_at)
+
+
+def test_the_training_process_never_receives_or_encodes_the_daemons_records(
+    script: Callable[..., Script], tmp_path: Path
+) -> None:
+    s = script(
+        """
+        import time, tracklog
+        run = tracklog.init(project="own")
+        print("RUN", run.path, flush=True)
+        print("DIR", run.dir, flush=True)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            run.log({"t": time.monotonic() - t0})
+            time.sleep(0.01)
+        run.finish()
+        """,
+        TRACKLOG_SYSTEM_SAMPLE_INTERVAL="0.1",
+        TRACKLOG_SYSTEM_REPORT_INTERVAL="0.2",
+    )
+    path = s.wait_line("RUN ")
+    run_dir = Path(s.wait_line("DIR "))
+    assert s.wait() == 0, s.err
+    with tracklog.Api() as api:
+        wait_for(lambda: _finished(api, path), 30, "the run to finish")
+        run = wait_for(lambda: (r := api.run(path)).metadata.get("python") and r, 30, "the run's metadata")
+        assert len(run.system_history()) >= 5
+
+    # What the training process encoded is its spool: none of it is the daemon's.
+    client = read_records(run_dir)
+    assert {record.WhichOneof("kind") for _, record in client}.isdisjoint({"system", "metadata"})
+    client_files = {record.file.name for _, record in client if record.WhichOneof("kind") == "file"}
+    assert client_files.isdisjoint({"requirements.txt", "diff.patch", "metadata.json"})
+    own = [records_pb2.Record.FromString(frame.payload) for frame in scan(own_spool_path(run_dir, run.id))]
+    kinds = [record.WhichOneof("kind") for record in own]
+    assert kinds.count("system") >= 5
+    assert kinds.count("metadata") == 1
+    assert "requirements.txt" in {record.file.name for record in own if record.WhichOneof("kind") == "file"}

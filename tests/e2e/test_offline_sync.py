@@ -11,7 +11,11 @@ import pytest
 
 import tracklog
 from tests.e2e.conftest import Script, StoreProcess
+from tracklog._spool import SpoolWriter
 from tracklog.testing import spool_of
+from tracklogd._own import own_spool_path
+from tracklogd._records import metadata_record, system_record
+from tracklogd.testing import frames, make_ref
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +97,39 @@ def test_sync_all_finds_every_offline_run_and_a_torn_spool_syncs_up_to_its_last_
         cut = api.run(paths[1][0])
         assert cut.history_rows == 1000
         assert cut.state == "running"  # its Finish frame was torn off; the store never saw it end
+
+
+def test_a_daemon_spool_left_in_a_run_dir_is_synced_after_the_runs_own_and_only_once(
+    store: Callable[..., StoreProcess], env: dict[str, str], tmp_path: Path
+) -> None:
+    # A daemon that died for good leaves the run's two spools: `tracklog sync` sends both.
+    ref = make_ref("left1")
+    run_dir = tmp_path / "tracklog" / "run-20261202_060000-left1"
+    run_dir.mkdir(parents=True)
+    client = SpoolWriter(run_dir / "run-left1.tlog")
+    client.append(frames(ref, 3, finished=True))
+    client.close()
+    times = [1_700_000_000.0 + i for i in range(5)]
+    own_records = [system_record([(t, {"system/cpu": float(i)})]) for i, t in enumerate(times)]
+    own_records.append(metadata_record({"host": "box", "python": "3.11"}))
+    own = SpoolWriter(own_spool_path(run_dir, "left1"))
+    own.append(enumerate(own_records, 1))
+    own.close()
+    server = store()
+    server.start()
+    sync_env = {**env, "TRACKLOG_SERVER": server.address}
+
+    first = _sync(sync_env, str(run_dir))
+    second = _sync(sync_env, str(run_dir))
+
+    assert first.returncode == 0, first.stderr
+    assert "daemon's records" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert "daemon's records" not in second.stdout  # nothing left to send
+    with tracklog.Api(server.address) as api:
+        run = api.run("me/proj/left1")
+        assert (run.state, run.history_rows) == ("finished", 3)
+        rows = run.system_history()
+        expected = [(t, float(i)) for i, t in enumerate(times)]
+        assert [(r["_timestamp"], r["system/cpu"]) for r in rows] == expected
+        assert run.metadata["host"] == "box"

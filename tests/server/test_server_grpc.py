@@ -199,3 +199,27 @@ def test_a_second_server_on_a_busy_port_fails_to_start(server: StoreServer, db_u
 def test_a_non_loopback_address_is_refused_without_the_explicit_flag(db_url: str) -> None:
     with pytest.raises(InvalidInputError, match="no authentication"):
         StoreServer(db_url, host="0.0.0.0")
+
+
+def test_the_daemons_frames_are_routed_by_their_source_and_shown_as_the_runs_daemon_seq(
+    stub: store_pb2_grpc.StoreStub, key: RunKey
+) -> None:
+    def ingest_as(source: int, frames: list[tuple[int, bytes]]) -> store_pb2.IngestResponse:
+        request = store_pb2.IngestRequest(
+            ref=ref(key),
+            frames=[records_pb2.Frame(seq=s, record=r) for s, r in frames],
+            source=source,  # type: ignore[arg-type]
+        )
+        response: store_pb2.IngestResponse = stub.Ingest(request, timeout=10)
+        return response
+
+    system = records_pb2.Record(system=records_pb2.SystemBatch()).SerializeToString()  # no rows
+    assert not ingest_as(store_pb2.SOURCE_DAEMON, [(1, system)]).accepted  # the run is unknown yet
+    assert ingest_as(store_pb2.SOURCE_CLIENT, [(1, start_record(key))]).applied_through == 1
+    assert ingest_as(store_pb2.SOURCE_DAEMON, [(1, system), (2, system)]).applied_through == 2
+    for source, frames in [(store_pb2.SOURCE_DAEMON, [(3, finish_record())]), (7, [(3, system)])]:
+        with pytest.raises(grpc.RpcError) as refused:
+            ingest_as(source, frames)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    view = get_run(stub, key)
+    assert (view.last_seq, view.daemon_seq, view.state) == (1, 2, records_pb2.RUN_STATE_RUNNING)

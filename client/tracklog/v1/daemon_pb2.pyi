@@ -118,8 +118,8 @@ class Attached(_message.Message):
     url: _builtins.str
     """the run's web address when known, else empty"""
     metadata: _builtins.bool
-    """The daemon is capturing this process's metadata and will send it as a Metadata record (the last
-    record of the capture): a run that ends sooner may wait for it.
+    """The daemon captures this process's metadata (into its own spool of the run; it goes on after the
+    run's Finish until the capture is done, so the client never waits for it).
     """
     def __init__(
         self,
@@ -212,11 +212,6 @@ class DaemonMessage(_message.Message):
     ACK_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
-    RECORD_FIELD_NUMBER: _builtins.int
-    record: _builtins.bytes
-    """A serialized Record the daemon made for this run (system metrics, metadata): the client appends
-    it to the run in order, so every record of a run has one writer and one sequence.
-    """
     @_builtins.property
     def attached(self) -> Global___Attached: ...
     @_builtins.property
@@ -232,13 +227,12 @@ class DaemonMessage(_message.Message):
         ack: Global___Ack | None = ...,
         stop: Global___StopRequest | None = ...,
         links: Global___RunLinks | None = ...,
-        record: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "kind", b"kind", "links", b"links", "record", b"record", "stop", b"stop"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "kind", b"kind", "links", b"links", "stop", b"stop"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "kind", b"kind", "links", b"links", "record", b"record", "stop", b"stop"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "kind", b"kind", "links", b"links", "stop", b"stop"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attached", "ack", "stop", "links", "record"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attached", "ack", "stop", "links"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
