@@ -46,7 +46,8 @@ def spool_of(run_dir: str | os.PathLike[str]) -> Path:
 def read_records(run_dir: str | os.PathLike[str]) -> list[tuple[int, records_pb2.Record]]:
     """Every (seq, Record) in a run directory's spool, in order."""
     return [
-        (frame.seq, records_pb2.Record.FromString(frame.payload)) for frame in _spool.scan(spool_of(run_dir))
+        (frame.seq, records_pb2.Record.FromString(frame.payload))
+        for frame in _spool.frames(spool_of(run_dir))
     ]
 
 

@@ -5,6 +5,7 @@ through the registry and queues the replies; the gRPC handler thread yields queu
 queue lets other threads (heartbeats forwarding a stop, a newer attach replacing this stream, the
 capture sending records it made for the run) send on the stream too. Invariants: the reader thread
 never raises; every path through it ends the reply queue, so the handler thread never waits forever.
+A spool the disk cannot write does not end the stream: acks carry the error (see ``_runs``).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
         slot: RunSlot | None = None
         url = ""
         acked_at = float("-inf")  # when this stream's last ack went out
+        acked_error = ""  # the error that ack carried
         metadata_pid: int | None = None  # the client whose metadata is captured after the first ack
         try:
             for message in requests:
@@ -114,13 +116,21 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                         self._capture.attached(slot, outbox, message.attach.pid)
                         metadata_pid = message.attach.pid if metadata else None
                 elif kind == "frames" and slot is not None:
-                    durable = self._registry.append(slot, outbox, message.frames.frames)
+                    durable, error = self._registry.append(slot, outbox, message.frames.frames)
                     if not url and (url := self._run_url(slot)):  # the store answered since Attach
                         outbox.send(daemon_pb2.DaemonMessage(links=daemon_pb2.RunLinks(url=url)))
                     now = self._clock()
-                    if message.frames.ack or slot.finish_seq or now - acked_at >= self._ack_interval:
-                        acked_at = now
-                        outbox.send(daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable)))
+                    # A change of the write error (the disk refused, or takes frames again) is
+                    # acked at once: the client resends on an error and stops warning without one.
+                    if (
+                        message.frames.ack
+                        or slot.finish_seq
+                        or error != acked_error
+                        or now - acked_at >= self._ack_interval
+                    ):
+                        acked_at, acked_error = now, error
+                        ack = daemon_pb2.Ack(durable_seq=durable, error=error)
+                        outbox.send(daemon_pb2.DaemonMessage(ack=ack))
                     if metadata_pid is not None and self._capture is not None:
                         self._capture.begin_metadata(slot, metadata_pid)  # after init()'s ack
                         metadata_pid = None

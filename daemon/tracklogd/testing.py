@@ -100,6 +100,12 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval:
     return True
 
 
+def _through(frame: records_pb2.Frame) -> int:
+    """The last seq a frame accounts for: its own, or the last of the frames a FramesLost reports."""
+    record = records_pb2.Record.FromString(frame.record) if frame.record[:1] == b"\x62" else None
+    return record.lost.last_seq if record is not None and record.WhichOneof("kind") == "lost" else frame.seq
+
+
 class FakeStore(store_pb2_grpc.StoreServicer):
     """An in-memory store with the real ingest contract. Thread-safe.
 
@@ -117,6 +123,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         self.requests: list[store_pb2.IngestRequest] = []  # every ingest received, failed ones too
         self.heartbeats: list[list[str]] = []
         self._applied: dict[str, list[records_pb2.Frame]] = {}
+        self._last: dict[str, int] = {}  # applied_through per run (past the seqs a FramesLost covers)
         self._cond = threading.Condition()
 
     # -- inspection --------------------------------------------------------------------------------
@@ -134,7 +141,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
     def wait_for_seq(self, key: str, seq: int, timeout: float = 10.0) -> bool:
         """Waits until frame ``seq`` of run ``key`` is applied."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._applied.get(key, [])) >= seq, timeout)
+            return self._cond.wait_for(lambda: self._last.get(key, 0) >= seq, timeout)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Waits until ``condition()`` holds; it is re-checked after every call the store receives."""
@@ -145,6 +152,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         """Drops everything held for a run, like a store whose database was reset."""
         with self._cond:
             self._applied.pop(key, None)
+            self._last.pop(key, None)
 
     # -- the Store service -------------------------------------------------------------------------
 
@@ -156,19 +164,24 @@ class FakeStore(store_pb2_grpc.StoreServicer):
             self.requests.append(request)
             self._cond.notify_all()
             code = self._failure(key)
-            seqs = [frame.seq for frame in request.frames]
-            if code is None and seqs and seqs != list(range(seqs[0], seqs[0] + len(seqs))):
-                code = grpc.StatusCode.INVALID_ARGUMENT  # frames must be ascending without gaps
+            previous = 0
+            for frame in request.frames:  # ascending without gaps (a FramesLost covers its range)
+                if code is None and previous and frame.seq != previous + 1:
+                    code = grpc.StatusCode.INVALID_ARGUMENT
+                previous = _through(frame)
         if code is not None:
             context.abort(code, f"FakeStore fails this ingest with {code.name}")
         with self._cond:
             held = self._applied.setdefault(key, [])
-            new = [frame for frame in request.frames if frame.seq > len(held)]
-            if new and new[0].seq != len(held) + 1:
-                return store_pb2.IngestResponse(accepted=False, applied_through=len(held))
+            last = self._last.get(key, 0)
+            new = [frame for frame in request.frames if frame.seq > last]
+            if new and new[0].seq != last + 1:
+                return store_pb2.IngestResponse(accepted=False, applied_through=last)
             held.extend(new)
+            if new:
+                self._last[key] = _through(new[-1])
             self._cond.notify_all()
-            return store_pb2.IngestResponse(accepted=True, applied_through=len(held))
+            return store_pb2.IngestResponse(accepted=True, applied_through=self._last.get(key, 0))
 
     def Heartbeat(
         self, request: store_pb2.HeartbeatRequest, context: grpc.ServicerContext
@@ -233,7 +246,11 @@ class FakeStore(store_pb2_grpc.StoreServicer):
                 view.state, view.exit_code = record.finish.state, record.finish.exit_code
             elif kind == "history":
                 view.history_rows += len(records_pb2.HistoryBatch.FromString(record.history).steps) // 8
-            view.last_seq += 1
+            elif kind == "lost":
+                view.rows_lost += record.lost.rows
+                view.problems.append(f"frames {record.lost.first_seq}-{record.lost.last_seq} lost")
+        with self._cond:
+            view.last_seq = self._last.get(key, 0)
         return view
 
     def ListRuns(
