@@ -26,6 +26,7 @@ from tracklog import _history
 from tracklog._capture import Capture
 from tracklog._errors import CommError
 from tracklog._sparkline import Series
+from tracklog._spool import history_rows
 from tracklog._transport import DaemonTransport, Transport
 from tracklog.v1 import records_pb2
 
@@ -129,7 +130,13 @@ class Sender:
                     "spool instead; the next daemon start, or `tracklog sync` on the run dir, sends them"
                 )
             except Exception as exc:  # never raise into the training script at exit
-                self._warn(f"could not write the remaining frames to the spool: {exc!r}")
+                # E.g. the daemon still holds the spool (its lock refuses a second writer): these
+                # frames are lost, and the user is told exactly how many.
+                rows = sum(history_rows(payload) for _, payload in self._unacked)
+                self._warn(
+                    f"{len(self._unacked)} frames ({rows} history rows) of this run could not be kept: "
+                    f"the daemon did not acknowledge them and they cannot be written to the spool ({exc})"
+                )
         return not self.queue and not self._unacked
 
     def accept_record(self, record: bytes) -> None:

@@ -28,7 +28,7 @@ from typing import NamedTuple, Protocol
 
 import grpc
 
-from tracklog._spool import SpoolError, SpoolWriter, history_rows
+from tracklog._spool import FileOps, SpoolError, SpoolWriter, history_rows
 from tracklog.v1 import daemon_pb2, records_pb2
 from tracklogd._errors import SpoolUnusable, StreamRefused
 from tracklogd._pending import PendingDir, PendingEntry
@@ -110,8 +110,10 @@ class RunRegistry:
         fsync_each_batch: bool = False,
         on_frames: Callable[[RunSlot], None] = lambda slot: None,
         on_watch: Callable[[], None] = lambda: None,
+        spool_ops: FileOps | None = None,
     ) -> None:
         self._pending = pending
+        self._spool_ops = spool_ops  # the file layer of every spool writer (a seam for disk faults)
         self._pid_alive = pid_alive
         self._stopping = stopping
         self._wall_clock = wall_clock
@@ -170,7 +172,7 @@ class RunRegistry:
             pid=entry.pid,
             entry=entry,
         )
-        writer = slot.writer = SpoolWriter(spool)
+        writer = slot.writer = SpoolWriter(spool, ops=self._spool_ops)
         if writer.recovery.truncated_bytes:
             log.warning(
                 "recovered %s: cut a torn tail of %d bytes after frame %d (%s)",
@@ -237,7 +239,7 @@ class RunRegistry:
                 try:
                     if slot.writer is None:
                         run_dir.mkdir(parents=True, exist_ok=True)
-                        slot.writer = SpoolWriter(spool)
+                        slot.writer = SpoolWriter(spool, ops=self._spool_ops)
                         slot.durable_seq = slot.writer.last_seq
                     entry = PendingEntry(key, str(run_dir), str(spool), attach.server, attach.pid)
                     if entry != slot.entry:  # durable before the first ack (see _pending)

@@ -403,13 +403,17 @@ class RunStreamClient:
     def send(self, batch: Sequence[tuple[int, bytes]]) -> int:
         """Sends one batch, asking for its ack, and returns the durable seq of the ack. Raises
         AssertionError when the stream ends instead (``error`` says why)."""
+        return self.send_for_ack(batch).durable_seq
+
+    def send_for_ack(self, batch: Sequence[tuple[int, bytes]]) -> daemon_pb2.Ack:
+        """Sends one batch, asking for its ack, and returns the ack (with its error, if any)."""
         self.send_nowait(batch)
         while True:
             reply = self.next_reply()
             if reply is None:
                 raise AssertionError(f"the stream ended before the ack: {self.error!r}")
             if reply.WhichOneof("kind") == "ack":
-                return reply.ack.durable_seq
+                return reply.ack
 
     def next_reply(self, timeout: float | None = None) -> daemon_pb2.DaemonMessage | None:
         """The next message from the daemon; None when the stream has ended."""
