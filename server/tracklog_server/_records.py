@@ -175,6 +175,7 @@ class LostOp:
     """Frames a reader could not read from a damaged spool (``FramesLost``), reported at the first
     lost seq: the store notes the loss and continues the run's seq after ``last_seq``."""
 
+    first_seq: int
     last_seq: int
     rows: int
     problem: str
@@ -220,8 +221,8 @@ def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tupl
             raise InvalidInputError(f"frame seqs must be consecutive; {seq} follows {previous}")
         try:
             op = decode_record(key, payload)
-            if isinstance(op, LostOp) and op.last_seq < seq:
-                raise InvalidInputError(f"FramesLost ends at seq {op.last_seq}, before its own seq")
+            if isinstance(op, LostOp) and op.first_seq != seq:
+                raise InvalidInputError(f"FramesLost from seq {op.first_seq} must be sent at that seq")
         except InvalidInputError as exc:
             raise InvalidInputError(f"frame {seq}: {exc}") from exc
         out.append((seq, op))
@@ -298,7 +299,7 @@ def _decode_lost(lost: records_pb2.FramesLost) -> LostOp:
     span = f"frame {lost.first_seq}" if count == 1 else f"frames {lost.first_seq}-{lost.last_seq}"
     rows = f"{lost.rows:,} history rows" if lost.rows_known else f"at least {lost.rows:,} history rows"
     problem = f"{span} of {file} lost to damage on disk ({rows}, {lost.bytes:,} bytes): {reason}"
-    return LostOp(lost.last_seq, lost.rows, problem)
+    return LostOp(lost.first_seq, lost.last_seq, lost.rows, problem)
 
 
 def _decode_dropped(dropped: records_pb2.RecordsDropped) -> DroppedOp:
