@@ -136,13 +136,13 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
             lossy += _report_damage(label, damage)
             continue
         try:
-            result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last))
+            result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last), on_damage=None)
         except Exception as exc:  # report per run and go on with the others
             print(f"{label}: sync failed: {exc}", file=sys.stderr)
             failed += 1
             continue
         print(f"{label}: synced {result.frames_sent} new frames to {server}")
-        lossy += _report_damage(label, list(result.damage))
+        lossy += _report_damage(label, damage)
         if result.tail_bytes:  # after a crash mid-write: those frames were never acked to anyone
             print(
                 f"{label}: the last {result.tail_bytes} bytes of {spool.name} are not a whole frame "
@@ -160,11 +160,10 @@ def _report_damage(label: str, damage: list[_spool.Damage]) -> int:
     if not lost:
         return 0
     frames = sum(d.frames for d in lost)
-    rows = sum(d.rows for d in lost)
-    unknown = "" if all(d.rows_known for d in lost) else "at least "
+    rows = _spool.rows_text(sum(d.rows for d in lost), all(d.rows_known for d in lost))
     print(
-        f"{label}: {frames} damaged frame{'s' if frames != 1 else ''} ({unknown}{rows} history rows) "
-        "could not be read; the store records the loss on the run",
+        f"{label}: {frames} damaged frame{'s' if frames != 1 else ''} ({rows}) could not be read; "
+        "the store records the loss on the run",
         file=sys.stderr,
     )
     return 1

@@ -132,10 +132,10 @@ class Sender:
             except Exception as exc:  # never raise into the training script at exit
                 # E.g. the daemon still holds the spool (its lock refuses a second writer): these
                 # frames are lost, and the user is told exactly how many.
-                rows = sum(history_rows(payload) for _, payload in self._unacked)
+                count, rows = len(self._unacked), sum(history_rows(p) for _, p in self._unacked)
                 self._warn(
-                    f"{len(self._unacked)} frames ({rows} history rows) of this run could not be kept: "
-                    f"the daemon did not acknowledge them and they cannot be written to the spool ({exc})"
+                    f"{count} frame{'s' if count != 1 else ''} ({rows} history rows) of this run could not "
+                    f"be kept: the daemon did not acknowledge them and the spool refused them ({exc})"
                 )
         return not self.queue and not self._unacked
 

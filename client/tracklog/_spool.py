@@ -96,9 +96,17 @@ class Damage:
             lost = "no frame lost"
         else:
             span = f"{self.first_seq}" if self.frames == 1 else f"{self.first_seq}-{self.last_seq}"
-            rows = f"{self.rows} history rows" if self.rows_known else f"at least {self.rows} history rows"
-            lost = f"frame{'s' if self.frames > 1 else ''} {span} lost ({rows})"
+            lost = (
+                f"frame{'s' if self.frames > 1 else ''} {span} lost ({rows_text(self.rows, self.rows_known)})"
+            )
         return f"{self.file}: {lost}; {self.bytes} damaged bytes at offset {self.start}: {self.reason}"
+
+
+def rows_text(rows: int, known: bool) -> str:
+    """How many history rows were lost, in words: exact, a lower bound, or unknown."""
+    if known:
+        return f"{rows} history rows"
+    return f"at least {rows} history rows" if rows else "an unknown number of history rows"
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +329,10 @@ class Scan:
             if zlib.crc32(payload) == payload_crc:
                 lost = range(expected, seq)
                 known = all(s in rows_of for s in lost)
+                if len(lost) == 1 and not known and pos - damaged > HEADER.size:
+                    # One frame whose header is damaged: its payload lies between its header and
+                    # the good frame, and its first bytes tell the rows (a lower bound: unverified).
+                    rows_of[expected] = history_rows(self._pread(damaged + HEADER.size, 24))
                 return pos, seq, sum(rows_of.get(s, 0) for s in lost), known
             rows_of[seq] = rows
             pos = self._find_marker(pos + HEADER.size + length)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tracklog._spool import Damage, FrameAt, Scan, SpoolError, read_synced, scan, write_synced
 from tracklog.v1 import records_pb2
@@ -59,6 +60,9 @@ class SyncResult:
 
 
 ProgressCallback = Callable[[SyncProgress], None]
+# What a sync does with each damaged stretch it meets: log it (the daemon), hand it to a callback, or
+# nothing (None: the caller reports ``SyncResult.damage`` itself, as ``tracklog sync`` does).
+DamageReport = Literal["log"] | Callable[[Damage], None] | None
 
 
 class SpoolSync:
@@ -77,8 +81,10 @@ class SpoolSync:
         *,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_batch_frames: int = MAX_BATCH_FRAMES,
+        on_damage: DamageReport = "log",
     ) -> None:
         self.spool = Path(spool)
+        self._on_damage = on_damage  # once per damaged stretch met: "log", a callback, or None
         self.synced = read_synced(self.spool)
         self.finish_seq = 0  # seq of the Finish that is the last frame read so far, else 0
         self.last_seq = 0  # the highest seq read from the spool so far
@@ -184,7 +190,10 @@ class SpoolSync:
         key = (damage.start, damage.first_seq)
         if key not in self.damage:
             self.damage[key] = damage
-            log.warning("damaged spool %s: %s", self.spool, damage.describe())
+            if self._on_damage == "log":
+                log.warning("damaged spool %s: %s", self.spool, damage.describe())
+            elif callable(self._on_damage):
+                self._on_damage(damage)
 
     def locate(self, to_end: bool = False) -> None:
         """Finds where the next push starts (just past frame ``synced``). With ``to_end``, reads on
@@ -306,15 +315,17 @@ def sync_spool(
     retry: RetryPolicy = CLI_RETRY,
     stop: threading.Event | None = None,
     client_factory: StoreClientFactory = GrpcStoreClient,
+    on_damage: DamageReport = "log",
 ) -> SyncResult:
     """Pushes every frame of one spool that the store at ``server_target`` does not hold yet.
 
     Resumable and idempotent: run it again after any failure, or on a spool that is still growing.
     The run is read from the spool's RunStart unless ``ref`` is given. Retries transient failures per
     ``retry``; raises StoreUnavailable when the server stays away, StoreRejected when it refuses the
-    data, SpoolUnusable when the spool cannot be read.
+    data, SpoolUnusable when the spool cannot be read. Damage met is passed to ``on_damage`` once
+    each (by default logged; None when the caller reports ``SyncResult.damage`` itself).
     """
-    sync = SpoolSync(spool_path, ref)
+    sync = SpoolSync(spool_path, ref, on_damage=on_damage)
     client = client_factory(server_target)
     try:
         retry.call(lambda: sync.push(client, progress), stop=stop or threading.Event())

@@ -297,7 +297,10 @@ def _decode_lost(lost: records_pb2.FramesLost) -> LostOp:
         raise InvalidInputError(f"lost frames {lost.first_seq}-{lost.last_seq} are not a range of seqs")
     count = lost.last_seq - lost.first_seq + 1
     span = f"frame {lost.first_seq}" if count == 1 else f"frames {lost.first_seq}-{lost.last_seq}"
-    rows = f"{lost.rows:,} history rows" if lost.rows_known else f"at least {lost.rows:,} history rows"
+    if lost.rows_known:
+        rows = f"{lost.rows:,} history rows"
+    else:
+        rows = f"at least {lost.rows:,} history rows" if lost.rows else "an unknown number of history rows"
     problem = f"{span} of {file} lost to damage on disk ({rows}, {lost.bytes:,} bytes): {reason}"
     return LostOp(lost.first_seq, lost.last_seq, lost.rows, problem)
 
