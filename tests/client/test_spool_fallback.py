@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.tmpfs import fill, small_tmpfs
 from tracklog import _home
 from tracklog._init import _spool_fallback
 from tracklog._sender import Sender
 from tracklog._spool import SpoolWriter
-from tracklog._transport import DaemonTransport
+from tracklog._transport import DaemonTransport, SpoolTransport
+from tracklog.testing import history_rows, read_records
 from tracklog.v1 import daemon_pb2, records_pb2
+from tracklogd.testing import wait_until
 
 
 def test_the_fallback_is_refused_by_a_spool_the_daemon_holds_and_says_how_many_frames_are_lost(
@@ -46,3 +49,28 @@ def test_the_fallback_is_refused_by_a_spool_the_daemon_holds_and_says_how_many_f
         f"({Path('/proc/self/comm').read_text().strip()}); a spool has one writer)"
     ]
     daemon_side.close()
+
+
+def test_an_offline_run_on_a_full_disk_keeps_its_rows_and_writes_them_once_space_returns(
+    tmp_path: Path,
+) -> None:
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        spool = disk / "run-r1.tlog"
+        warnings: list[str] = []
+        sender = Sender(SpoolTransport(spool), warn=warnings.append, flush_interval=0.01)
+        sender.queue.append(records_pb2.Record(config=records_pb2.ConfigUpdate(items_json="{}")))
+        assert sender.connect_now(timeout=5)
+        sender.start()
+        filler = fill(disk, 32 * 1024)
+        wide = {f"k{i}": float(i) for i in range(50)}
+        for step in range(2000):  # about 1 MB of rows: more than the disk has left
+            sender.queue.append((step, 1.0e9 + step, wide))
+        assert wait_until(lambda: not sender.queue and sender.pending_frames > 0)
+        assert warnings  # the user hears of it
+
+        filler.unlink()
+        assert sender.close(timeout=30)
+
+        records = read_records(disk)
+        assert [seq for seq, _ in records] == list(range(1, len(records) + 1))
+        assert [r["_step"] for r in history_rows(records)] == list(range(2000))
