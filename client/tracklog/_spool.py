@@ -252,22 +252,58 @@ class Scan:
         return len(payload) == length and zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))) == int(crc)
 
     def _read_v1(self, offset: int) -> Iterator[FrameAt | Damage]:
-        # The first format has no marker to search for: the first bad frame ends what can be read.
         while True:
             header = self._pread(offset, HEADER_V1.size)
             if not header:
                 return
-            if len(header) < HEADER_V1.size:
-                self._tail(offset, "an incomplete frame header")
+            frame = self._v1_frame(offset, header)
+            if frame is not None and frame[0] == self.last_seq + 1:
+                seq, payload = frame
+                offset += HEADER_V1.size + len(payload)
+                self.last_seq, self.good_end = seq, offset
+                yield FrameAt(seq, payload, offset, history_rows(payload))
+                continue
+            found = self._resync_v1(offset)
+            if found is None:
+                self._tail(offset, f"a bad or incomplete frame after frame {self.last_seq}")
                 return
-            length, crc, seq = HEADER_V1.unpack(header)
-            payload = self._pread(offset + HEADER_V1.size, length) if length <= MAX_FRAME_BYTES else b""
-            if len(payload) < length or zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))) != crc:
-                self._tail(offset, f"a bad frame after frame {self.last_seq} (TLSPOOL1 spools cannot resume)")
-                return
-            offset += HEADER_V1.size + length
-            self.last_seq, self.good_end = seq, offset
-            yield FrameAt(seq, payload, offset, history_rows(payload))
+            resume, seq = found
+            reason = f"a bad frame after frame {self.last_seq} at offset {offset}"
+            yield Damage(self.path.name, self.last_seq + 1, seq - 1, 0, False, offset, resume, reason)
+            self.last_seq = seq - 1
+            offset = resume
+
+    def _v1_frame(self, offset: int, header: bytes) -> tuple[int, bytes] | None:
+        if len(header) < HEADER_V1.size:
+            return None
+        length, crc, seq = HEADER_V1.unpack(header)
+        if length > min(MAX_FRAME_BYTES, self.size - offset - HEADER_V1.size):
+            return None
+        payload = self._pread(offset + HEADER_V1.size, length)
+        if len(payload) < length or zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))) != crc:
+            return None
+        return seq, payload
+
+    def _resync_v1(self, damaged: int) -> tuple[int, int] | None:
+        """The first good frame after ``damaged`` in a TLSPOOL1 spool, which has no marker: found by
+        searching for the little-endian bytes of the next few seqs where a header's seq field would
+        be. (An older daemon left a partial frame when a write failed and wrote the client's resend
+        of the same seq after it: that frame is found here.)"""
+        expected = self.last_seq + 1
+        needles = [struct.pack("<Q", seq) for seq in range(expected, expected + 16)]
+        pos = damaged + 1
+        while pos < self.size:
+            chunk = self._pread(pos, _SEARCH_CHUNK + HEADER_V1.size)
+            hits = sorted(at for needle in needles for at in _all(chunk, needle, limit=_SEARCH_CHUNK))
+            for at in hits:
+                start = pos + at - 8  # the seq field is the header's last 8 bytes
+                if start <= damaged:
+                    continue
+                frame = self._v1_frame(start, self._pread(start, HEADER_V1.size))
+                if frame is not None and frame[0] >= expected:
+                    return start, frame[0]
+            pos += _SEARCH_CHUNK
+        return None
 
     def _read_v2(self, offset: int) -> Iterator[FrameAt | Damage]:
         while True:
@@ -352,6 +388,14 @@ class Scan:
     def _tail(self, offset: int, reason: str) -> None:
         self.tail_bytes = max(0, self.size - offset)
         self.tail_reason = reason
+
+
+def _all(data: bytes, needle: bytes, limit: int) -> Iterator[int]:
+    """Every offset below ``limit`` where ``needle`` starts in ``data``."""
+    at = data.find(needle)
+    while 0 <= at < limit:
+        yield at
+        at = data.find(needle, at + 1)
 
 
 def scan(path: str | os.PathLike[str], start: int | None = None, after_seq: int = 0) -> Scan:
@@ -491,12 +535,13 @@ class SpoolWriter:
             return Recovery(0, len(MAGIC), cut, (), "a spool whose magic is not fully written" if cut else "")
         recovery = recover(self.path)
         if head == MAGIC_V1:
-            self._upgrade()
+            self._upgrade(keep_original=bool(recovery.damage))
         return recovery
 
-    def _upgrade(self) -> None:
+    def _upgrade(self, keep_original: bool) -> None:
         """Rewrites a TLSPOOL1 spool (already cut at its last good frame) in the current format:
-        written beside it, fsynced, locked, then renamed over it."""
+        written beside it, fsynced, locked, then renamed over it. Its good frames keep their seqs, so
+        frames lost to damage stay a visible gap; a damaged original is kept as ``<name>.v1-damaged``."""
         tmp = self.path.with_name(self.path.name + f".{os.getpid()}.upgrade")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -507,6 +552,10 @@ class SpoolWriter:
             while offset < len(data):
                 offset += os.pwrite(fd, data[offset:], offset)
             os.fsync(fd)
+            if keep_original:
+                backup = self.path.with_name(self.path.name + ".v1-damaged")
+                backup.unlink(missing_ok=True)
+                os.link(self.path, backup)
             os.replace(tmp, self.path)
         except BaseException:
             os.close(fd)

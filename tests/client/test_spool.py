@@ -400,3 +400,42 @@ def test_after_any_flips_and_cuts_every_untouched_frame_is_read_and_every_damage
     for d in damage:
         if d.rows_known:
             assert d.rows == sum(sizes[s - 1] for s in range(d.first_seq, d.last_seq + 1))
+
+
+def test_a_first_format_spool_with_a_partial_frame_in_the_middle_keeps_every_frame_after_it(
+    tmp_path: Path,
+) -> None:
+    # What the older daemon left when a write failed: half a frame, then the client's resend of it.
+    spool = tmp_path / "run-a.tlog"
+    payloads = [history_record(step * 5, 5) for step in range(4)]
+    v1_spool(spool, payloads)
+    data = spool.read_bytes()
+    third = len(MAGIC_V1) + 2 * (16 + len(payloads[0]))
+    spool.write_bytes(data[:third] + data[third : third + 30] + data[third:])
+
+    frames, damage, tail = read(spool)
+
+    assert [f.seq for f in frames] == [1, 2, 3, 4]
+    assert [(d.frames, d.bytes) for d in damage] == [(0, 30)]
+    assert tail == 0
+    writer = SpoolWriter(spool)  # upgrades it, keeping the damaged original beside it
+    writer.append([(5, history_record(20, 5))])
+    writer.close()
+    assert [f.seq for f in read(spool)[0]] == [1, 2, 3, 4, 5]
+    assert (tmp_path / "run-a.tlog.v1-damaged").read_bytes()[:8] == MAGIC_V1
+
+
+def test_a_frame_lost_from_a_first_format_spool_stays_a_reported_gap_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "run-a.tlog"
+    v1_spool(spool, [history_record(step * 5, 5) for step in range(4)])
+    flip(spool, len(MAGIC_V1) + (16 + len(history_record(0, 5))) + 20)  # frame 2's payload
+
+    assert [(d.first_seq, d.last_seq) for d in read(spool)[1]] == [(2, 2)]
+    SpoolWriter(spool).close()
+
+    frames, damage, _ = read(spool)
+    assert spool.read_bytes()[:8] == MAGIC
+    assert [f.seq for f in frames] == [1, 3, 4]
+    assert [(d.first_seq, d.last_seq, d.bytes) for d in damage] == [(2, 2, 0)]
