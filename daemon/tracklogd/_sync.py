@@ -124,8 +124,14 @@ class SpoolSync:
         """The run's Finish record and everything before it are on the server."""
         return self.finish_seq > 0 and self.synced >= self.finish_seq
 
-    def push(self, client: StoreClient, progress: ProgressCallback | None = None) -> int:
+    def push(
+        self, client: StoreClient, progress: ProgressCallback | None = None, *, upto: int | None = None
+    ) -> int:
         """Sends every complete frame after the high-water mark, in batches; returns how many.
+
+        ``upto``: send no frame above this seq. The daemon passes the seq its writer has acked, so
+        that a frame of a write that failed part way (whole on disk for a moment, then cut back) is
+        never sent ahead of the writer.
 
         Raises StoreError from the client (state stays consistent: call again to resume),
         StoreRejected when the server refuses frames that continue what it holds, SpoolUnusable.
@@ -135,7 +141,7 @@ class SpoolSync:
         while True:
             if self._offset is None:
                 self.locate()
-            frames, end, size, last = self._next_batch()
+            frames, end, size, last = self._next_batch(upto)
             if not frames:
                 return sent
             first = frames[0].seq
@@ -220,13 +226,15 @@ class SpoolSync:
                 self.tail_bytes, self.tail_reason = items.scan.tail_bytes, items.scan.tail_reason
         self._offset, self._offset_seq = offset, offset_seq
 
-    def _next_batch(self) -> tuple[list[records_pb2.Frame], int | None, int, int]:
+    def _next_batch(self, upto: int | None = None) -> tuple[list[records_pb2.Frame], int | None, int, int]:
         """The next batch after ``synced``: frames, the offset just past them, their bytes, and the
         last seq they cover (a FramesLost covers several)."""
         batch: list[records_pb2.Frame] = []
         end, size, through = self._offset, 0, self.synced
         with self._scan(self._offset, self._offset_seq) as items:
             for item in items:
+                if upto is not None and (item.seq if isinstance(item, FrameAt) else item.first_seq) > upto:
+                    break
                 if isinstance(item, Damage):
                     self._met(item)
                     if item.last_seq <= self.synced:

@@ -152,7 +152,7 @@ class _Worker:
             if loop.stop.is_set():
                 raise StoreUnavailable("stopping")
             try:
-                slot.sync.push(client)
+                slot.sync.push(client, upto=slot.durable_seq)
             except StoreUnavailable as exc:
                 failure = exc
                 continue
