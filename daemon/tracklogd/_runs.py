@@ -72,6 +72,7 @@ class RunSlot:
     # the reason, as acks carry it. ``write_failures`` counts the failed attempts meanwhile.
     write_error: str = ""
     write_failures: int = 0
+    refused_from: int = 0  # the first seq refused: the error clears once the spool holds it durably
 
     @property
     def attached(self) -> bool:
@@ -279,7 +280,8 @@ class RunRegistry:
                     return Appended(held, slot.write_error)
                 raise StreamRefused(str(exc), grpc.StatusCode.FAILED_PRECONDITION) from exc
             except OSError as exc:
-                return Appended(held, self._write_failed(slot, f"cannot write {slot.spool}", exc))
+                error = self._write_failed(slot, f"cannot write {slot.spool}", exc, held + 1)
+                return Appended(writer.synced_seq if self._fsync_each_batch else held, error)
             if last > held:
                 # finish_seq names a Finish only while it is the last frame: frames after one mean
                 # the run was resumed, and its client may still vanish.
@@ -290,9 +292,9 @@ class RunRegistry:
                 try:
                     writer.sync()  # a Finish is acked only once it survives a machine crash
                 except OSError as exc:
-                    error = self._write_failed(slot, f"cannot fsync {slot.spool}", exc)
                     acked = writer.synced_seq if self._fsync_each_batch else last - 1
-            if not error and slot.write_error:
+                    error = self._write_failed(slot, f"cannot fsync {slot.spool}", exc, acked + 1)
+            if not error and slot.write_error and last >= slot.refused_from:
                 log.warning(
                     "writing %s again after %d failed attempts (%s)",
                     slot.spool,
@@ -305,11 +307,12 @@ class RunRegistry:
             self._on_frames(slot)
         return Appended(acked, error)
 
-    def _write_failed(self, slot: RunSlot, what: str, exc: OSError) -> str:
+    def _write_failed(self, slot: RunSlot, what: str, exc: OSError, refused_from: int) -> str:
         # Slot lock held. One log line per run per interval however often the client retries.
         error = f"{what}: {exc.strerror or exc}"
         slot.write_error = error
         slot.write_failures += 1
+        slot.refused_from = refused_from
         self._ratelog.log(
             logging.ERROR,
             f"write:{slot.key}",
