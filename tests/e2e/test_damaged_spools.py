@@ -4,6 +4,7 @@ the exit status says so. The spool on disk is left as it was."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import tracklog
-from tests.e2e.conftest import StoreProcess
+from tests.e2e.conftest import StoreProcess, wait_for
 from tracklog._history import BatchBuilder
 from tracklog._spool import HEADER, MAGIC, SpoolWriter, frames
 from tracklog.v1 import records_pb2
@@ -106,6 +107,74 @@ def test_a_damaged_start_record_of_a_run_the_store_does_not_know_is_said_clearly
     assert result.returncode == 1
     assert "frame 1, the run's start record, is damaged" in result.stderr
     assert "cannot be created" in result.stderr
+    assert spool.read_bytes() == damaged
+    with tracklog.Api(server.address) as api:
+        assert api.runs("me/damage") == []
+
+
+def leave_pending(home: Path, spool: Path, server: str) -> None:
+    """A run left pending (not yet synced) for the next daemon, whose training process is gone."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
+    )
+    pending = home / "pending"
+    pending.mkdir(parents=True, mode=0o700)
+    entry = {"ref": "me/damage/dmg1", "run_dir": str(spool.parent), "spool": str(spool), "server": server}
+    (pending / "me+damage+dmg1.json").write_text(json.dumps({**entry, "pid": int(gone.stdout)}))
+
+
+def test_a_daemon_syncing_an_online_spool_with_a_flipped_byte_stores_the_rest_and_records_the_loss(
+    store: Callable[..., StoreProcess], env: dict[str, str], tmp_path: Path, home: Path
+) -> None:
+    # A finished run left pending (not yet synced) with a damaged spool, for the next daemon.
+    spool = offline_spool(tmp_path)
+    damaged = flip_in_frame(spool, 26, HEADER.size + 4000)
+    server = store()
+    server.start()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
+    )
+    pending = home / "pending"
+    pending.mkdir(parents=True, mode=0o700)
+    entry = {
+        "ref": "me/damage/dmg1",
+        "run_dir": str(spool.parent),
+        "spool": str(spool),
+        "server": server.address,
+    }
+    (pending / "me+damage+dmg1.json").write_text(json.dumps({**entry, "pid": int(gone.stdout)}))
+
+    started = _tracklog(env, "daemon", "start")
+    assert started.returncode == 0, started.stderr
+
+    with tracklog.Api(server.address) as api:
+        wait_for(
+            lambda: api.runs("me/damage") and api.run("me/damage/dmg1").state == "finished", 60, "the run"
+        )
+        run = api.run("me/damage/dmg1")
+        assert (run.history_rows, run.rows_lost) == (49_000, 1_000)
+        assert run.problems[0].startswith(
+            "frame 26 of run-dmg1.tlog lost to damage on disk (1,000 history rows"
+        )
+    assert spool.read_bytes() == damaged  # the damage stays on disk
+    log = (home / "daemon.log").read_text()
+    assert f"damaged spool {spool}: run-dmg1.tlog: frame 26 lost (1000 history rows)" in log
+
+
+def test_a_daemon_says_clearly_that_a_run_whose_start_record_is_damaged_cannot_be_created(
+    store: Callable[..., StoreProcess], env: dict[str, str], tmp_path: Path, home: Path
+) -> None:
+    spool = offline_spool(tmp_path)
+    damaged = flip_in_frame(spool, 1, HEADER.size + 2)
+    server = store()
+    server.start()
+    leave_pending(home, spool, server.address)
+
+    assert _tracklog(env, "daemon", "start").returncode == 0
+
+    expected = "the start record of run me/damage/dmg1, is damaged and the store does not know the run"
+    wait_for(lambda: expected in (home / "daemon.log").read_text(), 60, "the daemon to report it")
+    assert "it cannot be created; the spool is kept" in (home / "daemon.log").read_text()
     assert spool.read_bytes() == damaged
     with tracklog.Api(server.address) as api:
         assert api.runs("me/damage") == []
