@@ -294,15 +294,18 @@ class RunRegistry:
                 except OSError as exc:
                     acked = writer.synced_seq if self._fsync_each_batch else last - 1
                     error = self._write_failed(slot, f"cannot fsync {slot.spool}", exc, acked + 1)
-            if not error and slot.write_error and last >= slot.refused_from:
-                log.warning(
-                    "writing %s again after %d failed attempts (%s)",
-                    slot.spool,
-                    slot.write_failures,
-                    slot.write_error,
-                )
-                self._ratelog.forget(f"write:{slot.key}")
-                slot.write_error, slot.write_failures = "", 0
+            if not error and slot.write_error:
+                if last < slot.refused_from:  # e.g. an empty batch asking for the ack: still refused
+                    error = slot.write_error
+                else:
+                    log.warning(
+                        "writing %s again after %d failed attempts (%s)",
+                        slot.spool,
+                        slot.write_failures,
+                        slot.write_error,
+                    )
+                    self._ratelog.forget(f"write:{slot.key}")
+                    slot.write_error, slot.write_failures = "", 0
         if last > held:
             self._on_frames(slot)
         return Appended(acked, error)

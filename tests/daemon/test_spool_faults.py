@@ -62,9 +62,11 @@ def test_a_full_disk_is_acked_with_its_error_on_a_live_stream_and_every_frame_ar
             ack = client.send_for_ack(wide_frames(sent + 1, 1))
         # Frames after the refused one, sent before the client heard of it: refused the same way.
         later = client.send_for_ack(wide_frames(sent + 2, 3))
+        asked = client.send_for_ack([])  # a client asking where it stands hears the error too
 
         assert ack.error == f"cannot write {spool}: No space left on device"
         assert (ack.durable_seq, later.durable_seq, later.error) == (sent, sent, ack.error)
+        assert (asked.durable_seq, asked.error) == (sent, ack.error)
         assert client.error is None  # the stream goes on
         assert spool_state(spool) == (list(range(1, sent + 1)), 0)  # nothing partial stays
         refused = [r for r in caplog.records if "No space left on device" in r.getMessage()]
