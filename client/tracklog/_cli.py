@@ -122,25 +122,60 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
     import tracklogd
 
     server = _store_address(args.server)
-    failed = 0
+    failed = lossy = 0
     for spool in spools:
-        last = 0
-        for frame in _spool.scan(spool):
-            last = frame.seq
-        already = _spool.read_synced(spool)
         label = spool.parent.name
+        last, damage = 0, list[_spool.Damage]()
+        try:
+            with _spool.scan(spool) as found:
+                for item in found:
+                    if isinstance(item, _spool.Damage):
+                        damage.append(item)
+                    else:
+                        last = item.seq
+                last = max(last, found.last_seq)
+        except (OSError, _spool.SpoolError) as exc:
+            print(f"{label}: cannot read {spool}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        already = _spool.read_synced(spool)
         if already >= last:
             print(f"{label}: already synced ({last} frames)")
+            lossy += _report_damage(label, damage)
         else:
             try:
-                result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last))
+                result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last), on_damage=None)
             except Exception as exc:  # report per run and go on with the others
                 print(f"{label}: sync failed: {exc}", file=sys.stderr)
                 failed += 1
                 continue
             print(f"{label}: synced {result.frames_sent} new frames to {server}")
+            lossy += _report_damage(label, damage)
+            if result.tail_bytes:  # after a crash mid-write: those frames were never acked to anyone
+                print(
+                    f"{label}: the last {result.tail_bytes} bytes of {spool.name} are not a whole frame "
+                    f"({result.tail_reason}); they were not sent",
+                    file=sys.stderr,
+                )
         failed += _sync_daemon_spool(spool, server, label)
-    return 1 if failed else 0
+    return 1 if failed or lossy else 0
+
+
+def _report_damage(label: str, damage: list[_spool.Damage]) -> int:
+    """Prints each damaged stretch of a spool (file, frames, rows); 1 if any frame was lost, else 0."""
+    lost = [d for d in damage if d.frames]
+    for d in damage:
+        print(f"{label}: {d.describe()}", file=sys.stderr)
+    if not lost:
+        return 0
+    frames = sum(d.frames for d in lost)
+    rows = _spool.rows_text(sum(d.rows for d in lost), all(d.rows_known for d in lost))
+    print(
+        f"{label}: {frames} damaged frame{'s' if frames != 1 else ''} ({rows}) could not be read; "
+        "the store records the loss on the run",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _sync_daemon_spool(spool: Path, server: str, label: str) -> int:
@@ -152,7 +187,7 @@ def _sync_daemon_spool(spool: Path, server: str, label: str) -> int:
     own = tracklogd.own_spool_beside(spool)
     if not own.exists():
         return 0  # an offline run, or a daemon that made nothing for it
-    last = max((frame.seq for frame in _spool.scan(own)), default=0)
+    last = max((frame.seq for frame in _spool.frames(own)), default=0)
     if _spool.read_synced(own) >= last:
         return 0
     try:
@@ -204,13 +239,22 @@ def _cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
         rows.append(
             (
                 run.path, run.name, run.state, run.created_at, _duration(run.runtime),
-                str(run.history_rows), host, commit, summary,
+                _rows(run.history_rows, run.rows_lost, run.problems), host, commit, summary,
             )
         )  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    for run in runs:  # what a run lost, under the table: a loss is never only a number
+        for problem in run.problems:
+            print(f"{run.path}: {problem}")
     return 0
+
+
+def _rows(rows: int, lost: int, problems: Sequence[str]) -> str:
+    if lost:
+        return f"{rows} ({lost} lost)"
+    return f"{rows} (problems)" if problems else str(rows)
 
 
 def _duration(seconds: float) -> str:

@@ -71,7 +71,7 @@ def _resume_point(spool: Path) -> _ResumePoint:
     last_seq, next_step, config, writer_token = 0, 0, dict[str, Any](), ""
     if not spool.exists():
         return _ResumePoint()
-    for frame in _spool.scan(spool):
+    for frame in _spool.frames(spool):  # damage is the sync's to report
         last_seq = frame.seq
         record = records_pb2.Record.FromString(frame.payload)
         kind = record.WhichOneof("kind")

@@ -23,6 +23,7 @@ from tracklog import _history
 from tracklog._capture import Capture
 from tracklog._errors import CommError
 from tracklog._sparkline import Series
+from tracklog._spool import history_rows
 from tracklog._transport import Transport
 from tracklog.v1 import records_pb2
 
@@ -124,7 +125,13 @@ class Sender:
                     "spool instead; the next daemon start, or `tracklog sync` on the run dir, sends them"
                 )
             except Exception as exc:  # never raise into the training script at exit
-                self._warn(f"could not write the remaining frames to the spool: {exc!r}")
+                # E.g. the daemon still holds the spool (its lock refuses a second writer): these
+                # frames are lost, and the user is told exactly how many.
+                count, rows = len(self._unacked), sum(history_rows(p) for _, p in self._unacked)
+                self._warn(
+                    f"{count} frame{'s' if count != 1 else ''} ({rows} history rows) of this run could not "
+                    f"be kept: the daemon did not acknowledge them and the spool refused them ({exc})"
+                )
         return not self.queue and not self._unacked
 
     @property

@@ -49,10 +49,13 @@ class SpoolTransport:
         self._writer: _spool.SpoolWriter | None = None
 
     def connect(self) -> int:
-        try:
-            self._writer = _spool.SpoolWriter(self.spool)
-        except OSError as exc:
-            raise CommError(f"cannot open {self.spool}: {exc}") from exc
+        # A writer whose append failed (disk full) stays usable: the failed frames were cut back and
+        # are sent again. Opening a second one would be refused by the first one's lock.
+        if self._writer is None:
+            try:
+                self._writer = _spool.SpoolWriter(self.spool)
+            except (OSError, _spool.SpoolError) as exc:
+                raise CommError(f"cannot open {self.spool}: {exc}") from exc
         return self._writer.last_seq
 
     def send(self, frames: Sequence[tuple[int, bytes]], *, ack: bool = False) -> None:

@@ -14,7 +14,42 @@ import grpc
 from tracklog import _history, _home, _spool
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2
 
-__all__ = ["FakeClock", "FakeDaemon", "history_rows", "read_records", "spool_of"]
+__all__ = ["FailingFileOps", "FakeClock", "FakeDaemon", "history_rows", "read_records", "spool_of"]
+
+
+class FailingFileOps:
+    """A spool writer's file layer (``SpoolWriter(ops=...)``, ``Daemon(spool_ops=...)``) failing as a
+    sick disk does, with ``error`` (an errno): the next ``write_fails`` writes fail after writing half
+    their bytes, the next ``cut_fails`` ftruncates and ``sync_fails`` fsyncs fail. Thread-safe enough
+    for tests: each counter is read and decremented by the one thread that writes the spool."""
+
+    def __init__(self, error: int) -> None:
+        self.error = error
+        self.write_fails = 0
+        self.cut_fails = 0
+        self.sync_fails = 0
+
+    def _fail(self) -> OSError:
+        return OSError(self.error, os.strerror(self.error))
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        if self.write_fails:
+            self.write_fails -= 1
+            os.pwrite(fd, data[: len(data) // 2], offset)
+            raise self._fail()
+        return os.pwrite(fd, data, offset)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        if self.cut_fails:
+            self.cut_fails -= 1
+            raise self._fail()
+        os.ftruncate(fd, size)
+
+    def fsync(self, fd: int) -> None:
+        if self.sync_fails:
+            self.sync_fails -= 1
+            raise self._fail()
+        os.fsync(fd)
 
 
 class FakeClock:
@@ -47,7 +82,8 @@ def spool_of(run_dir: str | os.PathLike[str]) -> Path:
 def read_records(run_dir: str | os.PathLike[str]) -> list[tuple[int, records_pb2.Record]]:
     """Every (seq, Record) in a run directory's spool, in order."""
     return [
-        (frame.seq, records_pb2.Record.FromString(frame.payload)) for frame in _spool.scan(spool_of(run_dir))
+        (frame.seq, records_pb2.Record.FromString(frame.payload))
+        for frame in _spool.frames(spool_of(run_dir))
     ]
 
 

@@ -29,6 +29,7 @@ from tracklog._home import (
     pending_dir,
     socket_path,
 )
+from tracklog._spool import FileOps
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc
 from tracklogd._capture import Capture
 from tracklogd._config import GRPC_MESSAGE_OPTIONS, DaemonConfig
@@ -66,6 +67,7 @@ class Daemon:
         retry: RetryPolicy = DAEMON_RETRY,
         metrics_source: PsutilLike | None = None,
         nvml: NvmlLike | Callable[[], NvmlLike | None] | None = load_nvml,
+        spool_ops: FileOps | None = None,
     ) -> None:
         self.home = ensure_home(Path(home).absolute())
         self.config = config if config is not None else DaemonConfig.from_env()
@@ -90,6 +92,7 @@ class Daemon:
             on_frames=self._on_frames,
             on_watch=self._wakeup.set,
             on_gone=self._run_gone,
+            spool_ops=spool_ops,
         )
         self._sync = SyncLoop(
             self._registry, self._pool, self._resolve, self.stopped, retry=retry, clock=clock

@@ -7,7 +7,13 @@ coming and is synced too; then its writers are closed and its pending entry remo
 Locking: ``RunRegistry._lock`` guards the dict of runs; ``RunSlot.lock`` guards one run's writer and
 state. Take the registry lock before a slot lock, never the other way round. Everything that
 appends to a spool holds its slot lock, so a spool has one writer at a time even though streams,
-the pid watcher and the fsync ticker run on different threads.
+the pid watcher and the fsync ticker run on different threads (and ``SpoolWriter``'s OS lock keeps
+every other process out of it).
+
+A write the disk refuses (full, EIO, read-only) never ends the client's stream: the frames are not in
+the spool (the writer cuts back what it wrote of them), the ack carries the daemon's durable seq and
+the error, and the client sends them again; frames arriving after refused ones are answered the same
+way until the client's resend reaches the spool. The first successful write clears the error.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import NamedTuple, Protocol
 
 import grpc
 
-from tracklog._spool import SpoolError, SpoolWriter
+from tracklog._spool import FileOps, SpoolError, SpoolWriter, history_rows
 from tracklog.v1 import daemon_pb2, records_pb2
 from tracklogd._errors import SpoolUnusable, StreamRefused
 from tracklogd._own import OwnSpool, own_spool_path
@@ -67,6 +73,12 @@ class RunSlot:
     def __post_init__(self) -> None:
         self.own = OwnSpool(own_spool_path(self.run_dir, self.ref.id), self.ref)
 
+    # Non-empty while frames above durable_seq were refused by the disk and not yet written since:
+    # the reason, as acks carry it. ``write_failures`` counts the failed attempts meanwhile.
+    write_error: str = ""
+    write_failures: int = 0
+    refused_from: int = 0  # the first seq refused: the error clears once the spool holds it durably
+
     @property
     def attached(self) -> bool:
         return self.stream is not None
@@ -79,6 +91,11 @@ class RunSlot:
         """Nothing more will come: the spool ends with a Finish, or the client vanished before
         sending anything (such a run never existed; there is nothing to finish)."""
         return bool(self.finish_seq) or (self.durable_seq == 0 and not self.attached and not self.watching)
+
+
+class Appended(NamedTuple):
+    durable_seq: int  # what the client may consider durable: the ack's durable_seq
+    error: str  # "" when every frame of the batch is in the spool; else the ack's error
 
 
 class Attachment(NamedTuple):
@@ -101,8 +118,10 @@ class RunRegistry:
         on_frames: Callable[[RunSlot], None] = lambda slot: None,
         on_watch: Callable[[], None] = lambda: None,
         on_gone: Callable[[RunSlot], None] = lambda slot: None,
+        spool_ops: FileOps | None = None,
     ) -> None:
         self._pending = pending
+        self._spool_ops = spool_ops  # the file layer of every spool writer (a seam for disk faults)
         self._pid_alive = pid_alive
         self._stopping = stopping
         self._wall_clock = wall_clock
@@ -168,14 +187,17 @@ class RunRegistry:
             pid=entry.pid,
             entry=entry,
         )
-        writer = slot.writer = SpoolWriter(spool)
+        writer = slot.writer = SpoolWriter(spool, ops=self._spool_ops)
         if writer.recovery.truncated_bytes:
             log.warning(
-                "recovered %s: cut a torn tail of %d bytes after frame %d",
+                "recovered %s: cut a torn tail of %d bytes after frame %d (%s)",
                 spool,
                 writer.recovery.truncated_bytes,
                 writer.last_seq,
+                writer.recovery.tail_reason,
             )
+        for damage in writer.recovery.damage:  # left in place; the sync reports it to the store
+            log.warning("recovered %s with damage: %s", spool, damage.describe())
         slot.durable_seq = writer.last_seq
         try:
             slot.own.open_existing()  # the daemon's sequence continues where it ended
@@ -236,7 +258,7 @@ class RunRegistry:
                 try:
                     if slot.writer is None:
                         run_dir.mkdir(parents=True, exist_ok=True)
-                        slot.writer = SpoolWriter(spool)
+                        slot.writer = SpoolWriter(spool, ops=self._spool_ops)
                         slot.durable_seq = slot.writer.last_seq
                     entry = PendingEntry(key, str(run_dir), str(spool), attach.server, attach.pid)
                     if entry != slot.entry:  # durable before the first ack (see _pending)
@@ -254,35 +276,73 @@ class RunRegistry:
         self._on_frames(slot)
         return Attachment(slot, durable, new_process)
 
-    def append(self, slot: RunSlot, stream: Outbox, frames: Sequence[records_pb2.Frame]) -> int:
-        """Writes the frames above the durable seq (resends are skipped); returns the durable seq.
+    def append(self, slot: RunSlot, stream: Outbox, frames: Sequence[records_pb2.Frame]) -> Appended:
+        """Writes the frames above the durable seq (resends are skipped); returns what to ack.
 
-        A batch holding a Finish is fsynced before this returns. Raises StreamRefused on a gap, when
-        ``stream`` was replaced by a newer attach, or when the spool cannot be written.
+        A spool ending with a Finish is fsynced before its Finish is acked. A write or fsync the disk
+        refuses is not an error of the stream: it is answered with the durable seq and the reason (see
+        the module doc). Raises StreamRefused on a gap the daemon did not cause, or when ``stream`` was
+        replaced by a newer attach.
         """
-        items = [(frame.seq, frame.record) for frame in frames]
+        items = [(frame.seq, frame.record, frame.rows or history_rows(frame.record)) for frame in frames]
         with slot.lock:
             writer = slot.writer
             if slot.stream is not stream or writer is None:
                 raise StreamRefused(f"run {slot.key} was attached again", grpc.StatusCode.ABORTED)
             held = writer.last_seq
-            finish = max((seq for seq, payload in items if seq > held and is_finish(payload)), default=0)
+            finish = max((seq for seq, payload, _ in items if seq > held and is_finish(payload)), default=0)
             try:
                 last = writer.append(items)
-                if finish or self._fsync_each_batch:
-                    writer.sync()  # a Finish is acked only once it survives a machine crash
             except SpoolError as exc:
+                if slot.write_error:  # frames sent after ones the disk refused: they come again
+                    return Appended(held, slot.write_error)
                 raise StreamRefused(str(exc), grpc.StatusCode.FAILED_PRECONDITION) from exc
             except OSError as exc:
-                raise StreamRefused(f"cannot write {slot.spool}: {exc}", grpc.StatusCode.INTERNAL) from exc
+                error = self._write_failed(slot, f"cannot write {slot.spool}", exc, held + 1)
+                return Appended(writer.synced_seq if self._fsync_each_batch else held, error)
             if last > held:
                 # finish_seq names a Finish only while it is the last frame: frames after one mean
                 # the run was resumed, and its client may still vanish.
                 slot.finish_seq = finish if finish == last else 0
-            slot.durable_seq = last
+                slot.durable_seq = last
+            acked, error = last, ""
+            if writer.dirty and (slot.finish_seq or self._fsync_each_batch):
+                try:
+                    writer.sync()  # a Finish is acked only once it survives a machine crash
+                except OSError as exc:
+                    acked = writer.synced_seq if self._fsync_each_batch else last - 1
+                    error = self._write_failed(slot, f"cannot fsync {slot.spool}", exc, acked + 1)
+            if not error and slot.write_error:
+                if last < slot.refused_from:  # e.g. an empty batch asking for the ack: still refused
+                    error = slot.write_error
+                else:
+                    log.warning(
+                        "writing %s again after %d failed attempts (%s)",
+                        slot.spool,
+                        slot.write_failures,
+                        slot.write_error,
+                    )
+                    self._ratelog.forget(f"write:{slot.key}")
+                    slot.write_error, slot.write_failures = "", 0
         if last > held:
             self._on_frames(slot)
-        return last
+        return Appended(acked, error)
+
+    def _write_failed(self, slot: RunSlot, what: str, exc: OSError, refused_from: int) -> str:
+        # Slot lock held. One log line per run per interval however often the client retries.
+        error = f"{what}: {exc.strerror or exc}"
+        slot.write_error = error
+        slot.write_failures += 1
+        slot.refused_from = refused_from
+        self._ratelog.log(
+            logging.ERROR,
+            f"write:{slot.key}",
+            "%s; frames of run %s above %d are not acked until it can (its client keeps them)",
+            error,
+            slot.key,
+            slot.durable_seq,
+        )
+        return error
 
     def detach(self, slot: RunSlot, stream: Outbox) -> None:
         """The stream ended. A run left without a Finish is finished as crashed at once if its
@@ -367,12 +427,16 @@ class RunRegistry:
                 if slot.writer is not None:
                     try:
                         slot.writer.sync()
-                    except OSError as exc:
-                        log.error("cannot fsync %s: %s", slot.spool, exc)
+                    except OSError as exc:  # stays dirty: the next tick tries again
+                        self._ratelog.log(
+                            logging.ERROR, f"fsync:{slot.key}", "cannot fsync %s: %s", slot.spool, exc
+                        )
             try:
                 slot.own.fsync()
             except OSError as exc:
-                log.error("cannot fsync %s: %s", slot.own.path, exc)
+                self._ratelog.log(
+                    logging.ERROR, f"fsync-own:{slot.key}", "cannot fsync %s: %s", slot.own.path, exc
+                )
 
     def retire_if_done(self, slot: RunSlot) -> bool:
         """Lets go of a run whose Finish and everything before it are synced, with no client."""
@@ -413,7 +477,10 @@ class RunRegistry:
         # Registry lock held; the slot is finished and synced (or being replaced after that).
         del self._slots[slot.key]
         if slot.writer is not None:
-            slot.writer.close()
+            try:
+                slot.writer.close()
+            except OSError as exc:  # closed all the same; its frames are synced to the store
+                log.error("cannot close %s: %s", slot.spool, exc)
             slot.writer = None
         self._close_own(slot)
         self._pending.remove(slot.key)
@@ -437,10 +504,17 @@ class RunRegistry:
         seq = writer.last_seq + 1
         try:
             writer.append([(seq, crashed_finish(slot.pid, self._wall_clock()))])
-            writer.sync()
         except (OSError, SpoolError) as exc:
-            log.error("cannot finish run %s as crashed: %s", slot.key, exc)
+            # Still watched: the pid watcher tries again on its next tick, once the disk takes it.
+            slot.watching = True
+            self._ratelog.log(
+                logging.ERROR, f"crash:{slot.key}", "cannot finish run %s as crashed: %s", slot.key, exc
+            )
             return False
         slot.finish_seq = slot.durable_seq = seq
+        try:
+            writer.sync()
+        except OSError as exc:  # the Finish is in the spool; the fsync ticker tries again
+            self._ratelog.log(logging.ERROR, f"fsync:{slot.key}", "cannot fsync %s: %s", slot.spool, exc)
         log.info("run %s: training process %d vanished; finished it as crashed", slot.key, slot.pid)
         return True

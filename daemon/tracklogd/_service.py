@@ -6,6 +6,7 @@ queue lets other threads (heartbeats forwarding a stop, a newer attach replacing
 the stream too. What the daemon makes for a run (system metrics, metadata) never goes on the stream:
 it goes to the daemon's own spool of the run (``_capture``). Invariants: the reader thread
 never raises; every path through it ends the reply queue, so the handler thread never waits forever.
+A spool the disk cannot write does not end the stream: acks carry the error (see ``_runs``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
         slot: RunSlot | None = None
         url = ""
         acked_at = float("-inf")  # when this stream's last ack went out
+        acked_error = ""  # the error that ack carried
         metadata_pid: int | None = None  # the client whose metadata is captured after the first ack
         try:
             for message in requests:
@@ -112,18 +114,16 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
                         self._capture.attached(slot, message.attach.pid)
                         metadata_pid = message.attach.pid if metadata else None
                 elif kind == "frames" and slot is not None:
-                    durable = self._registry.append(slot, outbox, message.frames.frames)
+                    durable, error = self._registry.append(slot, outbox, message.frames.frames)
                     if not url and (url := self._run_url(slot)):  # the store answered since Attach
                         outbox.send(daemon_pb2.DaemonMessage(links=daemon_pb2.RunLinks(url=url)))
-                    now = self._clock()
-                    if message.frames.ack or slot.finish_seq or now - acked_at >= self._ack_interval:
-                        acked_at = now
-                        outbox.send(daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable)))
-                    if slot.finish_seq and self._capture is not None:  # after the Finish's ack
-                        self._capture.run_ended(slot)  # its last window; idempotent
-                    if metadata_pid is not None and self._capture is not None:
-                        self._capture.begin_metadata(slot, metadata_pid)  # after init()'s ack
-                        metadata_pid = None
+                    asked = message.frames.ack or bool(slot.finish_seq)
+                    if self._ack_due(asked, error, acked_error, acked_at):
+                        acked_at, acked_error = self._clock(), error
+                        ack = daemon_pb2.Ack(durable_seq=durable, error=error)
+                        outbox.send(daemon_pb2.DaemonMessage(ack=ack))
+                    self._after_frames(slot, metadata_pid)
+                    metadata_pid = None
                 else:
                     reason = (
                         "Attach sent twice on one stream"
@@ -147,6 +147,22 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
             if slot is not None and slot.finish_seq and self._capture is not None:
                 self._capture.run_ended(slot)  # e.g. re-attached after its Finish, sent nothing new
             outbox.end()
+
+    def _after_frames(self, slot: RunSlot, metadata_pid: int | None) -> None:
+        """After a batch and its ack: a Finish ends the run's sampling (its last window;
+        idempotent), and the first batch after init()'s ack begins the metadata capture."""
+        if self._capture is None:
+            return
+        if slot.finish_seq:
+            self._capture.run_ended(slot)
+        if metadata_pid is not None:
+            self._capture.begin_metadata(slot, metadata_pid)
+
+    def _ack_due(self, asked: bool, error: str, acked_error: str, acked_at: float) -> bool:
+        """Whether a batch's ack goes out now: asked for (or a Finish), a change of the write error
+        (the disk refused, or takes frames again: the client resends on an error and stops warning
+        without one), or a held ack about ``ack_interval`` old."""
+        return asked or error != acked_error or self._clock() - acked_at >= self._ack_interval
 
     def Status(
         self, request: daemon_pb2.StatusRequest, context: grpc.ServicerContext

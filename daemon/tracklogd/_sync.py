@@ -6,6 +6,11 @@ after every acked request, so a push interrupted anywhere resumes where the serv
 applies each (run, seq) at most once, so resending a batch whose ack was lost duplicates nothing.
 Every request carries the run's writer token, read from the spool's RunStart: the store accepts a
 run's frames only with it (PERMISSION_DENIED otherwise, a StoreRejected: never retried in a loop).
+
+Damaged frames (``_spool.Damage``) are never skipped silently: in their place the store gets one
+``FramesLost`` record at the first lost seq, alone at the end of its batch, which the store applies
+by noting the loss and continuing the run's seq after the last lost frame. Each damage is logged once
+per ``SpoolSync`` and listed in its ``SyncResult`` (``tracklog sync`` prints them).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from tracklog._spool import MAGIC, FrameAt, SpoolError, read_synced, scan, write_synced
+from tracklog._spool import Damage, FrameAt, Scan, SpoolError, read_synced, scan, write_synced
 from tracklog.v1 import records_pb2, store_pb2
 from tracklogd._errors import SpoolUnusable, StoreRejected
 from tracklogd._ratelimit import RateLimitedLog
@@ -24,7 +30,8 @@ from tracklogd._records import is_finish, ref_key, run_start
 from tracklogd._retry import RetryPolicy
 from tracklogd._store_client import GrpcStoreClient, StoreClient, StoreClientFactory
 
-_ratelog = RateLimitedLog(logging.getLogger(__name__))
+log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
 
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_BATCH_FRAMES = 256
@@ -49,17 +56,24 @@ class SyncResult:
     last_seq: int  # the last frame found in the spool
     frames_sent: int
     finished: bool  # the run's Finish record is on the server
+    damage: tuple[Damage, ...] = ()  # damaged stretches met (and reported to the store) by this sync
+    tail_bytes: int = 0  # bytes after the last good frame with no good frame after them
+    tail_reason: str = ""
 
 
 ProgressCallback = Callable[[SyncProgress], None]
+# What a sync does with each damaged stretch it meets: log it (the daemon), hand it to a callback, or
+# nothing (None: the caller reports ``SyncResult.damage`` itself, as ``tracklog sync`` does).
+DamageReport = Literal["log"] | Callable[[Damage], None] | None
 
 
 class SpoolSync:
     """One spool's sync state. Not thread-safe: one thread pushes a given spool at a time.
 
     Invariant: ``synced`` is the server's applied_through as last acked (also persisted), and
-    ``_offset``, when not None, is the file offset just past frame ``synced`` (where the next batch
-    starts), so steady-state pushes read only new frames; None means "find it by scanning".
+    ``_offset``, when not None, is a file offset just past frame ``_offset_seq`` <= ``synced`` (where
+    the next batch starts: just past frame ``synced`` in the steady state), so pushes read only new
+    frames; None means "find it by scanning".
     """
 
     def __init__(
@@ -71,8 +85,10 @@ class SpoolSync:
         max_batch_frames: int = MAX_BATCH_FRAMES,
         source: store_pb2.Source.ValueType = store_pb2.SOURCE_CLIENT,
         token_spool: str | Path | None = None,
+        on_damage: DamageReport = "log",
     ) -> None:
         self.spool = Path(spool)
+        self._on_damage = on_damage  # once per damaged stretch met: "log", a callback, or None
         # Where the run's writer token is read (its first frame, the RunStart): this spool, or for
         # the daemon's own spool, which has no RunStart, the client's spool beside it.
         self._token_spool = self.spool if token_spool is None else Path(token_spool)
@@ -85,9 +101,13 @@ class SpoolSync:
         self.last_seq = 0  # the highest seq read from the spool so far
         self.frames_sent = 0  # by this object, over all pushes
         self.bytes_sent = 0
+        self.damage: dict[tuple[int, int], Damage] = {}  # by (offset, first seq): each logged once
+        self.tail_bytes = 0  # as the last scan that reached the end found them
+        self.tail_reason = ""
         self._ref = ref
         self._writer_token: str | None = None  # from the spool's RunStart, once read
         self._offset: int | None = None
+        self._offset_seq = 0  # the seq of the frame just before ``_offset`` (0 at the start)
         self._max_bytes = max_batch_bytes
         self._max_frames = max_batch_frames
 
@@ -95,7 +115,16 @@ class SpoolSync:
     def ref(self) -> records_pb2.RunRef:
         """The run, as given or else read from the spool's RunStart. Raises SpoolUnusable."""
         if self._ref is None:
-            start = self._start()
+            with self._scan(None, 0) as items:
+                first = next((item for item in items if not isinstance(item, Damage) or item.frames), None)
+            if isinstance(first, Damage):
+                self._met(first)
+                raise SpoolUnusable(
+                    f"{self.spool}: frame 1, the run's start record, is damaged ({first.reason}); a run "
+                    "the store does not know cannot be created without it, so nothing was sent and the "
+                    "spool is kept as it is"
+                )
+            start = run_start(first.payload) if first is not None and first.seq == 1 else None
             if start is None:
                 raise SpoolUnusable(f"{self.spool} does not begin with a run start record")
             self._ref = records_pb2.RunRef()
@@ -116,17 +145,27 @@ class SpoolSync:
     def _start(self, spool: Path | None = None) -> records_pb2.RunStart | None:
         if spool is not None and spool != self.spool and not spool.exists():
             return None  # the client's spool is not there (yet): no token to send for now
-        with _ScanIter(spool or self.spool, len(MAGIC)) as frames:
-            first = next(frames, None)
-        return run_start(first.payload) if first is not None and first.seq == 1 else None
+        with _ScanIter(spool or self.spool, None, 0) as items:
+            first = next(items, None)
+        # A damaged frame 1 holds no token to read: the store then refuses the run's later frames
+        # (reported, never retried in a loop) rather than accept them from anyone.
+        if first is None or isinstance(first, Damage) or first.seq != 1:
+            return None
+        return run_start(first.payload)
 
     @property
     def done(self) -> bool:
         """The run's Finish record and everything before it are on the server."""
         return self.finish_seq > 0 and self.synced >= self.finish_seq
 
-    def push(self, client: StoreClient, progress: ProgressCallback | None = None) -> int:
+    def push(
+        self, client: StoreClient, progress: ProgressCallback | None = None, *, upto: int | None = None
+    ) -> int:
         """Sends every complete frame after the high-water mark, in batches; returns how many.
+
+        ``upto``: send no frame above this seq. The daemon passes the seq its writer has acked, so
+        that a frame of a write that failed part way (whole on disk for a moment, then cut back) is
+        never sent ahead of the writer.
 
         Raises StoreError from the client (state stays consistent: call again to resume),
         StoreRejected when the server refuses frames that continue what it holds, SpoolUnusable.
@@ -136,10 +175,10 @@ class SpoolSync:
         while True:
             if self._offset is None:
                 self.locate()
-            frames, end, size = self._next_batch()
+            frames, end, size, last = self._next_batch(upto)
             if not frames:
                 return sent
-            first, last = frames[0].seq, frames[-1].seq
+            first = frames[0].seq
             response = client.ingest(ref, frames, self.writer_token, self.source)
             applied = response.applied_through
             self.waiting = False
@@ -149,6 +188,11 @@ class SpoolSync:
                     # applied yet (the client's spool goes first; it may be parked or offline).
                     self.waiting = True
                     return sent
+                if applied == 0 and first == 1 and frames[0].record[:1] == _LOST_TAG:
+                    raise StoreRejected(
+                        f"frame 1 of {self.spool}, the start record of run {ref_key(ref)}, is damaged and "
+                        "the store does not know the run: it cannot be created; the spool is kept"
+                    )
                 if applied == self.synced:  # ... or a refusal of frames that continue it exactly
                     raise StoreRejected(
                         f"the server refused frames {first}-{last} of {ref_key(ref)}, which continue "
@@ -156,19 +200,19 @@ class SpoolSync:
                     )
                 self._offset = None  # resend from applied + 1, wherever that is in the spool
             elif response.accepted and applied == last:
-                self._offset = end
+                self._offset, self._offset_seq = end, last
                 sent += len(frames)
                 self.frames_sent += len(frames)
                 self.bytes_sent += size
             else:
                 self._offset = None
-            self.synced = applied
-            try:
+            try:  # persisted before ``synced`` moves: whoever sees the run synced finds the mark
                 write_synced(self.spool, applied)
             except OSError as exc:  # the mark only saves resending: the server drops duplicates
                 _ratelog.warning(
                     f"hwm:{self.spool}", "cannot record sync progress of %s: %s", self.spool, exc
                 )
+            self.synced = applied
             if progress is not None:
                 progress(SyncProgress(ref_key(ref), applied, self.frames_sent, self.bytes_sent))
 
@@ -180,39 +224,82 @@ class SpoolSync:
             max(self.last_seq, self.synced),
             self.frames_sent,
             self.done,
+            tuple(self.damage.values()),
+            self.tail_bytes,
+            self.tail_reason,
         )
 
-    def _scan(self, start: int) -> _ScanIter:
-        return _ScanIter(self.spool, start)
+    def _scan(self, start: int | None, after_seq: int) -> _ScanIter:
+        return _ScanIter(self.spool, start, after_seq)
+
+    def _met(self, damage: Damage) -> None:
+        key = (damage.start, damage.first_seq)
+        if key not in self.damage:
+            self.damage[key] = damage
+            if self._on_damage == "log":
+                log.warning("damaged spool %s: %s", self.spool, damage.describe())
+            elif callable(self._on_damage):
+                self._on_damage(damage)
 
     def locate(self, to_end: bool = False) -> None:
         """Finds where the next push starts (just past frame ``synced``). With ``to_end``, reads on
         to the last frame, so that ``last_seq`` and ``finish_seq`` describe the whole spool."""
-        offset = len(MAGIC)
-        with self._scan(offset) as frames:
-            for frame in frames:
-                if frame.seq <= self.synced:
-                    offset = frame.end
+        offset: int | None = None
+        offset_seq = 0
+        with self._scan(None, 0) as items:
+            for item in items:
+                if isinstance(item, Damage):
+                    self._met(item)
+                    if item.last_seq <= self.synced:  # bytes only, or frames the server holds
+                        offset, offset_seq = item.end, max(offset_seq, item.last_seq)
+                    elif not to_end:
+                        break
+                    self.last_seq = max(self.last_seq, item.last_seq)
+                    self.finish_seq = 0
+                    continue
+                if item.seq <= self.synced:
+                    offset, offset_seq = item.end, item.seq
                 elif not to_end:
                     break
-                self._note(frame.seq, frame.payload)
-        self._offset = offset
+                self._note(item.seq, item.payload)
+            else:
+                self.tail_bytes, self.tail_reason = items.scan.tail_bytes, items.scan.tail_reason
+        self._offset, self._offset_seq = offset, offset_seq
 
-    def _next_batch(self) -> tuple[list[records_pb2.Frame], int, int]:
-        assert self._offset is not None
+    def _next_batch(self, upto: int | None = None) -> tuple[list[records_pb2.Frame], int | None, int, int]:
+        """The next batch after ``synced``: frames, the offset just past them, their bytes, and the
+        last seq they cover (a FramesLost covers several)."""
         batch: list[records_pb2.Frame] = []
-        end, size = self._offset, 0
-        with self._scan(self._offset) as frames:
-            for frame in frames:
-                if batch and (len(batch) >= self._max_frames or size + len(frame.payload) > self._max_bytes):
+        end, size, through = self._offset, 0, self.synced
+        with self._scan(self._offset, self._offset_seq) as items:
+            for item in items:
+                if upto is not None and (item.seq if isinstance(item, FrameAt) else item.first_seq) > upto:
                     break
-                end = frame.end
-                self._note(frame.seq, frame.payload)
-                if frame.seq <= self.synced:
+                if isinstance(item, Damage):
+                    self._met(item)
+                    if item.last_seq <= self.synced:
+                        end = item.end  # nothing the store lacks (e.g. a damaged magic)
+                        continue
+                    if batch:
+                        break  # a FramesLost ends a batch of its own
+                    first = max(item.first_seq, self.synced + 1)
+                    batch.append(records_pb2.Frame(seq=first, record=lost_record(item, first)))
+                    end, through = item.end, item.last_seq
+                    self.last_seq = max(self.last_seq, item.last_seq)
+                    self.finish_seq = 0
+                    break
+                if batch and (len(batch) >= self._max_frames or size + len(item.payload) > self._max_bytes):
+                    break
+                end = item.end
+                self._note(item.seq, item.payload)
+                if item.seq <= self.synced:
                     continue
-                batch.append(records_pb2.Frame(seq=frame.seq, record=frame.payload))
-                size += len(frame.payload)
-        return batch, end, size
+                batch.append(records_pb2.Frame(seq=item.seq, record=item.payload, rows=item.rows))
+                size += len(item.payload)
+                through = item.seq
+            else:
+                self.tail_bytes, self.tail_reason = items.scan.tail_bytes, items.scan.tail_reason
+        return batch, end, size, through
 
     def _note(self, seq: int, payload: bytes) -> None:
         # Frames are noted in seq order, so finish_seq ends up naming a Finish only if it is the
@@ -222,28 +309,47 @@ class SpoolSync:
             self.finish_seq = seq if is_finish(payload) else 0
 
 
+def lost_record(damage: Damage, first_seq: int) -> bytes:
+    """The FramesLost record sent at ``first_seq`` in place of the frames ``damage`` lost from it."""
+    whole = first_seq == damage.first_seq  # else the store holds the first few: their rows are unknown
+    lost = records_pb2.FramesLost(
+        file=damage.file,
+        first_seq=first_seq,
+        last_seq=damage.last_seq,
+        rows=damage.rows if whole else 0,
+        rows_known=damage.rows_known and whole,
+        bytes=damage.bytes,
+        reason=damage.reason,
+    )
+    return records_pb2.Record(lost=lost).SerializeToString()
+
+
+_LOST_TAG = bytes([(12 << 3) | 2])  # a serialized Record holding FramesLost starts with this tag
+
+
 class _ScanIter:
     """``_spool.scan`` as a context manager that closes the file, with OS and format errors turned
     into SpoolUnusable."""
 
-    def __init__(self, spool: Path, start: int) -> None:
+    def __init__(self, spool: Path, start: int | None, after_seq: int) -> None:
         self._spool = spool
-        self._frames = scan(spool, start)
+        try:
+            self.scan: Scan = scan(spool, start, after_seq)
+        except (OSError, SpoolError) as exc:
+            raise SpoolUnusable(f"cannot read {self._spool}: {exc}") from exc
 
     def __enter__(self) -> _ScanIter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        close = getattr(self._frames, "close", None)  # a generator: closing it closes the file
-        if close is not None:
-            close()
+        self.scan.close()
 
     def __iter__(self) -> _ScanIter:
         return self
 
-    def __next__(self) -> FrameAt:
+    def __next__(self) -> FrameAt | Damage:
         try:
-            return next(self._frames)
+            return next(self.scan)
         except (OSError, SpoolError) as exc:
             raise SpoolUnusable(f"cannot read {self._spool}: {exc}") from exc
 
@@ -257,15 +363,17 @@ def sync_spool(
     retry: RetryPolicy = CLI_RETRY,
     stop: threading.Event | None = None,
     client_factory: StoreClientFactory = GrpcStoreClient,
+    on_damage: DamageReport = "log",
 ) -> SyncResult:
     """Pushes every frame of one spool that the store at ``server_target`` does not hold yet.
 
     Resumable and idempotent: run it again after any failure, or on a spool that is still growing.
     The run is read from the spool's RunStart unless ``ref`` is given. Retries transient failures per
     ``retry``; raises StoreUnavailable when the server stays away, StoreRejected when it refuses the
-    data, SpoolUnusable when the spool cannot be read.
+    data, SpoolUnusable when the spool cannot be read. Damage met is passed to ``on_damage`` once
+    each (by default logged; None when the caller reports ``SyncResult.damage`` itself).
     """
-    sync = SpoolSync(spool_path, ref)
+    sync = SpoolSync(spool_path, ref, on_damage=on_damage)
     client = client_factory(server_target)
     try:
         retry.call(lambda: sync.push(client, progress), stop=stop or threading.Event())

@@ -159,7 +159,7 @@ class _Worker:
             if loop.stop.is_set():
                 raise StoreUnavailable("stopping")
             try:
-                slot.sync.push(client)
+                slot.sync.push(client, upto=slot.durable_seq)
                 # The daemon's own frames of the run go once the store holds its RunStart (seq 1).
                 if slot.sync.synced and slot.own.unsynced():
                     slot.own.sync.push(client)

@@ -101,6 +101,12 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval:
     return True
 
 
+def _through(frame: records_pb2.Frame) -> int:
+    """The last seq a frame accounts for: its own, or the last of the frames a FramesLost reports."""
+    record = records_pb2.Record.FromString(frame.record) if frame.record[:1] == b"\x62" else None
+    return record.lost.last_seq if record is not None and record.WhichOneof("kind") == "lost" else frame.seq
+
+
 class FakeStore(store_pb2_grpc.StoreServicer):
     """An in-memory store with the real ingest contract. Thread-safe.
 
@@ -119,6 +125,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         self.heartbeats: list[list[str]] = []
         self._applied: dict[str, list[records_pb2.Frame]] = {}
         self._daemon_applied: dict[str, list[records_pb2.Frame]] = {}  # SOURCE_DAEMON frames
+        self._last: dict[str, int] = {}  # applied_through per run (past the seqs a FramesLost covers)
         self._cond = threading.Condition()
 
     # -- inspection --------------------------------------------------------------------------------
@@ -146,7 +153,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
     def wait_for_seq(self, key: str, seq: int, timeout: float = 10.0) -> bool:
         """Waits until frame ``seq`` of run ``key`` is applied."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._applied.get(key, [])) >= seq, timeout)
+            return self._cond.wait_for(lambda: self._last.get(key, 0) >= seq, timeout)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Waits until ``condition()`` holds; it is re-checked after every call the store receives."""
@@ -158,6 +165,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         with self._cond:
             self._applied.pop(key, None)
             self._daemon_applied.pop(key, None)
+            self._last.pop(key, None)
 
     # -- the Store service -------------------------------------------------------------------------
 
@@ -169,24 +177,34 @@ class FakeStore(store_pb2_grpc.StoreServicer):
             self.requests.append(request)
             self._cond.notify_all()
             code = self._failure(key)
-            seqs = [frame.seq for frame in request.frames]
-            if code is None and seqs and seqs != list(range(seqs[0], seqs[0] + len(seqs))):
-                code = grpc.StatusCode.INVALID_ARGUMENT  # frames must be ascending without gaps
+            previous = 0
+            for frame in request.frames:  # ascending without gaps (a FramesLost covers its range)
+                if code is None and previous and frame.seq != previous + 1:
+                    code = grpc.StatusCode.INVALID_ARGUMENT
+                previous = _through(frame)
         if code is not None:
             context.abort(code, f"FakeStore fails this ingest with {code.name}")
         with self._cond:
             if request.source == store_pb2.SOURCE_DAEMON:
                 if not self._applied.get(key):  # the store does not know the run yet
                     return store_pb2.IngestResponse(accepted=False, applied_through=0)
-                held = self._daemon_applied.setdefault(key, [])
-            else:
-                held = self._applied.setdefault(key, [])
-            new = [frame for frame in request.frames if frame.seq > len(held)]
-            if new and new[0].seq != len(held) + 1:
-                return store_pb2.IngestResponse(accepted=False, applied_through=len(held))
+                own = self._daemon_applied.setdefault(key, [])
+                fresh = [frame for frame in request.frames if frame.seq > len(own)]
+                if fresh and fresh[0].seq != len(own) + 1:
+                    return store_pb2.IngestResponse(accepted=False, applied_through=len(own))
+                own.extend(fresh)
+                self._cond.notify_all()
+                return store_pb2.IngestResponse(accepted=True, applied_through=len(own))
+            held = self._applied.setdefault(key, [])
+            last = self._last.get(key, 0)
+            new = [frame for frame in request.frames if frame.seq > last]
+            if new and new[0].seq != last + 1:
+                return store_pb2.IngestResponse(accepted=False, applied_through=last)
             held.extend(new)
+            if new:
+                self._last[key] = _through(new[-1])
             self._cond.notify_all()
-            return store_pb2.IngestResponse(accepted=True, applied_through=len(held))
+            return store_pb2.IngestResponse(accepted=True, applied_through=self._last.get(key, 0))
 
     def Heartbeat(
         self, request: store_pb2.HeartbeatRequest, context: grpc.ServicerContext
@@ -251,7 +269,11 @@ class FakeStore(store_pb2_grpc.StoreServicer):
                 view.state, view.exit_code = record.finish.state, record.finish.exit_code
             elif kind == "history":
                 view.history_rows += len(records_pb2.HistoryBatch.FromString(record.history).steps) // 8
-            view.last_seq += 1
+            elif kind == "lost":
+                view.rows_lost += record.lost.rows
+                view.problems.append(f"frames {record.lost.first_seq}-{record.lost.last_seq} lost")
+        with self._cond:
+            view.last_seq = self._last.get(key, 0)
         return view
 
     def ListRuns(
@@ -404,13 +426,17 @@ class RunStreamClient:
     def send(self, batch: Sequence[tuple[int, bytes]]) -> int:
         """Sends one batch, asking for its ack, and returns the durable seq of the ack. Raises
         AssertionError when the stream ends instead (``error`` says why)."""
+        return self.send_for_ack(batch).durable_seq
+
+    def send_for_ack(self, batch: Sequence[tuple[int, bytes]]) -> daemon_pb2.Ack:
+        """Sends one batch, asking for its ack, and returns the ack (with its error, if any)."""
         self.send_nowait(batch)
         while True:
             reply = self.next_reply()
             if reply is None:
                 raise AssertionError(f"the stream ended before the ack: {self.error!r}")
             if reply.WhichOneof("kind") == "ack":
-                return reply.ack.durable_seq
+                return reply.ack
 
     def next_reply(self, timeout: float | None = None) -> daemon_pb2.DaemonMessage | None:
         """The next message from the daemon; None when the stream has ended."""

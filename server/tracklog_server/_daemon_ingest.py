@@ -36,10 +36,12 @@ from ._entities import IngestResult, RunKey
 from ._errors import InvalidInputError
 from ._ingest import _dumps_doc, check_writer, lock_run
 from ._limits import MAX_RECORD_BYTES
-from ._records import EmptyOp
+from ._records import EmptyOp, LostOp, decode_lost
 
-DaemonOp = SystemOp | MetadataOp | FileOp | EmptyOp
-DAEMON_KINDS = frozenset({"system", "metadata", "file"})
+DaemonOp = SystemOp | MetadataOp | FileOp | LostOp | EmptyOp
+# "lost": frames of the daemon's spool a reader could not read (damage on disk), reported in their
+# place as for the client's spool; the next frame continues after the lost range.
+DAEMON_KINDS = frozenset({"system", "metadata", "file", "lost"})
 
 
 def decode_daemon_frames(frames: Sequence[tuple[int, bytes]]) -> list[tuple[int, DaemonOp]]:
@@ -52,7 +54,6 @@ def decode_daemon_frames(frames: Sequence[tuple[int, bytes]]) -> list[tuple[int,
             raise InvalidInputError("frame seq must be 1 or more")
         if previous and seq != previous + 1:
             raise InvalidInputError(f"frame seqs must be consecutive; {seq} follows {previous}")
-        previous = seq
         if len(payload) > MAX_RECORD_BYTES:
             limit = MAX_RECORD_BYTES
             raise InvalidInputError(f"frame {seq}: record is {len(payload)} bytes; the limit is {limit}")
@@ -63,15 +64,18 @@ def decode_daemon_frames(frames: Sequence[tuple[int, bytes]]) -> list[tuple[int,
         kind = record.WhichOneof("kind")
         if kind not in DAEMON_KINDS:
             raise InvalidInputError(
-                f"frame {seq}: the daemon's sequence holds only system, metadata and file records, "
-                f"not {kind or 'an empty record'}"
+                f"frame {seq}: the daemon's sequence holds only system, metadata, file and lost "
+                f"records, not {kind or 'an empty record'}"
             )
         try:
-            op = decode_capture(record, kind)
+            op = decode_lost(record.lost) if kind == "lost" else decode_capture(record, kind)
+            if isinstance(op, LostOp) and op.first_seq != seq:
+                raise InvalidInputError(f"FramesLost from seq {op.first_seq} must be sent at that seq")
         except InvalidInputError as exc:
             raise InvalidInputError(f"frame {seq}: {exc}") from exc
-        assert op is None or isinstance(op, SystemOp | MetadataOp | FileOp)  # by its kind
+        assert op is None or isinstance(op, SystemOp | MetadataOp | FileOp | LostOp)  # by its kind
         out.append((seq, EmptyOp() if op is None else op))
+        previous = op.last_seq if isinstance(op, LostOp) else seq
     return out
 
 
@@ -96,6 +100,8 @@ def apply_daemon_frames(
             capture.system(-seq, op)  # negated: never the seq of a client frame (see above)
         elif isinstance(op, FileOp):
             capture.file(op)
+        elif isinstance(op, LostOp):
+            run.note_problem(op.problem, op.rows)
         elif isinstance(op, MetadataOp) and op.items:
             if metadata is None:
                 metadata = json.loads(run.metadata_json)
@@ -103,6 +109,7 @@ def apply_daemon_frames(
     capture.flush()  # first: it may still refuse the batch (a file chunk out of order)
     if metadata is not None:
         run.metadata_json = _dumps_doc(metadata, "metadata")
-    run.daemon_seq = fresh[-1][0]
+    last_seq, last_op = fresh[-1]
+    run.daemon_seq = last_op.last_seq if isinstance(last_op, LostOp) else last_seq
     run.save(conn)
     return IngestResult(True, run.daemon_seq)

@@ -46,13 +46,16 @@ from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
 from ._records import (
     ColumnChunk,
     ConfigOp,
+    DroppedOp,
     EmptyOp,
     FinishOp,
     HistoryOp,
+    LostOp,
     Op,
     StartOp,
     SummaryOp,
     UpdateOp,
+    through,
 )
 
 
@@ -168,7 +171,7 @@ def apply_frames(
         run = _create_run(conn, first_op, now, writer)
         fresh = fresh[1:]
     _Applier(conn, run, now).apply(fresh)
-    run.last_seq = frames[-1][0]
+    run.last_seq = through(*frames[-1])  # past the frames a trailing FramesLost accounts for
     run.save(conn)
     return IngestResult(True, run.last_seq)
 
@@ -255,6 +258,8 @@ class _Applier:
             elif isinstance(op, TimingOp):
                 self.run.runtime = op.runtime
                 self.run.tracked_seconds = op.tracked_seconds
+            elif isinstance(op, LostOp | DroppedOp):
+                self.run.note_problem(op.problem, op.rows)
             else:
                 assert isinstance(op, EmptyOp)
         self.capture.flush()  # first: it may still refuse the batch (a file chunk out of order)

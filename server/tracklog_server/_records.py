@@ -171,16 +171,47 @@ class FinishOp:
 
 
 @dataclass(frozen=True, slots=True)
+class LostOp:
+    """Frames a reader could not read from a damaged spool (``FramesLost``), reported at the first
+    lost seq: the store notes the loss and continues the run's seq after ``last_seq``."""
+
+    first_seq: int
+    last_seq: int
+    rows: int
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedOp:
+    """Records the training process could not keep (``RecordsDropped``): noted, as a loss."""
+
+    rows: int
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
 class EmptyOp:
     """A record that changes nothing (a history or system batch without rows); its seq still counts."""
 
 
-Op = StartOp | HistoryOp | ConfigOp | SummaryOp | UpdateOp | FinishOp | EmptyOp | CaptureOp
+Op = (
+    StartOp
+    | HistoryOp
+    | ConfigOp
+    | SummaryOp
+    | UpdateOp
+    | FinishOp
+    | EmptyOp
+    | CaptureOp
+    | LostOp
+    | DroppedOp
+)
 _CAPTURE_KINDS = frozenset({"system", "metadata", "output", "file", "timing"})
 
 
 def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tuple[int, Op]]:
-    """Decodes ``(seq, serialized Record)`` pairs; seqs must be consecutive and start at 1 or more."""
+    """Decodes ``(seq, serialized Record)`` pairs; seqs must be consecutive and start at 1 or more
+    (a FramesLost at seq s covering s..t is followed by t + 1)."""
     out: list[tuple[int, Op]] = []
     previous = 0
     for seq, payload in frames:
@@ -188,12 +219,20 @@ def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tupl
             raise InvalidInputError("frame seq must be 1 or more")
         if previous and seq != previous + 1:
             raise InvalidInputError(f"frame seqs must be consecutive; {seq} follows {previous}")
-        previous = seq
         try:
-            out.append((seq, decode_record(key, payload)))
+            op = decode_record(key, payload)
+            if isinstance(op, LostOp) and op.first_seq != seq:
+                raise InvalidInputError(f"FramesLost from seq {op.first_seq} must be sent at that seq")
         except InvalidInputError as exc:
             raise InvalidInputError(f"frame {seq}: {exc}") from exc
+        out.append((seq, op))
+        previous = through(seq, op)
     return out
+
+
+def through(seq: int, op: Op) -> int:
+    """The last seq that the op at ``seq`` accounts for (more than one for lost frames)."""
+    return op.last_seq if isinstance(op, LostOp) else seq
 
 
 def decode_record(key: RunKey, payload: bytes) -> Op:
@@ -220,6 +259,10 @@ def decode_record(key: RunKey, payload: bytes) -> Op:
     if kind in _CAPTURE_KINDS:
         op = decode_capture(record, kind)
         return EmptyOp() if op is None else op
+    if kind == "lost":
+        return decode_lost(record.lost)
+    if kind == "dropped":
+        return _decode_dropped(record.dropped)
     raise InvalidInputError("record has no content (unknown or missing kind)")
 
 
@@ -245,6 +288,30 @@ def _decode_start(key: RunKey, start: records_pb2.RunStart) -> StartOp:
         offline=start.offline,
         resume=start.resume,
     )
+
+
+def decode_lost(lost: records_pb2.FramesLost) -> LostOp:
+    file = check_text(lost.file, "the file of lost frames")
+    reason = check_text(lost.reason, "the reason frames were lost")
+    if lost.first_seq < 1 or lost.last_seq < lost.first_seq:
+        raise InvalidInputError(f"lost frames {lost.first_seq}-{lost.last_seq} are not a range of seqs")
+    count = lost.last_seq - lost.first_seq + 1
+    span = f"frame {lost.first_seq}" if count == 1 else f"frames {lost.first_seq}-{lost.last_seq}"
+    if lost.rows_known:
+        rows = f"{lost.rows:,} history rows"
+    else:
+        rows = f"at least {lost.rows:,} history rows" if lost.rows else "an unknown number of history rows"
+    problem = f"{span} of {file} lost to damage on disk ({rows}, {lost.bytes:,} bytes): {reason}"
+    return LostOp(lost.first_seq, lost.last_seq, lost.rows, problem)
+
+
+def _decode_dropped(dropped: records_pb2.RecordsDropped) -> DroppedOp:
+    reason = check_text(dropped.reason, "the reason records were dropped")
+    problem = (
+        f"the training process dropped {dropped.rows:,} history rows and {dropped.records:,} other "
+        f"records: {reason}"
+    )
+    return DroppedOp(dropped.rows, problem)
 
 
 def _decode_update(update: records_pb2.RunUpdate) -> UpdateOp:

@@ -21,7 +21,7 @@ from tests.daemon.helpers import (
     StartTrainer,
     system_values,
 )
-from tracklog._spool import scan
+from tracklog._spool import frames as spool_frames
 from tracklog.v1 import daemon_pb2, records_pb2
 from tracklogd import DaemonConfig
 from tracklogd._capture import Capture
@@ -79,7 +79,7 @@ def own_records(run_dir: Path, run_id: str = "run1") -> list[tuple[int, records_
     path = own_spool_path(run_dir, run_id)
     if not path.exists():
         return []
-    return [(frame.seq, records_pb2.Record.FromString(frame.payload)) for frame in scan(path)]
+    return [(frame.seq, records_pb2.Record.FromString(frame.payload)) for frame in spool_frames(path)]
 
 
 def sampler_threads() -> int:

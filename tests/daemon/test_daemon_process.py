@@ -17,7 +17,8 @@ import pytest
 import tracklogd
 from tests.daemon.helpers import SpawnDaemon, local_server
 from tracklog import _home
-from tracklog._spool import SpoolWriter, scan
+from tracklog._spool import SpoolWriter
+from tracklog._spool import frames as spool_frames
 from tracklog.v1 import records_pb2
 from tracklogd.testing import FakeStoreServer, RunStreamClient, frames, make_ref, wait_until
 
@@ -27,7 +28,9 @@ pytestmark = pytest.mark.slow
 
 
 def spool_records(run_dir: Path) -> list[tuple[int, records_pb2.Record]]:
-    return [(f.seq, records_pb2.Record.FromString(f.payload)) for f in scan(run_dir / "run-run1.tlog")]
+    return [
+        (f.seq, records_pb2.Record.FromString(f.payload)) for f in spool_frames(run_dir / "run-run1.tlog")
+    ]
 
 
 def test_a_second_daemon_for_the_same_home_exits_at_once_without_error(

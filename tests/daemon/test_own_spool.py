@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon.helpers import CLIENT_PID, MakeDaemon, SpawnDaemon
-from tracklog._spool import SpoolWriter, read_synced, scan
+from tracklog._spool import SpoolWriter, read_synced
+from tracklog._spool import frames as spool_frames
 from tracklog.v1 import records_pb2, store_pb2
 from tracklogd import GrpcStoreClient, SpoolSync, StoreRejected, status, sync_own_spool
 from tracklogd._own import own_spool_path
@@ -37,7 +38,11 @@ FAST_ENV = {
 
 def own_frames(run_dir: Path) -> list[tuple[int, records_pb2.Record]]:
     path = own_spool_path(run_dir, "run1")
-    return [(f.seq, records_pb2.Record.FromString(f.payload)) for f in scan(path)] if path.exists() else []
+    return (
+        [(f.seq, records_pb2.Record.FromString(f.payload)) for f in spool_frames(path)]
+        if path.exists()
+        else []
+    )
 
 
 @pytest.mark.slow

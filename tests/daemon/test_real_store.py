@@ -17,7 +17,8 @@ import pytest
 
 from tests.daemon.helpers import CLIENT_PID, DaemonProcess, MakeDaemon, local_server
 from tracklog._cli import main as cli_main
-from tracklog._spool import SpoolWriter, read_synced, scan
+from tracklog._spool import SpoolWriter, read_synced
+from tracklog._spool import frames as spool_frames
 from tracklog.testing import FakeClock, spool_of
 from tracklog.v1 import records_pb2, store_pb2, store_pb2_grpc
 from tracklog_server import RunKey, StoreServer
@@ -186,10 +187,15 @@ class CountingClient(GrpcStoreClient):
     calls: list[tuple[str, str]]
 
     def ingest(
-        self, ref: records_pb2.RunRef, frames: Sequence[records_pb2.Frame], writer_token: str = ""
+        self,
+        ref: records_pb2.RunRef,
+        frames: Sequence[records_pb2.Frame],
+        writer_token: str = "",
+        source: store_pb2.Source.ValueType = store_pb2.SOURCE_CLIENT,
     ) -> store_pb2.IngestResponse:
-        self.calls.append((ref.id, writer_token))
-        return super().ingest(ref, frames, writer_token)
+        if source == store_pb2.SOURCE_CLIENT:  # the run's own frames (not the daemon's records)
+            self.calls.append((ref.id, writer_token))
+        return super().ingest(ref, frames, writer_token, source)
 
 
 def taken_by_another_writer(store: StoreServer, ref: records_pb2.RunRef) -> None:
@@ -240,7 +246,7 @@ def test_the_daemon_syncs_with_the_runs_writer_token_and_a_refusal_is_logged_onc
     view = get_run(target, taken)
     assert view is not None
     assert view.last_seq == 1  # the other writer's run, untouched
-    assert [frame.seq for frame in scan(spool_of(tmp_path / "t"))] == [1, 2, 3, 4]  # kept
+    assert [frame.seq for frame in spool_frames(spool_of(tmp_path / "t"))] == [1, 2, 3, 4]  # kept
 
 
 def test_tracklog_sync_of_a_run_held_by_another_writer_exits_non_zero_with_the_reason(
@@ -262,4 +268,4 @@ def test_tracklog_sync_of_a_run_held_by_another_writer_exits_non_zero_with_the_r
     assert "PERMISSION_DENIED" in err
     assert "accepts frames only from its writer" in err
     assert read_synced(writer.path) == 0
-    assert [frame.seq for frame in scan(writer.path)] == [1, 2, 3]
+    assert [frame.seq for frame in spool_frames(writer.path)] == [1, 2, 3]

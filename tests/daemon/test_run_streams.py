@@ -12,7 +12,7 @@ import pytest
 
 from tests.daemon.helpers import CLIENT_PID, MakeDaemon
 from tracklog import _home
-from tracklog._spool import scan
+from tracklog._spool import frames as spool_frames
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2
 from tracklogd.testing import (
     FakePids,
@@ -30,11 +30,11 @@ KEY = "me/proj/run1"
 
 
 def spool_seqs(run_dir: Path, run_id: str = "run1") -> list[int]:
-    return [frame.seq for frame in scan(run_dir / f"run-{run_id}.tlog")]
+    return [frame.seq for frame in spool_frames(run_dir / f"run-{run_id}.tlog")]
 
 
 def spool_records(run_dir: Path, run_id: str = "run1") -> list[records_pb2.Record]:
-    return [records_pb2.Record.FromString(f.payload) for f in scan(run_dir / f"run-{run_id}.tlog")]
+    return [records_pb2.Record.FromString(f.payload) for f in spool_frames(run_dir / f"run-{run_id}.tlog")]
 
 
 def client_for(target: str, run_dir: Path, run_id: str = "run1", **kwargs: object) -> RunStreamClient:

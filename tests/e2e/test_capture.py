@@ -13,7 +13,7 @@ import pytest
 
 import tracklog
 from tests.e2e.conftest import Script, wait_for
-from tracklog._spool import scan
+from tracklog._spool import frames
 from tracklog.testing import read_records
 from tracklog.v1 import records_pb2
 from tracklogd._own import own_spool_path
@@ -222,7 +222,7 @@ def test_the_training_process_never_receives_or_encodes_the_daemons_records(
     assert {record.WhichOneof("kind") for _, record in client}.isdisjoint({"system", "metadata"})
     client_files = {record.file.name for _, record in client if record.WhichOneof("kind") == "file"}
     assert client_files.isdisjoint({"requirements.txt", "diff.patch", "metadata.json"})
-    own = [records_pb2.Record.FromString(frame.payload) for frame in scan(own_spool_path(run_dir, run.id))]
+    own = [records_pb2.Record.FromString(frame.payload) for frame in frames(own_spool_path(run_dir, run.id))]
     kinds = [record.WhichOneof("kind") for record in own]
     assert kinds.count("system") >= 5
     assert kinds.count("metadata") == 1

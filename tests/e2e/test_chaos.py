@@ -34,7 +34,7 @@ SEEDS = [11, 23]
 def _spool_steps(run_dir: Path, run_id: str) -> list[int]:
     """Every history step the run's spool holds, in order: what the daemon acked."""
     steps: list[int] = []
-    for frame in _spool.scan(run_dir / f"run-{run_id}.tlog"):
+    for frame in _spool.frames(run_dir / f"run-{run_id}.tlog"):
         record = records_pb2.Record.FromString(frame.payload)
         if record.WhichOneof("kind") == "history":
             batch = records_pb2.HistoryBatch.FromString(record.history)

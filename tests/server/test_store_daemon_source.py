@@ -26,6 +26,7 @@ from .helpers import (
     system_record,
 )
 from .test_store_capture import StatementCounter
+from .test_store_losses import lost_record
 
 T0 = 1_700_000_000.0
 
@@ -96,7 +97,7 @@ def test_the_daemons_sequence_holds_only_system_metadata_and_file_records(
     store: SqlAlchemyStore, key: RunKey, record: bytes, kind: str
 ) -> None:
     started(store, key)
-    refusal = f"frame 2: .*only system, metadata and file records, not {kind}"
+    refusal = f"frame 2: .*only system, metadata, file and lost records, not {kind}"
     with pytest.raises(InvalidInputError, match=refusal):
         store.ingest_daemon(key, [(1, sample(1)), (2, record)])
     run = store.get_run(key)
@@ -210,3 +211,16 @@ def test_the_daemons_frames_of_a_run_with_a_writer_token_need_that_token(
             store.ingest_daemon(key, daemon_frames(1, 2), writer_token=wrong)
     result = store.ingest_daemon(key, daemon_frames(1, 2), writer_token=token)
     assert (result.accepted, result.applied_through) == (True, 2)
+
+
+def test_frames_of_the_daemons_spool_lost_to_damage_are_noted_and_the_next_frame_follows_them(
+    store: SqlAlchemyStore, key: RunKey
+) -> None:
+    started(store, key)
+    frames = [(1, sample(1)), (2, lost_record(2, 4, 0)), (5, sample(5))]
+    assert store.ingest_daemon(key, frames).applied_through == 5
+    run = store.get_run(key)
+    assert run.daemon_seq == 5
+    assert len(run.problems) == 1
+    assert "frames 2-4" in run.problems[0]
+    assert len(read_system(store, key)) == 2
