@@ -41,9 +41,8 @@ class Config:
             raise TypeError(f"config must be a mapping or argparse.Namespace, got {type(items).__name__}")
         changes: dict[str, Any] = {}
         for key, value in {**(items or {}), **kwargs}.items():
-            if not isinstance(key, str):
-                raise TypeError(f"config keys must be str; got key {key!r} of type {type(key).__name__}")
-            changes[key] = _values.config_value(key, value)
+            name = _values.check_config_key(key)
+            changes[name] = _values.config_value(name, value)
         if not changes:
             return
         self._items.update(changes)
@@ -108,7 +107,7 @@ class Summary:
 
     def update(self, items: Mapping[str, Any]) -> None:
         flat: dict[str, Any] = {}
-        _values.flatten_into(flat, items)
+        _values.flatten_into(flat, items, what="summary")
         self._explicit.update(flat)
         self._emit(records_pb2.Record(summary=records_pb2.SummaryUpdate(items_json=_history.dumps(flat))))
 
@@ -122,6 +121,7 @@ class Summary:
         self.update({key: value})
 
     def __delitem__(self, key: str) -> None:
+        key = _values.check_key(key, "summary")
         self._explicit.pop(key, None)
         self._emit(records_pb2.Record(summary=records_pb2.SummaryUpdate(removed=[key])))
 
