@@ -14,7 +14,8 @@ What the rule guards against, and why:
   times as key ``_timestamp``, and readers add ``_step`` and ``_runtime``).
 * Keys and names hold no NUL character (PostgreSQL's text types cannot store it) and no lone
   surrogate (not encodable as UTF-8, so protobuf cannot send it).
-* Steps are 0 to ``MAX_STEP``: they travel as int64.
+* Steps are 0 to ``MAX_STEP`` (2**63 - 2): they travel as int64, and the store reads rows below an
+  exclusive upper bound that is an int64 too.
 * int values are -(2**63) to 2**64 - 1 (what int64 and uint64 hold). Beyond +-2**53 they travel as
   JSON text, which Python reads and writes only up to a few thousand digits.
 
@@ -25,7 +26,7 @@ text with every non-ASCII character escaped, and come back exactly.
 from __future__ import annotations
 
 MAX_KEY = 256  # characters of a history (or summary) key
-MAX_STEP = 2**63 - 1
+MAX_STEP = 2**63 - 2
 MIN_INT = -(2**63)
 MAX_INT = 2**64 - 1
 RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
@@ -59,7 +60,7 @@ def step_problem(step: int) -> str | None:
     if step < 0:
         return f"must be >= 0, got {step}"
     if step > MAX_STEP:
-        return f"must be at most 2**63 - 1, got {step}"
+        return f"must be at most 2**63 - 2, got {step}"
     return None
 
 

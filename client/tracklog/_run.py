@@ -131,7 +131,7 @@ class Run:
                 raise ValueError(f"log() step {problem}")
         with self._lock:
             if step is None and self._step > _rules.MAX_STEP:
-                raise ValueError("log() has no step left: the last one, 2**63 - 1, is used")
+                raise ValueError("log() has no step left: the last one, 2**63 - 2, is used")
             if step is not None:
                 if step < self._step:
                     self._drop(step)

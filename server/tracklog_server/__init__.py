@@ -19,6 +19,7 @@ from ._entities import (
     MetricSummary,
     OutputLine,
     OutputStream,
+    RefusedRecord,
     Run,
     RunFilter,
     RunKey,
@@ -29,6 +30,7 @@ from ._entities import (
     SystemSnapshot,
 )
 from ._errors import (
+    DataRefusedError,
     InvalidInputError,
     NotFoundError,
     RunFileNotFoundError,
@@ -45,6 +47,7 @@ from ._store import AbstractStore
 __all__ = [
     "AbstractStore",
     "ColumnSlice",
+    "DataRefusedError",
     "FileInfo",
     "HistoryPage",
     "HistoryQuery",
@@ -54,6 +57,7 @@ __all__ = [
     "NotFoundError",
     "OutputLine",
     "OutputStream",
+    "RefusedRecord",
     "Run",
     "RunFileNotFoundError",
     "RunFilter",

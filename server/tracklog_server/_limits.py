@@ -12,7 +12,7 @@ from tracklog._spool import MAX_FRAME_BYTES
 MAX_MESSAGE_BYTES = MAX_FRAME_BYTES + 1024 * 1024
 MAX_RECORD_BYTES = MAX_FRAME_BYTES
 MAX_FRAMES_PER_REQUEST = 100_000
-MAX_SHORT_TEXT = 1024  # name, group, job type, one tag, one history key
+MAX_SHORT_TEXT = 1024  # name, group, job type, one tag (history keys: tracklog._rules.MAX_KEY)
 MAX_TAGS = 1000
 MAX_LONG_TEXT = 4 * 1024 * 1024  # notes, host, run_dir, a finish reason
 MAX_JSON_DOC = 16 * 1024 * 1024  # config, explicit summary (each, after merging)

@@ -141,7 +141,11 @@ class StoreService:
                 f"{len(request.frames)} frames in one request; the limit is {MAX_FRAMES_PER_REQUEST}"
             )
         result = self._store.ingest(key, [(f.seq, f.record) for f in request.frames])
-        return store_pb2.IngestResponse(accepted=result.accepted, applied_through=result.applied_through)
+        return store_pb2.IngestResponse(
+            accepted=result.accepted,
+            applied_through=result.applied_through,
+            refused=[store_pb2.RefusedRecord(seq=r.seq, reason=r.reason) for r in result.refused],
+        )
 
     def heartbeat(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.HeartbeatResponse:
         request = _parse(store_pb2.HeartbeatRequest, data)

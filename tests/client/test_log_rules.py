@@ -79,7 +79,7 @@ def test_a_key_refused_once_stays_refused_on_the_fast_path() -> None:
     assert [r["_step"] for r in _rows(run)] == [0]
 
 
-@pytest.mark.parametrize("step", [2**63, 2**64, -1])
+@pytest.mark.parametrize("step", [2**63 - 1, 2**63, 2**64, -1])
 def test_a_step_outside_int64_is_refused_and_the_run_goes_on(step: int) -> None:
     run = _offline()
     with pytest.raises(ValueError, match=re.escape(str(step))):
@@ -89,7 +89,7 @@ def test_a_step_outside_int64_is_refused_and_the_run_goes_on(step: int) -> None:
     assert [(r["_step"], r["x"]) for r in _rows(run)] == [(0, 2.0)]
 
 
-def test_the_last_int64_step_is_stored_and_a_step_after_it_is_refused() -> None:
+def test_the_last_step_is_stored_and_a_step_after_it_is_refused() -> None:
     run = _offline()
     run.log({"x": 1.0}, step=_rules.MAX_STEP - 1)
     run.log({"x": 2.0}, step=_rules.MAX_STEP)  # commits the row at MAX_STEP - 1
@@ -99,7 +99,7 @@ def test_the_last_int64_step_is_stored_and_a_step_after_it_is_refused() -> None:
             run.log(data)
     run.finish()
     rows = [(r["_step"], r["x"], r.get("y")) for r in _rows(run)]
-    assert rows == [(2**63 - 2, 1.0, None), (2**63 - 1, 2.0, 3.0)]
+    assert rows == [(2**63 - 3, 1.0, None), (2**63 - 2, 2.0, 3.0)]
 
 
 def test_ints_that_int64_or_uint64_hold_are_kept_exactly() -> None:
