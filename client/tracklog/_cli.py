@@ -130,7 +130,12 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
             print(f"{label}: sync failed: {exc}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{label}: synced {result.frames_sent} new frames to {server}")
+        refused = (
+            f"; the server refused {result.refused} of them (see the run's problems)"
+            if result.refused
+            else ""
+        )
+        print(f"{label}: synced {result.frames_sent} new frames to {server}{refused}")
     return 1 if failed else 0
 
 

@@ -4,18 +4,30 @@ Used by the daemon's sync loop for every pending run, and by ``tracklog sync`` (
 runs written offline. The acked high-water mark lives beside the spool (``run-<id>.synced``), written
 after every acked request, so a push interrupted anywhere resumes where the server stands; the server
 applies each (run, seq) at most once, so resending a batch whose ack was lost duplicates nothing.
+
+A record the store refuses never holds up the rest of the run:
+
+* The store refuses a bad record on its own (``IngestResponse.refused``): the rest of the batch is
+  applied; the refusal is logged, rate-limited per run, and counted in ``refused``.
+* A store that refuses the whole request as INVALID_ARGUMENT (one that predates per-record refusals)
+  gets the batch again one frame at a time; a frame it refuses alone is sent once more as an empty
+  record at the same seq (which any store applies as "nothing"), so the seqs stay consecutive and the
+  push goes on. Only if the store refuses that too (the run itself is refused) does the push stop
+  with StoreRejected. The spool keeps every original frame.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 from tracklog._spool import MAGIC, FrameAt, SpoolError, read_synced, scan, write_synced
-from tracklog.v1 import records_pb2
+from tracklog.v1 import records_pb2, store_pb2
 from tracklogd._errors import SpoolUnusable, StoreRejected
 from tracklogd._ratelimit import RateLimitedLog
 from tracklogd._records import is_finish, ref_key, run_start
@@ -29,6 +41,9 @@ MAX_BATCH_FRAMES = 256
 
 # `tracklog sync` waits for a server that is down for a while, then reports the error.
 CLI_RETRY = RetryPolicy(initial=0.2, maximum=3.0, give_up_after=30.0)
+# What a refused frame is replaced with on the wire: a history record without rows (every store
+# version applies it as "nothing"; its seq counts).
+SKIPPED_RECORD = records_pb2.Record(history=b"").SerializeToString()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +62,7 @@ class SyncResult:
     last_seq: int  # the last frame found in the spool
     frames_sent: int
     finished: bool  # the run's Finish record is on the server
+    refused: int = 0  # records the server refused (each cost only itself)
 
 
 ProgressCallback = Callable[[SyncProgress], None]
@@ -74,6 +90,7 @@ class SpoolSync:
         self.last_seq = 0  # the highest seq read from the spool so far
         self.frames_sent = 0  # by this object, over all pushes
         self.bytes_sent = 0
+        self.refused = 0  # records the server refused, over all pushes
         self._ref = ref
         self._offset: int | None = None
         self._max_bytes = max_batch_bytes
@@ -112,7 +129,14 @@ class SpoolSync:
             if not frames:
                 return sent
             first, last = frames[0].seq, frames[-1].seq
-            response = client.ingest(ref, frames)
+            try:
+                response = client.ingest(ref, frames)
+            except StoreRejected as exc:
+                if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                response = self._one_by_one(client, ref, frames, exc)
+            if response.refused:
+                self._note_refused(ref, response.refused)
             applied = response.applied_through
             if applied < first:  # nothing applied: either a gap on our side of the server ...
                 if applied == self.synced:  # ... or a refusal of frames that continue it exactly
@@ -138,6 +162,48 @@ class SpoolSync:
             if progress is not None:
                 progress(SyncProgress(ref_key(ref), applied, self.frames_sent, self.bytes_sent))
 
+    def _one_by_one(
+        self,
+        client: StoreClient,
+        ref: records_pb2.RunRef,
+        frames: list[records_pb2.Frame],
+        rejected: StoreRejected,
+    ) -> store_pb2.IngestResponse:
+        """The batch again, a frame per request, skipping a frame the server refuses alone (see the
+        module docstring). Returns the last answer, with every refusal in ``refused``."""
+        response = store_pb2.IngestResponse()
+        refused: list[store_pb2.RefusedRecord] = []
+        for frame in frames:
+            try:
+                response = client.ingest(ref, [frame])
+            except StoreRejected as exc:
+                if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                try:
+                    response = client.ingest(ref, [records_pb2.Frame(seq=frame.seq, record=SKIPPED_RECORD)])
+                except StoreRejected:
+                    raise rejected from exc  # not the record: the server refuses the run itself
+                refused.append(store_pb2.RefusedRecord(seq=frame.seq, reason=str(exc)))
+            refused.extend(response.refused)
+            if not response.accepted or response.applied_through < frame.seq:
+                break  # a gap or a refusal of the run: push() decides what follows
+        del response.refused[:]
+        response.refused.extend(refused)
+        return response
+
+    def _note_refused(self, ref: records_pb2.RunRef, refused: Sequence[store_pb2.RefusedRecord]) -> None:
+        self.refused += len(refused)
+        first = refused[0]
+        _ratelog.warning(
+            f"refused:{ref_key(ref)}",
+            "the store refused %d record(s) of run %s, which are skipped (%d so far); record %d: %s",
+            len(refused),
+            ref_key(ref),
+            self.refused,
+            first.seq,
+            first.reason,
+        )
+
     def result(self) -> SyncResult:
         return SyncResult(
             self.spool,
@@ -146,6 +212,7 @@ class SpoolSync:
             max(self.last_seq, self.synced),
             self.frames_sent,
             self.done,
+            self.refused,
         )
 
     def _scan(self, start: int) -> _ScanIter:
