@@ -122,6 +122,7 @@ class Run:
         # Everything is checked before any state changes: a refused call records nothing.
         row: dict[str, Any] = {}
         _values.flatten_into(row, data)
+        _values.check_row_size(row)
         if step is not None:
             if isinstance(step, bool):
                 raise TypeError("log() step must be an int, got bool")

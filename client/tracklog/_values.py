@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracklog import _rules
+from tracklog._history import dumps
 
 MAX_KEY = _rules.MAX_KEY
 MAX_TEXT = 64 * 1024  # a str value, or the JSON of a list value
@@ -73,6 +74,28 @@ def normalise(key: str, value: Any) -> Any:
         if kind.__module__ != "builtins"
         else f"log() value for key {key!r} has unsupported type {kind.__name__}"
     )
+
+
+def check_row_size(row: Mapping[str, Any]) -> None:
+    """ValueError naming the largest value if the row's str and list values take over
+    ``MAX_ROW_BYTES`` as JSON text. A str character takes at most 12 bytes there (an escaped
+    surrogate pair), so a str is measured exactly only when that bound is over the limit."""
+    bound = 0
+    for value in row.values():
+        if type(value) is str:
+            bound += 12 * len(value) + 2
+        elif type(value) is list:
+            bound += len(dumps(value))
+    if bound <= _rules.MAX_ROW_BYTES:
+        return
+    sizes = {k: len(dumps(v)) for k, v in row.items() if type(v) is str or type(v) is list}
+    total = sum(sizes.values())
+    if total > _rules.MAX_ROW_BYTES:
+        largest = max(sizes, key=sizes.__getitem__)
+        raise ValueError(
+            f"log() row is {total} bytes of JSON text (the largest, key {_rules.short(largest)}, "
+            f"{sizes[largest]}); the limit is {_rules.MAX_ROW_BYTES}"
+        )
 
 
 def flatten_into(out: dict[str, Any], data: Mapping[Any, Any], prefix: str = "", what: str = "log()") -> None:

@@ -226,3 +226,28 @@ def test_commit_false_from_several_threads_keeps_every_value_once() -> None:
         b_steps = {r[f"b{t}"]: r["_step"] for r in rows if f"b{t}" in r}
         assert list(a_steps) == list(b_steps) == list(range(per_thread))
         assert all(a_steps[i] <= b_steps[i] for i in range(per_thread))
+
+
+@pytest.mark.slow
+def test_rows_of_long_strings_are_cut_into_frames_the_spool_and_the_store_take() -> None:
+    """2,500 rows of 30,000 characters are 75 MB of history, over one frame's 64 MiB: before, the
+    whole batch was lost, silently."""
+    run = _offline()
+    text = "x" * 30_000
+    for i in range(2_500):
+        run.log({"s": text, "i": i})
+    run.finish()
+    records = read_records(run.dir)
+    assert all(len(r.SerializeToString()) <= 64 * 1024 * 1024 for _, r in records)
+    assert [r["i"] for r in history_rows(records)] == list(range(2_500))
+
+
+def test_a_row_whose_text_would_not_fit_a_frame_is_refused_naming_its_largest_value() -> None:
+    run = _offline()
+    row = {f"s{i}": "\U0001f600" * 60_000 for i in range(23)}  # 12 bytes a character as JSON: 16.56 MB
+    run.log(row)
+    row["big"] = "\U0001f600" * 65_000  # 17.34 MB
+    with pytest.raises(ValueError, match=r"row is 1\d{7} bytes of JSON text \(the largest, key 'big'"):
+        run.log(row)
+    run.finish()
+    assert [len(r) for r in _rows(run)] == [2 + 23]

@@ -151,12 +151,12 @@ def test_a_record_the_real_store_refuses_costs_only_itself_and_the_run_syncs_to_
     from tracklog._history import BatchBuilder
     from tracklog._spool import SpoolWriter
 
-    ref = make_ref()
+    ref = make_ref("refused-record")  # an id of its own: refusals are logged once per run, process-wide
     good = frames(ref, 4, finished=True)
     builder = BatchBuilder()
     builder.add(10, 1_700_000_010.0, {"": 1.0, "x": 2.0})  # what log() let through before this issue
     bad = records_pb2.Record(history=builder.encode()).SerializeToString()
-    writer = SpoolWriter(tmp_path / "run-run1.tlog")
+    writer = SpoolWriter(tmp_path / "run-refused-record.tlog")
     writer.append([*good[:3], (4, bad), *((seq + 1, payload) for seq, payload in good[3:])])
     writer.close()
 
