@@ -20,7 +20,8 @@ What the rule guards against, and why:
   JSON text, which Python reads and writes only up to a few thousand digits.
 
 Strings inside values (a logged str, a config value) may hold any character: they travel as JSON
-text with every non-ASCII character escaped, and come back exactly. A row's str and list values
+text with every non-ASCII character escaped, and come back exactly. The config and the explicit
+summary, each merged, take at most ``MAX_DOC`` characters as JSON. A row's str and list values
 take at most ``MAX_ROW_BYTES`` as JSON text, so that any row fits one spool frame (64 MiB), which is
 also the largest record the store takes; the SDK cuts batches of such rows to fit.
 """
@@ -33,6 +34,7 @@ MIN_INT = -(2**63)
 MAX_INT = 2**64 - 1
 RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
 MAX_ROW_BYTES = 16 * 1024 * 1024  # JSON text of one row's str and list values
+MAX_DOC = 16 * 1024 * 1024  # characters of the config, or of the explicit summary, as JSON (merged)
 
 
 def text_problem(text: str) -> str | None:

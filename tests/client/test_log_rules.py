@@ -125,8 +125,25 @@ def test_ints_that_int64_or_uint64_hold_are_kept_exactly() -> None:
         (lambda run: run.summary.update({"_step": 1}), "summary key '_step' is reserved"),
         (lambda run: run.summary.__setitem__("", 1), "summary key '' is empty"),
         (lambda run: run.summary.__delitem__("x\x00"), "summary key 'x\\\\x00' contains a NUL"),
+        (lambda run: run.config.update(big="x" * 2**24), "the config would be 16777235 characters as JSON"),
+        (
+            lambda run: run.summary.update({f"s{i}": "x" * 60_000 for i in range(280)}),
+            "the summary would be 16802691 characters",
+        ),
     ],
-    ids=["name", "notes", "tags", "config-key", "nested-config-key", "config-int", "summary", "empty", "del"],
+    ids=[
+        "name",
+        "notes",
+        "tags",
+        "config-key",
+        "nested-config-key",
+        "config-int",
+        "summary",
+        "empty",
+        "del",
+        "config-size",
+        "summary-size",
+    ],
 )
 def test_names_tags_config_and_summary_follow_the_same_rule(setter: Any, message: str) -> None:
     run = _offline(name="first", config={"keep": 1})
