@@ -149,7 +149,12 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
                 print(f"{label}: sync failed: {exc}", file=sys.stderr)
                 failed += 1
                 continue
-            print(f"{label}: synced {result.frames_sent} new frames to {server}")
+            refused = (
+                f"; the server refused {result.refused} of them (see the run's problems)"
+                if result.refused
+                else ""
+            )
+            print(f"{label}: synced {result.frames_sent} new frames to {server}{refused}")
             lossy += _report_damage(label, damage)
             if result.tail_bytes:  # after a crash mid-write: those frames were never acked to anyone
                 print(

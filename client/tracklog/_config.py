@@ -7,13 +7,20 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracklog import _history, _values
+from tracklog import _history, _rules, _values
 from tracklog.v1 import records_pb2
 
 if TYPE_CHECKING:
     import argparse
 
 Emit = Callable[[records_pb2.Record], None]
+
+
+def _check_doc(what: str, doc: dict[str, Any]) -> None:
+    """ValueError unless ``doc`` fits what the store keeps of a config or summary (``MAX_DOC``)."""
+    size = len(_history.dumps(doc))
+    if size > _rules.MAX_DOC:
+        raise ValueError(f"the {what} would be {size} characters as JSON; the limit is {_rules.MAX_DOC}")
 
 
 class Config:
@@ -41,11 +48,11 @@ class Config:
             raise TypeError(f"config must be a mapping or argparse.Namespace, got {type(items).__name__}")
         changes: dict[str, Any] = {}
         for key, value in {**(items or {}), **kwargs}.items():
-            if not isinstance(key, str):
-                raise TypeError(f"config keys must be str; got key {key!r} of type {type(key).__name__}")
-            changes[key] = _values.config_value(key, value)
+            name = _values.check_config_key(key)
+            changes[name] = _values.config_value(name, value)
         if not changes:
             return
+        _check_doc("config", {**self._items, **changes})
         self._items.update(changes)
         if self._emit is not None:
             self._emit(
@@ -108,7 +115,8 @@ class Summary:
 
     def update(self, items: Mapping[str, Any]) -> None:
         flat: dict[str, Any] = {}
-        _values.flatten_into(flat, items)
+        _values.flatten_into(flat, items, what="summary")
+        _check_doc("summary", {**self._explicit, **flat})
         self._explicit.update(flat)
         self._emit(records_pb2.Record(summary=records_pb2.SummaryUpdate(items_json=_history.dumps(flat))))
 
@@ -122,6 +130,7 @@ class Summary:
         self.update({key: value})
 
     def __delitem__(self, key: str) -> None:
+        key = _values.check_key(key, "summary")
         self._explicit.pop(key, None)
         self._emit(records_pb2.Record(summary=records_pb2.SummaryUpdate(removed=[key])))
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import operator
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tracklog import _files, _settings, _values
+from tracklog import _files, _rules, _settings, _values
 from tracklog._capture import END
 from tracklog._config import Config, Summary
 from tracklog._console import Console
@@ -25,10 +26,15 @@ KILLED = records_pb2.RUN_STATE_KILLED
 STATE_NAMES: dict[int, str] = {FINISHED: "finished", FAILED: "failed", KILLED: "killed"}
 
 _now = time.time
+_MIN_INT, _MAX_INT = _rules.MIN_INT, _rules.MAX_INT
+# From this step on, log() always takes the checked path. Counting from below it to past MAX_STEP
+# one row at a time would take 2**62 calls, so below it the fast path needs no step check.
+_GUARDED_STEPS = 2**62
 
 
 class Run:
-    """One tracked run. Not thread-safe for concurrent ``log()`` calls from several threads."""
+    """One tracked run. ``log()`` may be called from several threads: each call's row gets its own
+    step, in the order the calls took ``_lock``."""
 
     def __init__(
         self,
@@ -55,6 +61,10 @@ class Run:
         self._start_time = start_time
         self._step = step
         self._pending: dict[str, Any] | None = None  # the row being accumulated with commit=False
+        # Guards _step, _pending and the order of rows in the queue (log() from several threads).
+        self._lock = threading.Lock()
+        # History keys that passed the rule (``_rules.key_problem``): the fast path takes only these.
+        self._known: set[str] = set()
         self._dropped = 0
         self._finished = False
         self._console: Console | None = None
@@ -70,26 +80,36 @@ class Run:
     # -- the hot path -------------------------------------------------------------------------------
 
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
-        """Records ``data`` at the current step.
+        """Records ``data`` at the current step. Safe to call from several threads.
 
         ``commit=False`` accumulates into the current row; ``step=s`` moves to step ``s`` (a step below
         the current one is dropped with a warning). Raises TypeError for a non-mapping, a non-str key or
-        an unsupported value, naming the key and the type; nothing of that call is recorded then.
+        an unsupported value, and ValueError for what the store would refuse (an empty, overlong or
+        reserved key, a NUL, a step or int out of range), naming the key; nothing of that call is
+        recorded then.
         """
-        # Fast path: a plain dict of str -> float/int, committed at the next step. No lock, no I/O.
-        if step is None and commit is None and self._pending is None and type(data) is dict:
+        # Fast path: a plain dict of keys already checked (``_known``: one set lookup each) to
+        # float/int values, committed at the next step. ``_lock`` makes stamping the step and queueing
+        # the row one step, so rows from several threads get distinct steps in queue order. No I/O.
+        if step is None and commit is None and type(data) is dict:
+            known = self._known
             for key, value in data.items():
-                if type(key) is not str or (type(value) is not float and type(value) is not int):
+                if key not in known or (
+                    type(value) is not float and (type(value) is not int or not _MIN_INT <= value <= _MAX_INT)
+                ):
                     break
             else:
-                queue = self._queue
-                queue.append((self._step, _now(), data.copy()))  # type: ignore[union-attr]
-                self._step += 1
-                # Wakes the sender once per batch, not on every call while it catches up
-                # (Event.set takes a lock); it also wakes by itself every FLUSH_INTERVAL.
-                if len(queue) == BATCH_ROWS:  # type: ignore[arg-type]
-                    self._sender.wake.set()  # type: ignore[union-attr]
-                return
+                row = data.copy()
+                with self._lock:
+                    if self._pending is None:
+                        queue = self._queue
+                        queue.append((self._step, _now(), row))  # type: ignore[union-attr]
+                        self._step += 1
+                        # Wakes the sender once per batch, not on every call while it catches up
+                        # (Event.set takes a lock); it also wakes by itself every FLUSH_INTERVAL.
+                        if len(queue) == BATCH_ROWS:  # type: ignore[arg-type]
+                            self._sender.wake.set()  # type: ignore[union-attr]
+                        return
         self._log_slow(data, step, commit)
 
     def _log_slow(self, data: Mapping[str, Any], step: int | None, commit: bool | None) -> None:
@@ -98,28 +118,44 @@ class Run:
             return
         if not isinstance(data, Mapping):
             raise TypeError(f"log() takes a mapping such as a dict, got {type(data).__name__}")
+        # Everything is checked before any state changes: a refused call records nothing.
         row: dict[str, Any] = {}
         _values.flatten_into(row, data)
+        _values.check_row_size(row)
         if step is not None:
             if isinstance(step, bool):
                 raise TypeError("log() step must be an int, got bool")
             step = operator.index(step)
-            if step < 0:
-                raise ValueError(f"log() step must be >= 0, got {step}")
-            if step < self._step:
-                self._drop(step)
-                return
-            if step > self._step:
-                if self._pending is not None:
+            problem = _rules.step_problem(step)
+            if problem is not None:
+                raise ValueError(f"log() step {problem}")
+        with self._lock:
+            if step is None and self._step > _rules.MAX_STEP:
+                raise ValueError("log() has no step left: the last one, 2**63 - 2, is used")
+            if step is not None:
+                if step < self._step:
+                    self._drop(step)
+                    return
+                if step > self._step:
+                    if self._pending is not None:
+                        self._commit()
+                    self._step = step
+                self._merge(row)
+                if commit:
                     self._commit()
-                self._step = step
-            self._merge(row)
-            if commit:
-                self._commit()
-        else:
-            self._merge(row)
-            if commit is not False:
-                self._commit()
+            else:
+                self._merge(row)
+                if commit is not False:
+                    self._commit()
+            self._known.update(row)
+            if self._step >= _GUARDED_STEPS:
+                # So close to the end of int64 the fast path could count past it: every call checks.
+                self.log = self._log_slow_guarded  # type: ignore[method-assign]
+
+    def _log_slow_guarded(
+        self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        self._log_slow(data, step, commit)
 
     def _merge(self, row: dict[str, Any]) -> None:
         if self._pending is None:
@@ -128,11 +164,13 @@ class Run:
             self._pending.update(row)
 
     def _commit(self) -> None:
+        """Queues the pending row at the current step. The caller holds ``_lock``."""
         row, self._pending = self._pending or {}, None
         self._queue.append((self._step, _now(), row))  # type: ignore[union-attr]
         self._step += 1
 
     def _drop(self, step: int) -> None:
+        """Counts a row below the current step. The caller holds ``_lock``."""
         self._dropped += 1
         if self._dropped == 1:
             self._printer.warn(
@@ -193,8 +231,9 @@ class Run:
         for item in queued:
             if type(item) is tuple:
                 values.update(item[2])
-        if self._pending:
-            values.update(self._pending)
+        with self._lock:
+            if self._pending:
+                values.update(self._pending)
         return values
 
     # -- attributes ---------------------------------------------------------------------------------
@@ -284,8 +323,9 @@ class Run:
     def _end(self, state: int, exit_code: int, reason: str = "") -> None:
         if self._finished:
             return
-        if self._pending is not None:
-            self._commit()
+        with self._lock:
+            if self._pending is not None:
+                self._commit()
         from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
 
         _lifecycle.forget(self)

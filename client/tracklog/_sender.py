@@ -23,7 +23,7 @@ from tracklog import _history
 from tracklog._capture import Capture
 from tracklog._errors import CommError
 from tracklog._sparkline import Series
-from tracklog._spool import history_rows
+from tracklog._spool import MAX_FRAME_BYTES, history_rows
 from tracklog._transport import Transport
 from tracklog.v1 import records_pb2
 
@@ -196,17 +196,30 @@ class Sender:
             if kind is tuple:  # history rows, in step order
                 rows = list(group)
                 for start in range(0, len(rows), BATCH_ROWS):
-                    builder.extend(rows[start : start + BATCH_ROWS])
-                    frames.append(self._flush_builder())
+                    frames.extend(self._history_frames(rows[start : start + BATCH_ROWS]))
             elif kind is records_pb2.Record or kind is bytes:
                 frames.extend(group)
             elif self.capture is not None:
                 for item in group:
                     frames.extend(self.capture.expand(item))
 
-    def _flush_builder(self) -> bytes:
+    def _history_frames(self, rows: list[Row]) -> list[bytes]:
+        """``rows`` as one HistoryBatch frame, or as several when one would be over the spool's and
+        the store's frame limit (long strings in many rows): halves until each fits. log() keeps
+        a single row well under the limit (``_rules.MAX_ROW_BYTES``)."""
         builder = self._builder
-        record = records_pb2.Record(history=builder.encode())
+        builder.extend(rows)
+        payload = records_pb2.Record(history=builder.encode()).SerializeToString()
+        if len(payload) > MAX_FRAME_BYTES and len(rows) > 1:
+            builder.reset()
+            half = len(rows) // 2
+            return self._history_frames(rows[:half]) + self._history_frames(rows[half:])
+        self._account_builder()
+        return [payload]
+
+    def _account_builder(self) -> None:
+        """Adds the built batch to the local view of the run (rows, last values, sparklines)."""
+        builder = self._builder
         self.rows += len(builder)
         self.last_values.update(builder.last_values())
         for key, values in builder.numeric_columns():
@@ -215,7 +228,6 @@ class Sender:
                 series = self.series[key] = Series()
             series.extend(values)
         builder.reset()
-        return record.SerializeToString()
 
     def _ship(self, *, ack: bool = False) -> None:
         """Sends the frames not sent yet on this connection. ``ack``: ask for the ack at once (the

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracklog import _home, _refs
+from tracklog import _home, _refs, _rules
 from tracklog._errors import UsageError
 
 MODES = ("online", "offline", "disabled")
@@ -40,12 +40,20 @@ def validate_server(value: str) -> str:
     )
 
 
+def _check_chars(what: str, value: str) -> str:
+    """``value`` unless it holds what the store cannot keep (a NUL, a lone surrogate)."""
+    problem = _rules.text_problem(value)
+    if problem is not None:
+        raise UsageError(f"{what} {_rules.short(value)} {problem}")
+    return value
+
+
 def validate_name(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"run name must be a str, got {type(value).__name__}")
     if not value.strip() or len(value) > MAX_NAME:
         raise UsageError(f"run name must be 1-{MAX_NAME} characters, got {len(value)}")
-    return value
+    return _check_chars("run name", value)
 
 
 def validate_tags(value: object) -> tuple[str, ...]:
@@ -57,6 +65,7 @@ def validate_tags(value: object) -> tuple[str, ...]:
             raise TypeError(f"tag {tag!r} must be a str, got {type(tag).__name__}")
         if not tag or len(tag) > MAX_TAG:
             raise UsageError(f"tag {tag!r} must be 1-{MAX_TAG} characters")
+        _check_chars("tag", tag)
         if tag not in tags:
             tags.append(tag)
     return tuple(tags)
@@ -67,7 +76,7 @@ def validate_text(kind: str, value: object, limit: int) -> str:
         raise TypeError(f"run {kind} must be a str, got {type(value).__name__}")
     if len(value) > limit:
         raise UsageError(f"run {kind} is {len(value)} characters; the limit is {limit}")
-    return value
+    return _check_chars(f"run {kind}", value)
 
 
 def configured_server(environ: Mapping[str, str], home: Path) -> str:

@@ -2,7 +2,8 @@
 
 ``Run.log`` handles the common case (str keys, float/int values) inline; anything else comes here:
 nested mappings flatten to ``a/b`` keys, numpy and torch scalars become Python numbers, and values of
-unsupported types raise TypeError naming the key and the type before anything is recorded.
+unsupported types raise TypeError naming the key and the type before anything is recorded. Keys and
+int values follow the rule the store applies (``_rules``): what passes here, the store keeps.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-MAX_KEY = 256
+from tracklog import _rules
+from tracklog._history import dumps
+
+MAX_KEY = _rules.MAX_KEY
 MAX_TEXT = 64 * 1024  # a str value, or the JSON of a list value
 _JSON_SCALARS = (str, bool, type(None))
 
@@ -27,18 +31,25 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def check_key(key: object) -> str:
-    if type(key) is not str:
-        raise TypeError(f"log() keys must be str; got key {key!r} of type {type(key).__name__}")
-    if not key or len(key) > MAX_KEY:
-        raise ValueError(f"log() key {key[:40]!r} must be 1-{MAX_KEY} characters")
-    return key
+def check_key(key: object, what: str = "log()") -> str:
+    """``key`` if it is a valid history key, else TypeError/ValueError naming it."""
+    if not isinstance(key, str):
+        raise TypeError(f"{what} keys must be str; got key {key!r} of type {type(key).__name__}")
+    problem = _rules.key_problem(key)
+    if problem is not None:
+        raise ValueError(f"{what} key {_rules.short(key)} {problem}")
+    return str(key)  # a str subclass (numpy.str_) becomes a plain str
 
 
 def normalise(key: str, value: Any) -> Any:
     """A loggable form of ``value`` or TypeError naming ``key`` and the type."""
     kind = type(value)
-    if kind is float or kind is int or kind is bool or value is None:
+    if kind is float or kind is bool or value is None:
+        return value
+    if kind is int:
+        problem = _rules.int_problem(value)
+        if problem is not None:
+            raise ValueError(f"log() value for key {_rules.short(key)} {problem}")
         return value
     if kind is str:
         if len(value) > MAX_TEXT:
@@ -50,7 +61,7 @@ def normalise(key: str, value: Any) -> Any:
     if converted is not value:
         return normalise(key, converted)
     if isinstance(value, float | int):  # subclasses such as numpy.float64 or IntEnum
-        return float(value) if isinstance(value, float) else int(value)
+        return float(value) if isinstance(value, float) else normalise(key, int(value))
     if isinstance(value, list | tuple):
         items = [normalise(f"{key}[{i}]", v) for i, v in enumerate(value)]
         if any(isinstance(v, list | dict) for v in items) or len(json.dumps(items)) > MAX_TEXT:
@@ -65,23 +76,66 @@ def normalise(key: str, value: Any) -> Any:
     )
 
 
-def flatten_into(out: dict[str, Any], data: Mapping[Any, Any], prefix: str = "") -> None:
-    """Validates ``data`` and writes its flattened, normalised items into ``out``."""
+def check_row_size(row: Mapping[str, Any]) -> None:
+    """ValueError naming the largest value if the row's str and list values take over
+    ``MAX_ROW_BYTES`` as JSON text. A str character takes at most 12 bytes there (an escaped
+    surrogate pair), so a str is measured exactly only when that bound is over the limit."""
+    bound = 0
+    for value in row.values():
+        if type(value) is str:
+            bound += 12 * len(value) + 2
+        elif type(value) is list:
+            bound += len(dumps(value))
+    if bound <= _rules.MAX_ROW_BYTES:
+        return
+    sizes = {k: len(dumps(v)) for k, v in row.items() if type(v) is str or type(v) is list}
+    total = sum(sizes.values())
+    if total > _rules.MAX_ROW_BYTES:
+        largest = max(sizes, key=sizes.__getitem__)
+        raise ValueError(
+            f"log() row is {total} bytes of JSON text (the largest, key {_rules.short(largest)}, "
+            f"{sizes[largest]}); the limit is {_rules.MAX_ROW_BYTES}"
+        )
+
+
+def flatten_into(out: dict[str, Any], data: Mapping[Any, Any], prefix: str = "", what: str = "log()") -> None:
+    """Validates ``data`` and writes its flattened, normalised items into ``out``. Each flattened
+    key (``a/b``) is checked whole, since that is the key the store receives."""
     for key, value in data.items():
-        name = prefix + check_key(key)
+        if not isinstance(key, str):
+            check_key(key, what)  # raises TypeError naming it
         if isinstance(value, Mapping):
-            flatten_into(out, value, name + "/")
+            flatten_into(out, value, f"{prefix}{key}/", what)
         else:
+            name = check_key(prefix + key, what)
             out[name] = normalise(name, value)
+
+
+def check_config_key(key: object) -> str:
+    """A config key (at any depth) as a str: no NUL, no lone surrogate; else an error naming it."""
+    if not isinstance(key, str):
+        raise TypeError(f"config keys must be str; got key {key!r} of type {type(key).__name__}")
+    problem = _rules.text_problem(key)
+    if problem is not None:
+        raise ValueError(f"config key {_rules.short(key)} {problem}")
+    return str(key)
 
 
 def config_value(key: str, value: Any) -> Any:
     """A JSON-encodable form of a config value, or TypeError naming the key."""
     if isinstance(value, Mapping):
-        return {str(k): config_value(f"{key}.{k}", v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            name = k if isinstance(k, str) else str(k)  # JSON object keys are strings
+            out[check_config_key(name)] = config_value(f"{key}.{name}", v)
+        return out
     if isinstance(value, list | tuple):
         return [config_value(f"{key}[{i}]", v) for i, v in enumerate(value)]
     value = _scalar(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        problem = _rules.int_problem(value)
+        if problem is not None:
+            raise ValueError(f"config value for key {_rules.short(key)} {problem}")
     if value is None or isinstance(value, str | bool | int | float):
         return value  # NaN and Infinity included: the JSON encoding keeps them
     if isinstance(value, os.PathLike):

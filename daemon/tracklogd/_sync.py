@@ -11,16 +11,28 @@ Damaged frames (``_spool.Damage``) are never skipped silently: in their place th
 ``FramesLost`` record at the first lost seq, alone at the end of its batch, which the store applies
 by noting the loss and continuing the run's seq after the last lost frame. Each damage is logged once
 per ``SpoolSync`` and listed in its ``SyncResult`` (``tracklog sync`` prints them).
+
+A record the store refuses never holds up the rest of the run:
+
+* The store refuses a bad record on its own (``IngestResponse.refused``): the rest of the batch is
+  applied; the refusal is logged, rate-limited per run, and counted in ``refused``.
+* A store that refuses the whole request as INVALID_ARGUMENT (one that predates per-record refusals)
+  gets the batch again one frame at a time; a frame it refuses alone is sent once more as an empty
+  record at the same seq (which any store applies as "nothing"), so the seqs stay consecutive and the
+  push goes on. Only if the store refuses that too (the run itself is refused) does the push stop
+  with StoreRejected. The spool keeps every original frame.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import grpc
 
 from tracklog._spool import Damage, FrameAt, Scan, SpoolError, read_synced, scan, write_synced
 from tracklog.v1 import records_pb2, store_pb2
@@ -38,6 +50,14 @@ MAX_BATCH_FRAMES = 256
 
 # `tracklog sync` waits for a server that is down for a while, then reports the error.
 CLI_RETRY = RetryPolicy(initial=0.2, maximum=3.0, give_up_after=30.0)
+# What a refused frame is replaced with on the wire: a history record without rows (every store
+# version applies it as "nothing"; its seq counts).
+SKIPPED_RECORD = records_pb2.Record(history=b"").SerializeToString()
+# In the daemon's own sequence only its kinds are accepted: an empty system batch changes nothing.
+_SKIPPED = {
+    store_pb2.SOURCE_CLIENT: SKIPPED_RECORD,
+    store_pb2.SOURCE_DAEMON: records_pb2.Record(system=records_pb2.SystemBatch()).SerializeToString(),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +79,7 @@ class SyncResult:
     damage: tuple[Damage, ...] = ()  # damaged stretches met (and reported to the store) by this sync
     tail_bytes: int = 0  # bytes after the last good frame with no good frame after them
     tail_reason: str = ""
+    refused: int = 0  # records the server refused (each cost only itself)
 
 
 ProgressCallback = Callable[[SyncProgress], None]
@@ -104,6 +125,7 @@ class SpoolSync:
         self.damage: dict[tuple[int, int], Damage] = {}  # by (offset, first seq): each logged once
         self.tail_bytes = 0  # as the last scan that reached the end found them
         self.tail_reason = ""
+        self.refused = 0  # records the server refused, over all pushes
         self._ref = ref
         self._writer_token: str | None = None  # from the spool's RunStart, once read
         self._offset: int | None = None
@@ -179,7 +201,14 @@ class SpoolSync:
             if not frames:
                 return sent
             first = frames[0].seq
-            response = client.ingest(ref, frames, self.writer_token, self.source)
+            try:
+                response = client.ingest(ref, frames, self.writer_token, self.source)
+            except StoreRejected as exc:
+                if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                response = self._one_by_one(client, ref, frames, exc)
+            if response.refused:
+                self._note_refused(ref, response.refused)
             applied = response.applied_through
             self.waiting = False
             if applied < first:  # nothing applied: either a gap on our side of the server ...
@@ -216,6 +245,49 @@ class SpoolSync:
             if progress is not None:
                 progress(SyncProgress(ref_key(ref), applied, self.frames_sent, self.bytes_sent))
 
+    def _one_by_one(
+        self,
+        client: StoreClient,
+        ref: records_pb2.RunRef,
+        frames: list[records_pb2.Frame],
+        rejected: StoreRejected,
+    ) -> store_pb2.IngestResponse:
+        """The batch again, a frame per request, skipping a frame the server refuses alone (see the
+        module docstring). Returns the last answer, with every refusal in ``refused``."""
+        response = store_pb2.IngestResponse()
+        refused: list[store_pb2.RefusedRecord] = []
+        for frame in frames:
+            try:
+                response = client.ingest(ref, [frame], self.writer_token, self.source)
+            except StoreRejected as exc:
+                if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                try:
+                    skipped = records_pb2.Frame(seq=frame.seq, record=_SKIPPED[self.source])
+                    response = client.ingest(ref, [skipped], self.writer_token, self.source)
+                except StoreRejected:
+                    raise rejected from exc  # not the record: the server refuses the run itself
+                refused.append(store_pb2.RefusedRecord(seq=frame.seq, reason=str(exc)))
+            refused.extend(response.refused)
+            if not response.accepted or response.applied_through < frame.seq:
+                break  # a gap or a refusal of the run: push() decides what follows
+        del response.refused[:]
+        response.refused.extend(refused)
+        return response
+
+    def _note_refused(self, ref: records_pb2.RunRef, refused: Sequence[store_pb2.RefusedRecord]) -> None:
+        self.refused += len(refused)
+        first = refused[0]
+        _ratelog.warning(
+            f"refused:{ref_key(ref)}",
+            "the store refused %d record(s) of run %s, which are skipped (%d so far); record %d: %s",
+            len(refused),
+            ref_key(ref),
+            self.refused,
+            first.seq,
+            first.reason,
+        )
+
     def result(self) -> SyncResult:
         return SyncResult(
             self.spool,
@@ -227,6 +299,7 @@ class SpoolSync:
             tuple(self.damage.values()),
             self.tail_bytes,
             self.tail_reason,
+            self.refused,
         )
 
     def _scan(self, start: int | None, after_seq: int) -> _ScanIter:

@@ -112,7 +112,9 @@ class FakeStore(store_pb2_grpc.StoreServicer):
 
     Switches: ``unavailable`` (every call fails UNAVAILABLE), ``fail_next`` (the next ingests fail
     with these codes, in order), ``reject`` (run keys whose ingests fail INVALID_ARGUMENT),
-    ``stop_runs`` (run keys named as stopped in heartbeat answers).
+    ``refuse_records`` (serialized records whose every ingest fails INVALID_ARGUMENT, as a store that
+    refuses a whole batch for one bad record does), ``stop_runs`` (run keys named as stopped in
+    heartbeat answers).
     """
 
     def __init__(self, http_url: str = "http://store.test") -> None:
@@ -120,6 +122,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         self.unavailable = False
         self.fail_next: list[grpc.StatusCode] = []
         self.reject: set[str] = set()
+        self.refuse_records: set[bytes] = set()
         self.stop_runs: set[str] = set()
         self.requests: list[store_pb2.IngestRequest] = []  # every ingest received, failed ones too
         self.heartbeats: list[list[str]] = []
@@ -177,6 +180,8 @@ class FakeStore(store_pb2_grpc.StoreServicer):
             self.requests.append(request)
             self._cond.notify_all()
             code = self._failure(key)
+            if code is None and any(frame.record in self.refuse_records for frame in request.frames):
+                code = grpc.StatusCode.INVALID_ARGUMENT
             previous = 0
             for frame in request.frames:  # ascending without gaps (a FramesLost covers its range)
                 if code is None and previous and frame.seq != previous + 1:

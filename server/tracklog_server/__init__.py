@@ -19,6 +19,7 @@ from ._entities import (
     MetricSummary,
     OutputLine,
     OutputStream,
+    RefusedRecord,
     Run,
     RunFilter,
     RunKey,
@@ -29,6 +30,7 @@ from ._entities import (
     SystemSnapshot,
 )
 from ._errors import (
+    DataRefusedError,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
@@ -46,6 +48,7 @@ from ._store import AbstractStore
 __all__ = [
     "AbstractStore",
     "ColumnSlice",
+    "DataRefusedError",
     "FileInfo",
     "HistoryPage",
     "HistoryQuery",
@@ -56,6 +59,7 @@ __all__ = [
     "OutputLine",
     "OutputStream",
     "PermissionDeniedError",
+    "RefusedRecord",
     "Run",
     "RunFileNotFoundError",
     "RunFilter",

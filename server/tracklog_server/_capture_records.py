@@ -8,7 +8,7 @@ Rules (each refusal is an InvalidInputError with its reason):
   batch, not ``_timestamp``. A batch without rows changes nothing.
 * Metadata: a JSON object (merged into the run's metadata by top-level key).
 * OutputLines: finite non-negative times, stream stdout or stderr, at most ``MAX_OUTPUT_LINE``
-  characters per line.
+  characters per line; a NUL in a line is kept as U+FFFD (PostgreSQL's text cannot hold it).
 * FileChunk: a relative '/'-separated name without empty, '.' or '..' parts, backslashes or control
   characters; version 1 or more; at most ``MAX_FILE_CHUNK_BYTES`` of data ending at most
   ``MAX_FILE_BYTES`` into the file; the last chunk carries the file's sha256 (64 hex digits).
@@ -130,7 +130,10 @@ def decode_output(output: records_pb2.OutputLines) -> OutputOp:
         if len(line.text) > MAX_OUTPUT_LINE:
             limit = MAX_OUTPUT_LINE
             raise InvalidInputError(f"an output line is {len(line.text)} characters; the limit is {limit}")
-        lines.append(OutputLine(check_time(line.time, "output line time"), stream, line.text))
+        text = line.text
+        if "\x00" in text:  # what a terminal does not show, and PostgreSQL's text cannot hold
+            text = text.replace("\x00", "\ufffd")
+        lines.append(OutputLine(check_time(line.time, "output line time"), stream, text))
     return OutputOp(tuple(lines))
 
 

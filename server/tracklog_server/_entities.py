@@ -82,12 +82,22 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedRecord:
+    """A frame the store refused (the rest of its batch was applied): its seq counts as applied."""
+
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class IngestResult:
     """``accepted`` is False when the frames do not continue what the store holds (nothing was
-    applied); the sender resends from ``applied_through + 1``."""
+    applied); the sender resends from ``applied_through + 1``. ``refused``: frames of this request
+    that the store refused, each costing only itself (also noted in the run's problems)."""
 
     accepted: bool
     applied_through: int
+    refused: tuple[RefusedRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

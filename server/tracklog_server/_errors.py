@@ -22,6 +22,11 @@ class InvalidInputError(StoreError, ValueError):
     limit. Retrying the same input fails the same way (gRPC INVALID_ARGUMENT)."""
 
 
+class DataRefusedError(InvalidInputError):
+    """The database refused the data itself (PostgreSQL's NUL in text, an index entry over its size
+    limit, a number out of range): the same data fails the same way, so it is never retried."""
+
+
 class NotFoundError(StoreError, LookupError):
     """What was asked for does not exist (gRPC NOT_FOUND)."""
 
@@ -61,14 +66,27 @@ def translate_db_errors(action: str) -> Iterator[None]:
     """
     try:
         yield
-    except sqlalchemy.exc.IntegrityError as exc:
-        raise StoreConflictError(f"{action}: a concurrent change conflicted; retry") from exc
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-        raise StoreUnavailableError(f"{action}: database unavailable ({_first_line(exc.orig)})") from exc
-    except sqlalchemy.exc.TimeoutError as exc:
-        raise StoreUnavailableError(f"{action}: no database connection available in time") from exc
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise StoreError(f"{action}: database error ({type(exc).__name__})") from exc
+        raise _translate(exc, action) from exc
+
+
+# SQLSTATE classes that describe the data, not the database's state: 22 data exception (PostgreSQL's
+# "text fields cannot contain NUL"), 54 program limit exceeded ("index row size exceeds maximum").
+_DATA_SQLSTATE_CLASSES = frozenset({"22", "54"})
+
+
+def _translate(exc: sqlalchemy.exc.SQLAlchemyError, action: str) -> StoreError:
+    orig = getattr(exc, "orig", None)
+    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    if isinstance(exc, sqlalchemy.exc.DataError) or sqlstate[:2] in _DATA_SQLSTATE_CLASSES:
+        return DataRefusedError(f"{action}: the database refused the data ({_first_line(orig)})")
+    if isinstance(exc, sqlalchemy.exc.IntegrityError):
+        return StoreConflictError(f"{action}: a concurrent change conflicted; retry")
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return StoreUnavailableError(f"{action}: database unavailable ({_first_line(orig)})")
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return StoreUnavailableError(f"{action}: no database connection available in time")
+    return StoreError(f"{action}: database error ({type(exc).__name__})")
 
 
 def _first_line(orig: BaseException | None) -> str:

@@ -19,6 +19,9 @@ Invariants:
   tokens, or by a sender without one) accepts any writer.
 * Steps grow across batches: rows at or below the run's ``last_step`` (a resumed run re-sending old
   steps) are dropped, as the SDK drops a ``log(step=s)`` below the current step.
+* A refused record (``RefusedOp``) counts as applied: its seq moves ``last_seq`` on, and the run notes
+  the problem (with the history rows it held). A refused RunStart at seq 1 still creates the run, with
+  default settings, so that the rest of the run is kept.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from tracklog._history import FLOAT, dumps
 
 from ._capture_ingest import CaptureWriter
 from ._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
-from ._entities import IngestResult, RunKey, RunState
+from ._entities import IngestResult, RefusedRecord, RunKey, RunState
 from ._errors import InvalidInputError, PermissionDeniedError
 from ._limits import MAX_JSON_DOC, MAX_PROBLEMS, MAX_SHORT_TEXT, MAX_WRITER_TOKEN
 from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
@@ -52,6 +55,7 @@ from ._records import (
     HistoryOp,
     LostOp,
     Op,
+    RefusedOp,
     StartOp,
     SummaryOp,
     UpdateOp,
@@ -166,14 +170,25 @@ def apply_frames(
     if first_seq != last_seq + 1:
         return IngestResult(False, last_seq)  # a gap: the sender resends from last_seq + 1
     if run is None:
-        if not isinstance(first_op, StartOp):
+        if isinstance(first_op, StartOp):
+            run = _create_run(conn, first_op, now, writer)
+            fresh = fresh[1:]
+        elif isinstance(first_op, RefusedOp) and first_seq == 1:  # seq 1 is the run's RunStart
+            run = _create_run(conn, _default_start(key, now), now, writer)  # the applier notes the refusal
+        else:
             return IngestResult(False, 0)
-        run = _create_run(conn, first_op, now, writer)
-        fresh = fresh[1:]
-    _Applier(conn, run, now).apply(fresh)
+    applier = _Applier(conn, run, now)
+    applier.apply(fresh)
     run.last_seq = through(*frames[-1])  # past the frames a trailing FramesLost accounts for
     run.save(conn)
-    return IngestResult(True, run.last_seq)
+    return IngestResult(True, run.last_seq, tuple(applier.refused))
+
+
+def _default_start(key: RunKey, now: float) -> StartOp:
+    return StartOp(
+        key=key, name="", notes="", tags=(), group="", job_type="", config={}, start_time=now, pid=0,
+        host="", run_dir="", offline=False, resume="",
+    )  # fmt: skip
 
 
 def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> LockedRun:
@@ -232,6 +247,7 @@ class _Applier:
         self.chunks: list[dict[str, Any]] = []
         self.metric_cols: list[ColumnChunk] = []
         self.capture = CaptureWriter(conn, run, now)
+        self.refused: list[RefusedRecord] = []
 
     def apply(self, ops: Sequence[tuple[int, Op]]) -> None:
         for seq, op in ops:
@@ -260,6 +276,8 @@ class _Applier:
                 self.run.tracked_seconds = op.tracked_seconds
             elif isinstance(op, LostOp | DroppedOp):
                 self.run.note_problem(op.problem, op.rows)
+            elif isinstance(op, RefusedOp):
+                self._refused(seq, op)
             else:
                 assert isinstance(op, EmptyOp)
         self.capture.flush()  # first: it may still refuse the batch (a file chunk out of order)
@@ -306,6 +324,11 @@ class _Applier:
         if self.run.summary_removed:  # a removed summary key shows again once it is logged again
             logged = {col.key for col in cut.columns}
             self.run.summary_removed = [k for k in self.run.summary_removed if k not in logged]
+
+    def _refused(self, seq: int, op: RefusedOp) -> None:
+        self.refused.append(RefusedRecord(seq, op.reason))
+        lost = f" ({op.rows} history rows)" if op.rows else ""
+        self.run.note_problem(f"record {seq} refused{lost}: {op.reason}", op.rows)
 
     def _resume(self, op: StartOp) -> None:
         run = self.run

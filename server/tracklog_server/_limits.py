@@ -6,6 +6,7 @@ call; the server only refuses what would harm the store.
 
 from __future__ import annotations
 
+from tracklog import _rules
 from tracklog._spool import MAX_FRAME_BYTES
 
 # One gRPC message: room for one maximal spool frame plus the request's envelope.
@@ -13,10 +14,10 @@ MAX_MESSAGE_BYTES = MAX_FRAME_BYTES + 1024 * 1024
 MAX_RECORD_BYTES = MAX_FRAME_BYTES
 MAX_FRAMES_PER_REQUEST = 100_000
 MAX_WRITER_TOKEN = 256  # characters of a run's writer token (the SDK's are 48)
-MAX_SHORT_TEXT = 1024  # name, group, job type, one tag, one history key
+MAX_SHORT_TEXT = 1024  # name, group, job type, one tag (history keys: tracklog._rules.MAX_KEY)
 MAX_TAGS = 1000
 MAX_LONG_TEXT = 4 * 1024 * 1024  # notes, host, run_dir, a finish reason
-MAX_JSON_DOC = 16 * 1024 * 1024  # config, explicit summary (each, after merging)
+MAX_JSON_DOC = _rules.MAX_DOC  # config, explicit summary (each, after merging): the SDK checks it too
 MAX_RUNS_PER_HEARTBEAT = 10_000
 # History pages are cut so that one streamed message stays under the default 4 MiB a gRPC client
 # accepts, whatever page_rows asks for.

@@ -1,10 +1,13 @@
 """Decoding and validating ingested frames, before any database work.
 
-Everything that can make a batch invalid is found here, so a batch is either fully decoded or refused
-with :class:`InvalidInputError` and the store never writes half of it. History columns are kept as they
-came (packed bytes); the only per-value work is done by C-implemented builtins over ``array`` objects:
-an ascending check of the row steps, ``min``/``max`` for the metric summary, and one ``json.loads`` per
-JSON value (JSON columns are rare: strings, lists, media references).
+Everything that can make a record invalid is found here, before the store writes anything. A record
+that breaks a rule becomes a :class:`RefusedOp` in its place: it costs that record (its seq still
+counts, and the run notes the problem), never its batch or its run. Only a request that breaks the
+protocol itself (seqs that are not consecutive) is refused whole, with :class:`InvalidInputError`.
+History columns are kept as they came (packed bytes); the only per-value work is done by
+C-implemented builtins over ``array`` objects: an ascending check of the row steps, ``min``/``max`` for
+the metric summary, and one ``json.loads`` per JSON value (JSON columns are rare: strings, lists,
+media references).
 """
 
 from __future__ import annotations
@@ -23,17 +26,14 @@ from google.protobuf.message import DecodeError
 
 from tracklog._history import FLOAT, INT, JSON, pack_float64, pack_int64, unpack_float64, unpack_int64
 from tracklog._refs import validate_part
+from tracklog._rules import step_problem
 from tracklog.v1 import records_pb2
 
 from ._capture_records import CaptureOp, decode_capture
 from ._entities import RunKey, RunState
 from ._errors import InvalidInputError
-from ._limits import MAX_LONG_TEXT, MAX_RECORD_BYTES, MAX_SHORT_TEXT, MAX_TAGS
-from ._models import TIMESTAMP_KEY
-from ._validate import check_text, loads_object
-
-# Keys a logged column may not use: they name the row itself.
-RESERVED_KEYS = frozenset({"_step", TIMESTAMP_KEY})
+from ._limits import MAX_LONG_TEXT, MAX_RECORD_BYTES, MAX_TAGS
+from ._validate import check_history_key, check_text, loads_object
 
 _FINISH_STATES = {
     records_pb2.RUN_STATE_FINISHED: RunState.FINISHED,
@@ -190,6 +190,14 @@ class DroppedOp:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedOp:
+    """A record the store refuses, in its place: applying it notes the problem on the run."""
+
+    reason: str
+    rows: int  # history rows it held, as far as it can be read (0 for other kinds)
+
+
+@dataclass(frozen=True, slots=True)
 class EmptyOp:
     """A record that changes nothing (a history or system batch without rows); its seq still counts."""
 
@@ -202,6 +210,7 @@ Op = (
     | UpdateOp
     | FinishOp
     | EmptyOp
+    | RefusedOp
     | CaptureOp
     | LostOp
     | DroppedOp
@@ -211,7 +220,9 @@ _CAPTURE_KINDS = frozenset({"system", "metadata", "output", "file", "timing"})
 
 def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tuple[int, Op]]:
     """Decodes ``(seq, serialized Record)`` pairs; seqs must be consecutive and start at 1 or more
-    (a FramesLost at seq s covering s..t is followed by t + 1)."""
+    (else InvalidInputError; a FramesLost at seq s covering s..t is followed by t + 1). A record that
+    cannot be decoded or breaks a rule becomes a RefusedOp."""
+    run_key(records_pb2.RunRef(entity=key.entity, project=key.project, id=key.id))  # or the whole request
     out: list[tuple[int, Op]] = []
     previous = 0
     for seq, payload in frames:
@@ -224,7 +235,7 @@ def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tupl
             if isinstance(op, LostOp) and op.first_seq != seq:
                 raise InvalidInputError(f"FramesLost from seq {op.first_seq} must be sent at that seq")
         except InvalidInputError as exc:
-            raise InvalidInputError(f"frame {seq}: {exc}") from exc
+            op = RefusedOp(str(exc), _rows_in(payload))
         out.append((seq, op))
         previous = through(seq, op)
     return out
@@ -233,6 +244,22 @@ def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tupl
 def through(seq: int, op: Op) -> int:
     """The last seq that the op at ``seq`` accounts for (more than one for lost frames)."""
     return op.last_seq if isinstance(op, LostOp) else seq
+
+
+def refused(op: Op, reason: str) -> RefusedOp:
+    """``op`` refused after decoding (the database or the stored state refused it)."""
+    return RefusedOp(reason, len(op.steps) if isinstance(op, HistoryOp) else 0)
+
+
+def _rows_in(payload: bytes) -> int:
+    """The history rows of a refused record, when its batch can still be parsed."""
+    try:
+        record = records_pb2.Record.FromString(payload)
+        if record.WhichOneof("kind") != "history":
+            return 0
+        return len(records_pb2.HistoryBatch.FromString(record.history).steps) // 8
+    except DecodeError:
+        return 0
 
 
 def decode_record(key: RunKey, payload: bytes) -> Op:
@@ -364,14 +391,13 @@ def decode_history(data: bytes) -> HistoryOp | EmptyOp:
     steps = unpack_int64(batch.steps)
     if steps[0] < 0 or not _ascending(steps):
         raise InvalidInputError("history steps must be non-negative and strictly ascending")
+    problem = step_problem(steps[-1])
+    if problem is not None:
+        raise InvalidInputError(f"history step {problem}")
     row_set: set[int] | None = None  # built only if a column does not cover every row
     columns: list[ColumnChunk] = []
     for column in batch.columns:
-        key = column.key
-        if not key or len(key) > MAX_SHORT_TEXT:
-            raise InvalidInputError(f"history key must be 1-{MAX_SHORT_TEXT} characters")
-        if key in RESERVED_KEYS:
-            raise InvalidInputError(f"history key {key!r} is reserved")
+        key = check_history_key(column.key)
         if column.all_rows:
             if column.steps:
                 raise InvalidInputError(f"column {key!r} is marked all_rows but has steps of its own")

@@ -149,7 +149,11 @@ class StoreService:
             result = self._store.ingest(key, frames, writer_token=request.writer_token)
         else:
             raise InvalidInputError(f"unknown frame source {request.source}")
-        return store_pb2.IngestResponse(accepted=result.accepted, applied_through=result.applied_through)
+        return store_pb2.IngestResponse(
+            accepted=result.accepted,
+            applied_through=result.applied_through,
+            refused=[store_pb2.RefusedRecord(seq=r.seq, reason=r.reason) for r in result.refused],
+        )
 
     def heartbeat(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.HeartbeatResponse:
         request = _parse(store_pb2.HeartbeatRequest, data)

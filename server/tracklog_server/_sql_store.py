@@ -29,6 +29,7 @@ from ._entities import (
     IngestResult,
     MetricSummary,
     OutputLine,
+    RefusedRecord,
     Run,
     RunFilter,
     RunKey,
@@ -42,7 +43,8 @@ from ._history_read import read_history
 from ._ingest import apply_frames, writer_hash
 from ._limits import MAX_RUNS_PER_HEARTBEAT
 from ._models import MetricSummaryRow, RunRow
-from ._records import decode_frames
+from ._records import Op, decode_frames
+from ._records import refused as refused_op
 from ._store import AbstractStore
 from ._system_read import latest_system, read_system
 
@@ -89,9 +91,31 @@ class SqlAlchemyStore(AbstractStore):
         self, key: RunKey, frames: Sequence[tuple[int, bytes]], *, writer_token: str = ""
     ) -> IngestResult:
         writer = writer_hash(writer_token)
-        ops = decode_frames(key, frames)  # all validation happens before the transaction
+        ops = decode_frames(key, frames)  # a record that breaks a rule is a RefusedOp from here on
         if not ops:
             return IngestResult(True, self._last_seq(key))
+        try:
+            return self._apply(key, ops, writer)
+        except InvalidInputError:
+            # Only the database or what the run holds could tell (PostgreSQL refusing a value, a file
+            # chunk out of order): find the record, one frame per transaction, and refuse only it.
+            return self._apply_one_by_one(key, ops, writer)
+
+    def _apply_one_by_one(self, key: RunKey, ops: Sequence[tuple[int, Op]], writer: str) -> IngestResult:
+        refused: list[RefusedRecord] = []
+        result = IngestResult(True, 0)
+        for seq, op in ops:
+            try:
+                result = self._apply(key, [(seq, op)], writer)
+            except InvalidInputError as exc:
+                result = self._apply(key, [(seq, refused_op(op, str(exc)))], writer)
+            refused.extend(result.refused)
+            if not result.accepted:
+                break
+        return IngestResult(result.accepted, result.applied_through, tuple(refused))
+
+    def _apply(self, key: RunKey, ops: Sequence[tuple[int, Op]], writer: str) -> IngestResult:
+        """Applies ``ops`` in one transaction, all or nothing (retried on a concurrent creation)."""
         for attempt in range(1, _INGEST_ATTEMPTS + 1):
             try:
                 # A Core connection, not an ORM session: ingest issues only Core statements and is

@@ -28,7 +28,7 @@ class AbstractStore(abc.ABC):
     def ingest(
         self, key: RunKey, frames: Sequence[tuple[int, bytes]], *, writer_token: str = ""
     ) -> IngestResult:
-        """Applies ``(seq, serialized Record)`` frames of one run, all or nothing, at most once per seq.
+        """Applies ``(seq, serialized Record)`` frames of one run, at most once per seq.
 
         The run's writer is whoever created it: the store keeps the sha256 of ``writer_token`` from
         that ingest, and refuses later ingests with another token with PermissionDeniedError,
@@ -36,8 +36,10 @@ class AbstractStore(abc.ABC):
 
         Frames at or below the run's last applied seq are skipped. Returns accepted=False, applying
         nothing, when the first new frame does not follow the last applied one (or the run is unknown
-        and the frames do not start with a RunStart at seq 1). Raises InvalidInputError when any frame
-        cannot be decoded, storing nothing.
+        and the frames do not start with a RunStart at seq 1). A record the store refuses (it cannot
+        be decoded, breaks a rule, or the database refuses its data) costs only itself: its seq counts
+        as applied, it is listed in ``refused`` and noted in the run's problems. Raises
+        InvalidInputError, storing nothing, only when the seqs are not consecutive.
         """
 
     @abc.abstractmethod

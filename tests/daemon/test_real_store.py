@@ -269,3 +269,28 @@ def test_tracklog_sync_of_a_run_held_by_another_writer_exits_non_zero_with_the_r
     assert "accepts frames only from its writer" in err
     assert read_synced(writer.path) == 0
     assert [frame.seq for frame in spool_frames(writer.path)] == [1, 2, 3]
+
+
+def test_a_record_the_real_store_refuses_costs_only_itself_and_the_run_syncs_to_its_end(
+    tmp_path: Path, real_store: StoreServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tracklog._history import BatchBuilder
+    from tracklog._spool import SpoolWriter
+
+    ref = make_ref("refused-record")  # an id of its own: refusals are logged once per run, process-wide
+    good = frames(ref, 4, finished=True)
+    builder = BatchBuilder()
+    builder.add(10, 1_700_000_010.0, {"": 1.0, "x": 2.0})  # what log() let through before this issue
+    bad = records_pb2.Record(history=builder.encode()).SerializeToString()
+    writer = SpoolWriter(tmp_path / "run-refused-record.tlog")
+    writer.append([*good[:3], (4, bad), *((seq + 1, payload) for seq, payload in good[3:])])
+    writer.close()
+
+    result = sync_spool(writer.path, real_store.grpc_address)
+
+    assert (result.synced_seq, result.finished, result.refused) == (7, True, 1)
+    view = get_run(real_store.grpc_address, ref)
+    assert view is not None
+    assert (view.state, view.history_rows, view.rows_lost) == (records_pb2.RUN_STATE_FINISHED, 4, 1)
+    assert list(view.problems) == ["record 4 refused (1 history rows): history key '' is empty"]
+    assert "the store refused 1 record(s) of run" in caplog.text

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from tracklog._spool import SpoolWriter, read_synced, write_synced
+from tracklog.v1 import records_pb2
 from tracklogd import RetryPolicy, SpoolUnusable, StoreRejected, SyncProgress, sync_spool
 from tracklogd.testing import FakeStoreServer, frames, history, make_ref
 
@@ -137,8 +138,31 @@ def test_a_refused_run_raises_store_rejected_and_keeps_its_high_water_mark(
     with pytest.raises(StoreRejected, match="INVALID_ARGUMENT"):
         sync_spool(spool, store.target, retry=FAST_RETRY)
 
-    assert len(store.store.requests) == 1
+    # The batch, its first frame alone, and that frame as an empty record: the run itself is refused.
+    assert len(store.store.requests) == 3
     assert read_synced(spool) == 0
+
+
+def test_a_record_a_store_refuses_whole_batches_for_is_skipped_and_the_rest_synced(
+    tmp_path: Path, store: FakeStoreServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A run id of its own: refusals are logged once per run, process-wide.
+    batch = frames(make_ref("skipped-record"), 6, finished=True)
+    spool = write_spool(tmp_path / "run-skipped-record.tlog", batch)
+    store.store.refuse_records.add(batch[3][1])  # seq 4
+
+    result = sync_spool(spool, store.target, retry=FAST_RETRY)
+    again = sync_spool(spool, store.target, retry=FAST_RETRY)
+
+    assert (result.synced_seq, result.finished, result.refused, again.frames_sent) == (8, True, 1, 0)
+    assert store.store.seqs("me/proj/skipped-record") == list(range(1, 9))
+    records = store.store.records("me/proj/skipped-record")
+    assert records[3] == records_pb2.Record(history=b"")  # in its place, so that the seqs go on
+    assert [r.SerializeToString() for r in records[4:7]] == [payload for _, payload in batch[4:7]]
+    assert read_synced(spool) == 8
+    (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "the store refused 1 record(s) of run me/proj/skipped-record" in line
+    assert "record 4: ingest into" in line
 
 
 def test_sync_resumes_after_the_persisted_high_water_mark(tmp_path: Path, store: FakeStoreServer) -> None:

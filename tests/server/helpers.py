@@ -12,7 +12,16 @@ from typing import Any
 
 from tracklog._history import BatchBuilder, decode_rows
 from tracklog.v1 import records_pb2
-from tracklog_server import HistoryPage, HistoryQuery, RunKey, SqlAlchemyStore, SystemQuery
+from tracklog_server import HistoryPage, HistoryQuery, IngestResult, RunKey, SqlAlchemyStore, SystemQuery
+
+
+def refusal(result: IngestResult, seq: int) -> str:
+    """The store's reason for refusing frame ``seq``, after checking that it refused that frame alone
+    and applied the request through it."""
+    assert result.accepted
+    assert result.applied_through >= seq
+    assert [r.seq for r in result.refused] == [seq], result.refused
+    return result.refused[0].reason
 
 
 def ref(key: RunKey) -> records_pb2.RunRef:

@@ -93,19 +93,18 @@ def test_ingested_frames_come_back_through_get_run_and_history(
     assert [r["_step"] for r in decode_rows(window)] == [10, 11, 12]
 
 
-def test_a_batch_whose_third_frame_is_garbage_is_refused_and_stores_nothing(
+def test_a_garbage_frame_sent_straight_to_ingest_costs_only_itself_and_is_reported(
     stub: store_pb2_grpc.StoreStub, key: RunKey
 ) -> None:
     w = RunWriter(key)
     ingest(stub, key, w.frames(start_record(key)))
-    frames = w.frames(history_record([(0, {"x": 1.0})]), config_record({"a": 1}), b"\x08\x96\x01\xff\xff")
-    with pytest.raises(grpc.RpcError) as info:
-        ingest(stub, key, frames)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "frame 4" in str(info.value.details())
-    assert "Traceback" not in str(info.value.details())
+    frames = w.frames(history_record([(0, {"x": 1.0})]), b"\x08\x96\x01\xff\xff", config_record({"a": 1}))
+    response = ingest(stub, key, frames)
+    assert (response.accepted, response.applied_through) == (True, 4)
+    assert [(r.seq, r.reason) for r in response.refused] == [(3, "record is not a valid tracklog.v1.Record")]
     view = get_run(stub, key)
-    assert (view.last_seq, view.history_rows, view.config_json) == (1, 0, "{}")
+    assert (view.last_seq, view.history_rows, view.config_json) == (4, 1, '{"a":1}')
+    assert list(view.problems) == ["record 3 refused: record is not a valid tracklog.v1.Record"]
 
 
 def test_a_gap_is_answered_with_the_last_applied_seq(stub: store_pb2_grpc.StoreStub, key: RunKey) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from array import array
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from tracklog.v1 import records_pb2
-from tracklog_server import InvalidInputError, OutputStream, RunKey, RunState, SqlAlchemyStore
+from tracklog_server import OutputStream, RunKey, RunState, SqlAlchemyStore
 from tracklog_server.testing import FakeClock
 
 from .helpers import (
@@ -30,6 +31,7 @@ from .helpers import (
     read_file,
     read_rows,
     read_system,
+    refusal,
     start_record,
     system_record,
     timing_record,
@@ -75,7 +77,7 @@ def test_capture_records_mixed_with_history_are_stored_once_when_resent(
     assert read_file(store, key, "ckpt/1.txt") == b"checkpoint 1" * 3
 
 
-def test_a_batch_whose_last_frame_is_invalid_stores_none_of_its_capture_records(
+def test_a_batch_whose_last_frame_is_invalid_keeps_all_its_other_capture_records(
     store: SqlAlchemyStore, key: RunKey
 ) -> None:
     w = RunWriter(key)
@@ -84,17 +86,16 @@ def test_a_batch_whose_last_frame_is_invalid_stores_none_of_its_capture_records(
     frames = w.frames(
         *capture_batch(0), metadata_record({"os": "Linux"}), timing_record(5.0, 4.0), bad
     )  # fmt: skip
-    with pytest.raises(InvalidInputError, match=r"late\.bin.*offset 5"):
-        store.ingest(key, frames)
+    result = store.ingest(key, frames)
+    assert re.search(r"late\.bin.*offset 5", refusal(result, frames[-1][0]))
     run = store.get_run(key)
-    assert (run.last_seq, run.history_rows, run.output_lines) == (1, 0, 0)
-    assert "os" not in json.loads(run.metadata_json)
-    assert run.runtime != 5.0
-    assert read_system(store, key) == []
-    assert list(store.logs(key)) == []
-    assert store.list_files(key) == []
-    # The same frames without the bad one go through: nothing of the refused batch was kept.
-    assert store.ingest(key, frames[:-1]).applied_through == frames[-2][0]
+    assert (run.last_seq, run.output_lines) == (frames[-1][0], 2)
+    assert json.loads(run.metadata_json)["os"] == "Linux"
+    assert run.runtime == 5.0
+    assert len(read_system(store, key)) == 1
+    assert [f.name for f in store.list_files(key)] == ["ckpt/0.txt"]
+    # Sent again (the ack was lost), nothing is applied twice.
+    assert store.ingest(key, frames) == type(result)(True, frames[-1][0])
     assert store.get_run(key).output_lines == 2
 
 
@@ -198,11 +199,10 @@ def test_invalid_capture_records_are_refused_with_a_reason(
     store: SqlAlchemyStore, key: RunKey, reason: str, record: bytes
 ) -> None:
     store.ingest(key, [(1, start_record(key))])
-    with pytest.raises(InvalidInputError, match=reason) as info:
-        store.ingest(key, [(2, history_record([(0, {"x": 1.0})])), (3, record)])
-    assert "frame 3" in str(info.value)
+    result = store.ingest(key, [(2, history_record([(0, {"x": 1.0})])), (3, record)])
+    assert re.search(reason, refusal(result, 3))
     run = store.get_run(key)
-    assert (run.last_seq, run.history_rows) == (1, 0)
+    assert (run.last_seq, run.history_rows, len(run.problems)) == (3, 1, 1)
 
 
 def test_a_run_with_too_many_system_keys_is_refused(store: SqlAlchemyStore, key: RunKey) -> None:
@@ -211,8 +211,8 @@ def test_a_run_with_too_many_system_keys_is_refused(store: SqlAlchemyStore, key:
         key, w.frames(start_record(key), system_record([1.0], {f"system/k{i}": [1.0] for i in range(1000)}))
     )
     more = system_record([2.0], {f"system/more{i}": [1.0] for i in range(25)})
-    with pytest.raises(InvalidInputError, match="1025 system metric keys; the limit is 1024"):
-        store.ingest(key, w.frames(more))
+    result = store.ingest(key, w.frames(more))
+    assert "1025 system metric keys; the limit is 1024" in refusal(result, w.seq)
     assert len(read_system(store, key)[0]) == 1001
 
 

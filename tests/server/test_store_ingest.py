@@ -1,9 +1,11 @@
-"""Ingest into the SQL store on SQLite and PostgreSQL: idempotence, all-or-nothing, run attributes."""
+"""Ingest into the SQL store on SQLite and PostgreSQL: idempotence, a refused record costing only
+itself, run attributes."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -17,6 +19,7 @@ from .helpers import (
     finish_record,
     history_record,
     read_rows,
+    refusal,
     start_record,
     summary_record,
     update_record,
@@ -83,23 +86,47 @@ def test_a_resend_that_overlaps_and_extends_applies_only_the_new_frames(
     assert store.get_run(key).history_rows == 8
 
 
-def test_a_batch_with_a_garbage_third_frame_stores_nothing(store: SqlAlchemyStore, key: RunKey) -> None:
+def test_a_garbage_frame_costs_only_itself_and_is_noted_on_the_run(
+    store: SqlAlchemyStore, key: RunKey
+) -> None:
     w = RunWriter(key)
     store.ingest(key, w.frames(start_record(key)))
-    frames = w.frames(history_record(rows(0, 5)), config_record({"a": 1}), b"\xff\xff\xff garbage")
-    with pytest.raises(InvalidInputError, match="frame 4"):
-        store.ingest(key, frames)
+    frames = w.frames(history_record(rows(0, 5)), b"\xff\xff\xff garbage", config_record({"a": 1}))
+    assert "not a valid tracklog.v1.Record" in refusal(store.ingest(key, frames), 3)
     run = store.get_run(key)
-    assert (run.last_seq, run.history_rows, json.loads(run.config_json)) == (1, 0, {})
-    assert read_rows(store, key) == []
+    assert (run.last_seq, run.history_rows, json.loads(run.config_json)) == (4, 5, {"a": 1})
+    assert run.problems == ("record 3 refused: record is not a valid tracklog.v1.Record",)
+    assert run.rows_lost == 0
+    assert len(read_rows(store, key)) == 5
 
 
-def test_a_batch_for_an_unknown_run_with_garbage_creates_no_run(store: SqlAlchemyStore, key: RunKey) -> None:
-    frames = RunWriter(key).frames(start_record(key), history_record(rows(0, 5)), b"\x0a\x05abc")
-    with pytest.raises(InvalidInputError):
-        store.ingest(key, frames)
-    with pytest.raises(RunNotFoundError, match=str(key)):
-        store.get_run(key)
+def test_a_refused_history_record_counts_its_rows_as_lost(store: SqlAlchemyStore, key: RunKey) -> None:
+    w = RunWriter(key)
+    store.ingest(key, w.frames(start_record(key), history_record(rows(0, 3))))
+    bad = history_record([(s, {"x": 1.0, "": 2.0}) for s in range(3, 10)])  # what an old SDK sent
+    good = history_record(rows(10, 12))
+    assert "history key '' is empty" in refusal(store.ingest(key, w.frames(bad, good)), 3)
+    run = store.get_run(key)
+    assert (run.history_rows, run.rows_lost, run.last_seq) == (5, 7, 4)
+    assert run.problems == ("record 3 refused (7 history rows): history key '' is empty",)
+    assert [r["_step"] for r in read_rows(store, key)] == [0, 1, 2, 10, 11]
+
+
+def test_a_refused_run_start_still_creates_the_run_with_its_other_records(
+    store: SqlAlchemyStore, key: RunKey, clock: FakeClock
+) -> None:
+    frames = RunWriter(key).frames(
+        start_record(key, name="a\x00b"), history_record(rows(0, 5)), b"\x0a\x05abc"
+    )
+    result = store.ingest(key, frames)
+    assert (result.accepted, result.applied_through) == (True, 3)
+    assert [(r.seq, r.reason[:30]) for r in result.refused] == [
+        (1, "name 'a\\x00b' contains a NUL c"),
+        (3, "record is not a valid tracklog"),
+    ]
+    run = store.get_run(key)
+    assert (run.name, run.state, run.history_rows, run.created_at) == (key.id, RunState.RUNNING, 5, clock())
+    assert len(run.problems) == 2
 
 
 def test_a_gap_is_not_accepted_and_nothing_is_applied(store: SqlAlchemyStore, key: RunKey) -> None:
@@ -128,8 +155,11 @@ def test_frames_of_a_request_must_be_consecutive(store: SqlAlchemyStore, key: Ru
 
 def test_a_run_start_for_another_run_is_refused(store: SqlAlchemyStore, key: RunKey) -> None:
     other = RunKey(key.entity, key.project, "other")
-    with pytest.raises(InvalidInputError, match="RunStart is for run"):
-        store.ingest(key, [(1, start_record(other))])
+    store.ingest(key, [(1, start_record(key, name="mine"))])
+    assert "RunStart is for run" in refusal(store.ingest(key, [(2, start_record(other, name="theirs"))]), 2)
+    assert store.get_run(key).name == "mine"
+    with pytest.raises(RunNotFoundError):
+        store.get_run(other)
 
 
 @pytest.mark.parametrize(
@@ -161,10 +191,13 @@ def test_malformed_records_are_refused_with_a_reason(
     store: SqlAlchemyStore, key: RunKey, payload: bytes
 ) -> None:
     store.ingest(key, [(1, start_record(key))])
-    with pytest.raises(InvalidInputError) as info:
-        store.ingest(key, [(2, payload)])
-    assert "frame 2" in str(info.value)
-    assert store.get_run(key).last_seq == 1
+    result = store.ingest(key, [(2, payload), (3, config_record({"after": 1}))])
+    reason = refusal(result, 2)
+    run = store.get_run(key)
+    assert (run.last_seq, json.loads(run.config_json)) == (3, {"after": 1})
+    (problem,) = run.problems
+    assert problem.startswith("record 2 refused")
+    assert problem.endswith(reason)
 
 
 def test_history_columns_are_validated(store: SqlAlchemyStore, key: RunKey) -> None:
@@ -206,10 +239,10 @@ def test_history_columns_are_validated(store: SqlAlchemyStore, key: RunKey) -> N
             ),
         ),
     }
-    for reason, record in cases.items():
-        with pytest.raises(InvalidInputError, match=reason):
-            store.ingest(key, [(2, record)])
-    assert store.get_run(key).history_rows == 0
+    for seq, (reason, record) in enumerate(cases.items(), start=2):
+        assert re.search(reason, refusal(store.ingest(key, [(seq, record)]), seq))
+    run = store.get_run(key)
+    assert (run.history_rows, run.rows_lost, len(run.problems)) == (0, 3 * len(cases), len(cases))
 
 
 def test_config_updates_merge_top_level_keys(store: SqlAlchemyStore, key: RunKey) -> None:

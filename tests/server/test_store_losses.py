@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tracklog.v1 import records_pb2
-from tracklog_server import InvalidInputError, RunKey, SqlAlchemyStore
+from tracklog_server import RunKey, SqlAlchemyStore
 
 from .helpers import finish_record, history_record, read_rows, start_record
 
@@ -87,8 +87,11 @@ def test_a_run_whose_start_record_was_lost_cannot_be_created(store: SqlAlchemySt
         (3, 4, "FramesLost from seq 3 must be sent at that seq"),
     ],
 )
-def test_lost_frames_that_are_not_a_range_from_their_own_seq_are_refused(
+def test_lost_frames_that_are_not_a_range_from_their_own_seq_are_refused_as_one_record(
     store: SqlAlchemyStore, key: RunKey, first: int, last: int, message: str
 ) -> None:
-    with pytest.raises(InvalidInputError, match=f"frame 2: {message}"):
-        store.ingest(key, [(1, start_record(key)), (2, lost_record(first, last, 0))])
+    result = store.ingest(key, [(1, start_record(key)), (2, lost_record(first, last, 0))])
+
+    assert (result.accepted, result.applied_through) == (True, 2)  # its seq only, not a range
+    assert [(r.seq, r.reason) for r in result.refused] == [(2, message)]
+    assert store.get_run(key).problems == (f"record 2 refused: {message}",)
