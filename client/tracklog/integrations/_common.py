@@ -58,8 +58,10 @@ def config_value(value: Any) -> Any:
         return [config_value(v) for v in value]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    if inspect.isclass(value) or inspect.isfunction(value) or inspect.ismethod(value):
-        return f"{value.__module__}.{value.__qualname__}"
+    if inspect.isclass(value) or inspect.isroutine(value):
+        module, name = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+        if name:
+            return f"{module}.{name}" if module else str(name)
     item = getattr(value, "item", None)
     if callable(item) and type(value).__module__.startswith(("numpy", "torch")):
         try:
