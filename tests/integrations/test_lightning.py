@@ -45,7 +45,7 @@ class Regressor(pl.LightningModule):
 
     def validation_step(self, batch, index):
         x, y = batch
-        self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
+        self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y), sync_dist=True)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
@@ -152,3 +152,34 @@ trainer(logger).fit(Regressor(stop_at=5), loader(), loader())
     assert out.returncode == 1, out.stderr  # Lightning's graceful shutdown calls sys.exit(1)
     run = stored(out.path, state="killed")
     assert [r["_step"] for r in run.history()] == [0, 1, 2, 3, 4]
+
+
+def test_lightning_ddp_on_two_cpu_processes_logs_one_run_from_rank_zero_only(
+    train: Callable[[str], Trained], stored: Callable[..., ApiRun], tmp_path: Path
+) -> None:
+    # Lightning's "ddp" strategy runs this script again for rank 1 (LOCAL_RANK=1); gloo on loopback.
+    out = train(
+        MODULE
+        + """
+import os
+logger = TracklogLogger(project="lightning")
+t = pl.Trainer(
+    max_epochs=1, logger=logger, log_every_n_steps=1, accelerator="cpu", devices=2, strategy="ddp",
+    enable_progress_bar=False, enable_model_summary=False,
+)
+t.fit(Regressor(), loader(), loader())
+print("RANK", t.global_rank, "EXPERIMENT", type(logger.experiment).__name__, "CURRENT", tracklog.run)
+if t.global_rank == 0:
+    print("RUN", logger.experiment.path)
+"""
+    )
+    assert out.returncode == 0, out.stderr
+    # Rank 1 ran the whole fit with Lightning's dummy experiment and never started a run.
+    assert "RANK 1 EXPERIMENT _DummyExperiment CURRENT None" in out.stdout
+    assert "RANK 0 EXPERIMENT Run" in out.stdout
+    run = stored(out.path)
+    assert len(list((tmp_path / "tracklog").glob("run-*"))) == 1
+    # Each rank sees half of the 32 samples: 2 steps of 8, and the synced val_loss at the last one.
+    rows = run.history()
+    assert [r["_step"] for r in rows] == [0, 1]
+    assert [r["_step"] for r in rows if "val_loss" in r] == [1]
