@@ -45,7 +45,7 @@ def rewrite_keys(logs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class TracklogCallback(TrainerCallback):
+class TracklogCallback(TrainerCallback):  # type: ignore[misc]  # Any to mypy: see pyproject.toml
     """Logs a ``Trainer``'s metrics, training arguments and model config to a run.
 
     ``run``: an existing run to log to; without it, the current run (``tracklog.run``) or a new one
@@ -76,7 +76,7 @@ class TracklogCallback(TrainerCallback):
             model_config = getattr(model, "config", None)
             if model_config is not None:
                 config.update(model_config if isinstance(model_config, dict) else model_config.to_dict())
-            config.update(args.to_dict())  # type: ignore[no-untyped-call]  # to_dict is unannotated
+            config.update(args.to_dict())
             num_parameters = getattr(model, "num_parameters", None)
             if callable(num_parameters):
                 config["model/num_parameters"] = int(num_parameters())
