@@ -138,6 +138,29 @@ print("RUN", logger.experiment.path)
     assert not [f.name for f in run.files() if f.name.endswith(".ckpt")]
 
 
+def test_lightning_with_log_model_all_stores_every_checkpoint_it_writes(
+    train: Callable[[str], Trained], stored: Callable[..., ApiRun]
+) -> None:
+    out = train(
+        MODULE
+        + """
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+logger = TracklogLogger(project="lightning", log_model="all")
+every_epoch = ModelCheckpoint(save_top_k=-1, filename="{epoch}")
+t = pl.Trainer(
+    max_epochs=2, logger=logger, callbacks=[every_epoch], accelerator="cpu", devices=1,
+    enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+)
+t.fit(Regressor(), loader(), loader())
+print("RUN", logger.experiment.path)
+"""
+    )
+    assert out.returncode == 0, out.stderr
+    run = stored(out.path)
+    assert sorted(f.name for f in run.files() if f.name.endswith(".ckpt")) == ["epoch=0.ckpt", "epoch=1.ckpt"]
+
+
 def test_ctrl_c_in_lightning_ends_the_run_killed_although_lightning_exits_with_code_1(
     train: Callable[[str], Trained], stored: Callable[..., ApiRun]
 ) -> None:
