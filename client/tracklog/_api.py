@@ -273,6 +273,14 @@ class ApiRun:
     def __repr__(self) -> str:
         return f"<tracklog.ApiRun {self.path} ({self.state})>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's display of the run: its name, linked to its page, path, state and summary."""
+        from tracklog import _notebook  # a few string functions; imports nothing
+
+        return _notebook.run_html(
+            kind="Run", name=self.name, path=self.path, state=self.state, url=self.url, summary=self.summary
+        )
+
 
 class ApiFile:
     """A file stored with a run: ``name``, ``size``, ``sha256``; ``download(root)`` fetches it."""

@@ -355,3 +355,15 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<tracklog.Run {self.path} name={self._name!r}>"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display of the run: its name, linked to its page, path, state and summary."""
+        from tracklog import _notebook  # a few string functions; imports nothing
+
+        state = "ended" if self._finished else "running"
+        if self.mode != "online":
+            state += f", {self.mode}"
+        summary = self.summary.as_dict()
+        return _notebook.run_html(
+            kind="Run", name=self._name, path=self.path, state=state, url=self.url, summary=summary
+        )
