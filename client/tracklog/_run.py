@@ -282,27 +282,40 @@ class Run:
         state = FINISHED if not exit_code else FAILED
         self._end(state, exit_code or 0)
 
-    def _end(self, state: int, exit_code: int, reason: str = "") -> None:
+    def _end(self, state: int, exit_code: int, reason: str = "", timeout: float = 60.0) -> None:
+        """Ends the run once. Never raises into the training script: a failure here becomes one
+        warning (the daemon then sees the run end without a Finish and records it as crashed)."""
         if self._finished:
             return
+        try:
+            self._end_run(state, exit_code, reason, timeout)
+        except Exception as exc:
+            self._finished = True
+            self._printer.warn(
+                f"internal error while ending the run, its end may be recorded as crashed: {exc!r}"
+            )
+
+    def _end_run(self, state: int, exit_code: int, reason: str, timeout: float) -> None:
         if self._pending is not None:
             self._commit()
         from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
 
         _lifecycle.forget(self)
-        if self._sender is None:
+        sender = self._sender
+        if sender is None:
             self._finished = True
             return
         # A run shorter than the daemon's capture (about 0.1 s) waits for it, at most this long.
-        self._sender.wait_metadata(timeout=max(0.0, METADATA_WAIT - (time.time() - self._start_time)))
+        wait = min(timeout, METADATA_WAIT - (time.time() - self._start_time))
+        sender.wait_metadata(timeout=max(0.0, wait))
         if self._console is not None:
             self._console.stop()  # its last lines go into the queue before the end
             self._console = None
         end = records_pb2.Finish(state=state, exit_code=exit_code, end_time=_now(), reason=reason)  # type: ignore[arg-type]
-        self._queue.append(END)  # type: ignore[union-attr]
-        self._queue.append(records_pb2.Record(finish=end))  # type: ignore[union-attr]
         self._finished = True
-        durable = self._sender.close(timeout=60.0)
+        # The sender queues END and the Finish itself, behind everything else and after its last
+        # periodic tick: nothing can follow the Finish.
+        durable = sender.close(timeout=timeout, closing=(END, records_pb2.Record(finish=end)))
         self._printer.closing(self, STATE_NAMES.get(state, "finished"), durable, self._dropped)
 
     def __enter__(self) -> Run:
