@@ -58,6 +58,7 @@ class Run:
         self._pending: dict[str, Any] | None = None  # the row being accumulated with commit=False
         self._dropped = 0
         self._finished = False
+        self._ending = False  # _end is running (on some thread)
         self._console: Console | None = None
         self.config = config
         self.summary = Summary(self._emit, self._logged_summary)
@@ -282,20 +283,27 @@ class Run:
         state = FINISHED if not exit_code else FAILED
         self._end(state, exit_code or 0)
 
-    def _end(self, state: int, exit_code: int, reason: str = "", timeout: float = 60.0) -> None:
-        """Ends the run once. Never raises into the training script: a failure here becomes one
-        warning (the daemon then sees the run end without a Finish and records it as crashed)."""
-        if self._finished:
+    def _end(
+        self, state: int, exit_code: int, reason: str = "", timeout: float = 60.0, *, prompt: bool = False
+    ) -> None:
+        """Ends the run once, within about ``timeout`` seconds (``prompt``: the process is being
+        terminated, so no wait for the daemon's metadata). Never raises into the training script:
+        a failure here becomes one warning (the daemon then records the run as crashed)."""
+        if self._finished or self._ending:
             return
-        try:
-            self._end_run(state, exit_code, reason, timeout)
-        except Exception as exc:
-            self._finished = True
-            self._printer.warn(
-                f"internal error while ending the run, its end may be recorded as crashed: {exc!r}"
-            )
+        from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
 
-    def _end_run(self, state: int, exit_code: int, reason: str, timeout: float) -> None:
+        self._ending = True
+        with _lifecycle.ending(self):  # a SIGTERM meanwhile waits for this end, then ends the process
+            try:
+                self._end_run(state, exit_code, reason, timeout, prompt)
+            except Exception as exc:
+                self._finished = True
+                self._printer.warn(f"could not end the run ({exc!r}); it may be recorded as crashed")
+            finally:
+                self._ending = False
+
+    def _end_run(self, state: int, exit_code: int, reason: str, timeout: float, prompt: bool) -> None:
         if self._pending is not None:
             self._commit()
         from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
@@ -306,8 +314,9 @@ class Run:
             self._finished = True
             return
         # A run shorter than the daemon's capture (about 0.1 s) waits for it, at most this long.
-        wait = min(timeout, METADATA_WAIT - (time.time() - self._start_time))
-        sender.wait_metadata(timeout=max(0.0, wait))
+        if not prompt:
+            wait = min(timeout, METADATA_WAIT - (time.time() - self._start_time))
+            sender.wait_metadata(timeout=max(0.0, wait))
         if self._console is not None:
             self._console.stop()  # its last lines go into the queue before the end
             self._console = None
