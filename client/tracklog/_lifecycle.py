@@ -137,8 +137,7 @@ class _Hooks:
             _wait_until(lambda: not run._ending, SIGNAL_END_TIMEOUT * 2)
         elif self._end_lock.acquire(blocking=False):
             if run is not None:
-                name = signal.Signals(signum).name
-                run._end(KILLED, 128 + signum, reason=name, timeout=SIGNAL_END_TIMEOUT, prompt=True)
+                _end_killed(run, signum)
         else:  # the other of handler and watcher is ending the run: it dies when done
             self._end_lock.acquire(timeout=SIGNAL_END_TIMEOUT * 2)
         die(signum)
@@ -168,6 +167,23 @@ class _Hooks:
         exc = sys.exc_info()[1]
         state, code = outcome(exc)
         run._end(state, code, reason=describe(exc), timeout=SIGNAL_END_TIMEOUT * 2)
+
+
+def _end_killed(run: Run, signum: int) -> None:
+    """Ends ``run`` as killed by ``signum``, bounded. The main thread was interrupted anywhere, maybe
+    holding a lock the end needs (the console's, the sender's wake-up), so there the end runs on a
+    thread of its own: a lock held below the handler delays it (until the deadline), never hangs."""
+    name = signal.Signals(signum).name
+
+    def end() -> None:
+        run._end(KILLED, 128 + signum, reason=name, timeout=SIGNAL_END_TIMEOUT, prompt=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        end()
+        return
+    ender = threading.Thread(target=end, name="tracklog-sigterm", daemon=True)
+    ender.start()
+    ender.join(SIGNAL_END_TIMEOUT + 1.0)
 
 
 def _wait_until(done: Callable[[], bool], timeout: float) -> None:

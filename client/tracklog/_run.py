@@ -317,14 +317,16 @@ class Run:
         if not prompt:
             wait = min(timeout, METADATA_WAIT - (time.time() - self._start_time))
             sender.wait_metadata(timeout=max(0.0, wait))
-        if self._console is not None:
-            self._console.stop()  # its last lines go into the queue before the end
+        if self._console is not None and not prompt:
+            # Its last lines go into the queue before the end. Not when terminated: the signal
+            # handler may have interrupted a print() holding the console's lock.
+            self._console.stop()
             self._console = None
         end = records_pb2.Finish(state=state, exit_code=exit_code, end_time=_now(), reason=reason)  # type: ignore[arg-type]
         self._finished = True
         # The sender queues END and the Finish itself, behind everything else and after its last
         # periodic tick: nothing can follow the Finish.
-        durable = sender.close(timeout=timeout, closing=(END, records_pb2.Record(finish=end)))
+        durable = sender.close(timeout=timeout, closing=(END, records_pb2.Record(finish=end)), prompt=prompt)
         self._printer.closing(self, STATE_NAMES.get(state, "finished"), durable, self._dropped)
 
     def __enter__(self) -> Run:

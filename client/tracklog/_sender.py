@@ -89,6 +89,7 @@ class Sender:
         self._sleep = sleep  # backoff between reconnects while finishing
         self._fallback = fallback
         self._finish_timeout = finish_timeout
+        self._finish_budget = finish_timeout  # set by close()
         self._seq = last_seq  # the run's last frame so far: 0, or where a resumed spool ends
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._unacked_bytes = 0
@@ -140,9 +141,10 @@ class Sender:
         self._thread = threading.Thread(target=self._run, name="tracklog-sender", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float, closing: Iterable[Any] = ()) -> bool:
+    def close(self, timeout: float, closing: Iterable[Any] = (), *, prompt: bool = False) -> bool:
         """Queues ``closing`` (the run's END and Finish) behind everything, drains it all and waits
-        until it is durable; True if all of it is. Never raises.
+        until it is durable; True if all of it is. Never raises. ``prompt``: called while the
+        process is being terminated.
 
         The thread queues ``closing`` itself, after its last cycle, so that no periodic record (the
         timing tick) can land behind the Finish. If the daemon cannot be reached before the
@@ -152,11 +154,15 @@ class Sender:
         """
         thread = self._thread
         self._closing = list(closing)
+        # The thread gives up on the daemon a second before ``timeout``, so that what it could not
+        # hand over still goes to the spool below before the caller goes on (or the process dies).
+        self._finish_budget = min(self._finish_timeout, max(0.0, timeout - 1.0))
         self._stop.set()
-        self.wake.set()
+        if not prompt:  # ``prompt`` (a signal): log() may hold wake's lock below the handler
+            self.wake.set()  # else the thread sees _stop within its flush interval
         if thread is None:  # never started: the caller's thread does the last cycle
             try:
-                self._finish_cycle(min(timeout, self._finish_timeout))
+                self._finish_cycle(self._finish_budget)
             except Exception as exc:
                 self._internal_error(exc)
         else:
@@ -239,7 +245,7 @@ class Sender:
             except Exception as exc:  # the training loop must never see a sender crash
                 self._internal_error(exc)
         try:
-            self._finish_cycle(self._finish_timeout)
+            self._finish_cycle(self._finish_budget)
         except Exception as exc:
             self._internal_error(exc)
 
