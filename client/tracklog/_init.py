@@ -17,7 +17,7 @@ from tracklog._config import Config
 from tracklog._console import Console
 from tracklog._errors import UsageError
 from tracklog._run import Run
-from tracklog._sender import Sender
+from tracklog._sender import MAX_BUFFER_BYTES, Sender
 from tracklog._terminal import Printer
 from tracklog._transport import DaemonTransport, SpoolTransport, Transport
 from tracklog.v1 import daemon_pb2, records_pb2
@@ -114,6 +114,7 @@ def init(
 ) -> Run:
     """Starts a run and returns it; also available as ``tracklog.run`` until it finishes."""
     settings = _settings.resolve(project=project, entity=entity, run_id=id, mode=mode, dir=dir, resume=resume)
+    max_buffer = _settings.max_buffer_bytes(os.environ, MAX_BUFFER_BYTES)
     printer = Printer(quiet=os.environ.get("TRACKLOG_SILENT", "").lower() in ("1", "true"))
     cfg = Config()
     cfg.update(config)  # validates before anything is created
@@ -163,6 +164,7 @@ def init(
         fallback=None if offline else _spool_fallback(spool),
         last_seq=resumed.last_seq,
         capture=Capture(run_dir, warn=printer.warn, start_wall=start, config=cfg.as_dict),
+        max_buffer_bytes=max_buffer,
     )
     run = Run(
         settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,

@@ -67,6 +67,7 @@ class Run:
         self._known: set[str] = set()
         self._dropped = 0
         self._finished = False
+        self._ending = False  # _end is running (on some thread)
         self._console: Console | None = None
         self.config = config
         self.summary = Summary(self._emit, self._logged_summary)
@@ -320,26 +321,52 @@ class Run:
         state = FINISHED if not exit_code else FAILED
         self._end(state, exit_code or 0)
 
-    def _end(self, state: int, exit_code: int, reason: str = "") -> None:
-        if self._finished:
+    def _end(
+        self, state: int, exit_code: int, reason: str = "", timeout: float = 60.0, *, prompt: bool = False
+    ) -> None:
+        """Ends the run once, within about ``timeout`` seconds (``prompt``: the process is being
+        terminated, so no wait for the daemon's metadata). Never raises into the training script:
+        a failure here becomes one warning (the daemon then records the run as crashed)."""
+        if self._finished or self._ending:
             return
-        with self._lock:
-            if self._pending is not None:
-                self._commit()
+        from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
+
+        self._ending = True
+        with _lifecycle.ending(self):  # a SIGTERM meanwhile waits for this end, then ends the process
+            try:
+                self._end_run(state, exit_code, reason, timeout, prompt)
+            except Exception as exc:
+                self._finished = True
+                self._printer.warn(f"could not end the run ({exc!r}); it may be recorded as crashed")
+            finally:
+                self._ending = False
+
+    def _end_run(self, state: int, exit_code: int, reason: str, timeout: float, prompt: bool) -> None:
+        # Bounded: a SIGTERM ends the run on another thread while the interrupted main thread may
+        # hold the lock (inside log()); then the row being accumulated is left out, not waited for.
+        if self._lock.acquire(timeout=min(timeout, 2.0)):
+            try:
+                if self._pending is not None:
+                    self._commit()
+            finally:
+                self._lock.release()
         from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
 
         _lifecycle.forget(self)
-        if self._sender is None:
+        sender = self._sender
+        if sender is None:
             self._finished = True
             return
-        if self._console is not None:
-            self._console.stop()  # its last lines go into the queue before the end
+        if self._console is not None and not prompt:
+            # Its last lines go into the queue before the end. Not when terminated: the signal
+            # handler may have interrupted a print() holding the console's lock.
+            self._console.stop()
             self._console = None
         end = records_pb2.Finish(state=state, exit_code=exit_code, end_time=_now(), reason=reason)  # type: ignore[arg-type]
-        self._queue.append(END)  # type: ignore[union-attr]
-        self._queue.append(records_pb2.Record(finish=end))  # type: ignore[union-attr]
         self._finished = True
-        durable = self._sender.close(timeout=60.0)
+        # The sender queues END and the Finish itself, behind everything else and after its last
+        # periodic tick: nothing can follow the Finish.
+        durable = sender.close(timeout=timeout, closing=(END, records_pb2.Record(finish=end)), prompt=prompt)
         self._printer.closing(self, STATE_NAMES.get(state, "finished"), durable, self._dropped)
 
     def __enter__(self) -> Run:

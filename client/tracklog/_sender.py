@@ -5,9 +5,17 @@ Invariants:
   the queue grows past a batch, sets ``wake``. Everything else happens on this thread.
 - Frames get consecutive seqs in queue order; history rows between two control records form one
   HistoryBatch, so the spool preserves the order the training script produced.
-- A frame stays in ``unacked`` until the transport reports it durable; after a reconnect every frame
-  above the daemon's durable seq is sent again (the daemon drops what it already holds).
-- This thread never raises: failures become one rate-limited warning and a reconnect with backoff.
+- A frame stays in ``unacked`` until the transport reports it durable; after a reconnect, or after
+  the daemon answered that it could not write them (``Ack.error``), every frame above the daemon's
+  durable seq is sent again (the daemon drops what it already holds).
+- Nothing is framed after a Finish: whatever reaches the queue behind it (a timing tick, a daemon
+  record) is discarded, so a run that finished is never reopened by a late record.
+- What it holds for the daemon (unacked frames plus the messages gRPC has not taken yet) stays
+  under ``max_buffer_bytes``: past it, new history rows, console lines and daemon records are
+  dropped and counted (``Losses``), never control records (start, config, summary, finish).
+- This thread never raises and never stops early: an item that cannot be encoded costs that item
+  (a history batch is retried row by row), anything else unexpected costs at most one cycle's
+  shipping, and becomes one rate-limited warning.
 """
 
 from __future__ import annotations
@@ -15,13 +23,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import groupby, repeat
 from typing import Any
 
-from tracklog import _history
-from tracklog._capture import Capture
+from tracklog._capture import Capture, OutputChunk
 from tracklog._errors import CommError
+from tracklog._history import BatchBuilder
+from tracklog._losses import Losses
 from tracklog._sparkline import Series
 from tracklog._spool import MAX_FRAME_BYTES, history_rows
 from tracklog._transport import Transport
@@ -34,8 +43,18 @@ MAX_BATCH_FRAMES = 64  # frames per message to the daemon
 # second instead of once per 100 ms cycle; past this many unacked frames the sender asks, so that
 # what it holds in memory stays small.
 MAX_UNACKED_FRAMES = 64
+# The memory cap (TRACKLOG_MAX_BUFFER_MB overrides it): bytes of frames held for the daemon.
+MAX_BUFFER_BYTES = 256 * 2**20
+# After the daemon answered that it cannot write (disk full), the first resend waits this long; the
+# wait doubles up to WRITE_RETRY_MAX while it keeps failing.
+WRITE_RETRY = 0.5
+WRITE_RETRY_MAX = 5.0
 
 Row = tuple[int, float, dict[str, Any]]
+
+
+def _is_finish(record: records_pb2.Record) -> bool:
+    return record.WhichOneof("kind") == "finish"
 
 
 class Sender:
@@ -51,6 +70,7 @@ class Sender:
         finish_timeout: float = 15.0,
         last_seq: int = 0,
         capture: Capture | None = None,
+        max_buffer_bytes: int = MAX_BUFFER_BYTES,
     ) -> None:
         self.transport = transport
         # Rows (tuples), Records, and Capture items. Nothing of the daemon's: it writes what it
@@ -65,14 +85,27 @@ class Sender:
         self._sleep = sleep  # backoff between reconnects while finishing
         self._fallback = fallback
         self._finish_timeout = finish_timeout
+        self._finish_budget = finish_timeout  # set by close()
         self._seq = last_seq  # the run's last frame so far: 0, or where a resumed spool ends
         self._unacked: deque[tuple[int, bytes]] = deque()
+        self._unacked_bytes = 0
+        self._max_buffer = max_buffer_bytes
         self._sent_through = 0
+        self._asked_through = 0
         self._connected = False
         self._next_attempt = 0.0
         self._backoff = 0.1
         self._warned_at = -1e9
-        self._builder = _history.BatchBuilder()
+        self._builder = BatchBuilder()
+        self._closing: list[Any] = []  # END and the Finish, queued by this thread after its last cycle
+        self._ended = False  # a Finish was framed: nothing follows it
+        self.losses = Losses(warn)
+        self._dropping = False  # over the memory cap: dropping until something fits again
+        self._write_error = ""  # the daemon's last Ack.error while it cannot write
+        self._write_error_durable = 0
+        self._write_retry_at = 0.0
+        self._write_backoff = WRITE_RETRY
+        self._internal_errors = 0
         # Local view of the run for summary reads and the closing lines, guarded by ``lock``.
         self.lock = threading.Lock()
         self.last_values: dict[str, Any] = {}
@@ -86,69 +119,111 @@ class Sender:
         """First connection, on the caller's thread, before the thread starts: connects, ships what
         is queued (the RunStart) and waits until it is durable, so that a run exists in its spool
         once init() returns, whatever happens to the training process next."""
-        self._try_connect()
-        if not self._connected:
+        try:
+            self._try_connect()
+            if not self._connected:
+                return False
+            self._encode()
+            self._ship(ack=True)
+            if self._unacked:
+                self.transport.wait_durable(self._unacked[-1][0], timeout)
+                self._trim()
+            return self._connected
+        except Exception as exc:  # init() goes on; the thread keeps trying
+            self._internal_error(exc)
             return False
-        self._encode()
-        self._ship(ack=True)
-        if self._unacked:
-            self.transport.wait_durable(self._unacked[-1][0], timeout)
-            self._trim()
-        return self._connected
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tracklog-sender", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float) -> bool:
-        """Drains everything, waits until it is durable; True if all of it is.
+    def close(self, timeout: float, closing: Iterable[Any] = (), *, prompt: bool = False) -> bool:
+        """Queues ``closing`` (the run's END and Finish) behind everything, drains it all and waits
+        until it is durable; True if all of it is. Never raises. ``prompt``: called while the
+        process is being terminated.
 
-        If the daemon cannot be reached before the deadline, the frames it has not acknowledged are
-        written straight into the run's spool (``fallback``), where the next daemon or ``tracklog
-        sync`` finds them: the run's data outlives a daemon that is gone for good.
+        The thread queues ``closing`` itself, after its last cycle, so that no periodic record (the
+        timing tick) can land behind the Finish. If the daemon cannot be reached before the
+        deadline, the frames it has not acknowledged are written straight into the run's spool
+        (``fallback``), where the next daemon or ``tracklog sync`` finds them: the run's data
+        outlives a daemon that is gone for good.
         """
+        thread = self._thread
+        self._closing = list(closing)
+        # The thread gives up on the daemon a second before ``timeout``, so that what it could not
+        # hand over still goes to the spool below before the caller goes on (or the process dies).
+        self._finish_budget = min(self._finish_timeout, max(0.0, timeout - 1.0))
         self._stop.set()
-        self.wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.transport.close()
-        if self._thread is not None and self._thread.is_alive():
-            return False  # still trying; what it holds stays in this process's memory until exit
-        self._encode()
-        if self._unacked and self._fallback is not None:
+        if not prompt:  # ``prompt`` (a signal): log() may hold wake's lock below the handler
+            self.wake.set()  # else the thread sees _stop within its flush interval
+        if thread is None:  # never started: the caller's thread does the last cycle
             try:
-                count = len(self._unacked)
-                self._fallback(list(self._unacked))
-                self._unacked.clear()
-                self._warn(
-                    f"the daemon could not be reached; {count} frames were written to the run's "
-                    "spool instead; the next daemon start, or `tracklog sync` on the run dir, sends them"
-                )
-            except Exception as exc:  # never raise into the training script at exit
-                # E.g. the daemon still holds the spool (its lock refuses a second writer): these
-                # frames are lost, and the user is told exactly how many.
-                count, rows = len(self._unacked), sum(history_rows(p) for _, p in self._unacked)
-                self._warn(
-                    f"{count} frame{'s' if count != 1 else ''} ({rows} history rows) of this run could not "
-                    f"be kept: the daemon did not acknowledge them and the spool refused them ({exc})"
-                )
+                self._finish_cycle(self._finish_budget)
+            except Exception as exc:
+                self._internal_error(exc)
+        else:
+            thread.join(timeout)
+        self.transport.close()
+        if thread is not None and thread.is_alive():
+            return False  # still trying; what it holds stays in this process's memory until exit
+        try:
+            self._encode()  # whatever came after the thread's last cycle (discarded after a Finish)
+            self._spool_rest()
+        except Exception as exc:  # never raise into the training script at exit
+            self._internal_error(exc)
+        line = self.losses.closing_line()
+        if line is not None:
+            self._warn(line)
         return not self.queue and not self._unacked
+
+    def _spool_rest(self) -> None:
+        if not self._unacked or self._fallback is None:
+            return
+        try:
+            count = len(self._unacked)
+            self._fallback(list(self._unacked))
+            self._unacked.clear()
+            self._unacked_bytes = 0
+            self._warn(
+                f"the daemon could not be reached; {count} frames were written to the run's "
+                "spool instead; the next daemon start, or `tracklog sync` on the run dir, sends them"
+            )
+        except Exception as exc:
+            # E.g. the daemon still holds the spool (its lock refuses a second writer): these
+            # frames are lost, and the user is told exactly how many.
+            count, rows = len(self._unacked), sum(history_rows(p) for _, p in self._unacked)
+            self._warn(
+                f"{count} frame{'s' if count != 1 else ''} ({rows} history rows) of this run could not "
+                f"be kept: the daemon did not acknowledge them and the spool refused them ({exc})"
+            )
 
     @property
     def pending_frames(self) -> int:
         return len(self._unacked)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """What the memory cap counts: unacked frames plus messages gRPC has not taken yet."""
+        return self._unacked_bytes + self.transport.queued_bytes()
+
     # -- the thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.wake.wait(self._flush_interval)
-                self.wake.clear()
+        while not self._stop.is_set():
+            self.wake.wait(self._flush_interval)
+            self.wake.clear()
+            try:
                 self._cycle()
-            self._finish_cycle(self._finish_timeout)
-        except Exception as exc:  # the training loop must never see a sender crash
-            self._warn(f"internal error in the sender thread, run data may be incomplete: {exc!r}")
+            except Exception as exc:  # the training loop must never see a sender crash
+                self._internal_error(exc)
+        try:
+            self._finish_cycle(self._finish_budget)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _internal_error(self, exc: Exception) -> None:
+        self._internal_errors += 1
+        self._warn_limited(f"internal error in the sender thread ({exc!r}); logging goes on")
 
     def _cycle(self) -> None:
         if self.capture is not None:
@@ -158,6 +233,7 @@ class Sender:
 
     def _finish_cycle(self, deadline_s: float) -> None:
         """After close(): ship the rest and wait for durability, reconnecting while time remains."""
+        self.queue.extend(self._closing)
         self._encode()
         deadline = self._clock() + deadline_s
         while self._unacked and self._clock() < deadline:
@@ -173,61 +249,161 @@ class Sender:
         if delay:
             self._sleep(min(delay, 0.5))
 
+    # -- encoding -----------------------------------------------------------------------------------
+
     def _encode(self) -> None:
         """Turns queued rows and records into frames (appended to ``unacked``)."""
-        queue, builder = self.queue, self._builder
-        frames: list[records_pb2.Record | bytes] = []
+        queue = self.queue
         # Under ``lock`` so that a summary read sees each row either still queued or applied.
         with self.lock:
-            self._drain(queue, builder, frames)
-        for frame in frames:
-            self._seq += 1
-            payload = frame if type(frame) is bytes else frame.SerializeToString()  # type: ignore[union-attr]
-            self._unacked.append((self._seq, payload))
+            # Only this thread pops, so the queue holds at least ``len(queue)`` items; they are taken
+            # in one C loop (``map`` over ``repeat``), without a bytecode per row, and grouped by
+            # kind. The builder is empty between groups: each run of rows becomes whole batches.
+            items = list(map(deque.popleft, repeat(queue, len(queue))))
+            for kind, group in groupby(items, type):
+                if kind is tuple:  # history rows, in step order
+                    rows = list(group)
+                    for start in range(0, len(rows), BATCH_ROWS):
+                        self._history(rows[start : start + BATCH_ROWS])
+                elif kind is records_pb2.Record:
+                    for record in group:
+                        self._record(record)
+                elif self.capture is not None:
+                    for item in group:
+                        console = isinstance(item, OutputChunk)
+                        for record in self.capture.expand(item):
+                            self._record(record, droppable=console)
 
-    def _drain(
-        self, queue: deque[Any], builder: _history.BatchBuilder, frames: list[records_pb2.Record | bytes]
-    ) -> None:
-        # Only this thread pops, so the queue holds at least ``len(queue)`` items; they are taken
-        # in one C loop (``map`` over ``repeat``), without a bytecode per row, and grouped by kind.
-        # The builder is empty between groups: each run of rows becomes whole HistoryBatches.
-        items = list(map(deque.popleft, repeat(queue, len(queue))))
-        for kind, group in groupby(items, type):
-            if kind is tuple:  # history rows, in step order
-                rows = list(group)
-                for start in range(0, len(rows), BATCH_ROWS):
-                    frames.extend(self._history_frames(rows[start : start + BATCH_ROWS]))
-            elif kind is records_pb2.Record or kind is bytes:
-                frames.extend(group)
-            elif self.capture is not None:
-                for item in group:
-                    frames.extend(self.capture.expand(item))
-
-    def _history_frames(self, rows: list[Row]) -> list[bytes]:
-        """``rows`` as one HistoryBatch frame, or as several when one would be over the spool's and
-        the store's frame limit (long strings in many rows): halves until each fits. log() keeps
-        a single row well under the limit (``_rules.MAX_ROW_BYTES``)."""
+    def _history(self, rows: list[Row]) -> None:
+        if self._ended:
+            return
+        if self.buffered_bytes >= self._max_buffer:  # full already: no need to encode them
+            self._over_cap(rows=len(rows))
+            return
         builder = self._builder
-        builder.extend(rows)
-        payload = records_pb2.Record(history=builder.encode()).SerializeToString()
+        try:
+            builder.extend(rows)
+            payload = records_pb2.Record(history=builder.encode()).SerializeToString()
+        except Exception as exc:
+            builder.reset()
+            self._history_row_by_row(rows, exc)
+            return
         if len(payload) > MAX_FRAME_BYTES and len(rows) > 1:
+            # Over the spool's and the store's frame limit (long strings in many rows): halves until
+            # each fits. log() keeps a single row well under it (``_rules.MAX_ROW_BYTES``).
             builder.reset()
             half = len(rows) // 2
-            return self._history_frames(rows[:half]) + self._history_frames(rows[half:])
-        self._account_builder()
-        return [payload]
-
-    def _account_builder(self) -> None:
-        """Adds the built batch to the local view of the run (rows, last values, sparklines)."""
-        builder = self._builder
-        self.rows += len(builder)
-        self.last_values.update(builder.last_values())
-        for key, values in builder.numeric_columns():
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = Series()
-            series.extend(values)
+            self._history(rows[:half])
+            self._history(rows[half:])
+            return
+        if self._frame(payload, rows=len(rows)):
+            self._account(builder)
         builder.reset()
+
+    def _history_row_by_row(self, rows: list[Row], exc: Exception) -> None:
+        """A batch failed to encode: find the rows that cannot be encoded, drop only those."""
+        good: list[Row] = []
+        for row in rows:
+            try:
+                single = BatchBuilder()
+                single.add(*row)
+                records_pb2.Record(history=single.encode()).SerializeToString()
+            except Exception as row_exc:
+                self.losses.drop(
+                    rows=1,
+                    reason=f"a row at step {row[0]!r} could not be encoded: {row_exc!r}",
+                    kind="encode",
+                    warning=f"a logged row (step {row[0]!r}) could not be encoded ({row_exc!r}); it is "
+                    "dropped and counted, and logging goes on",
+                )
+            else:
+                good.append(row)
+        if len(good) == len(rows):  # no single row is at fault: the batch as a whole is
+            self.losses.drop(
+                rows=len(rows),
+                reason=f"a batch of {len(rows)} rows could not be encoded: {exc!r}",
+                kind="encode",
+                warning=f"a batch of {len(rows)} rows could not be encoded ({exc!r}); it is dropped "
+                "and counted, and logging goes on",
+            )
+            good = []
+        if good:
+            self._history(good)
+        self._report_losses()
+
+    def _account(self, builder: BatchBuilder) -> None:
+        """The local view of the rows just framed: summary values and the closing sparklines."""
+        try:
+            self.rows += len(builder)
+            self.last_values.update(builder.last_values())
+            for key, values in builder.numeric_columns():
+                series = self.series.get(key)
+                if series is None:
+                    series = self.series[key] = Series()
+                series.extend(values)
+        except Exception as exc:  # only the terminal's summary is affected; the rows are framed
+            self._internal_error(exc)
+
+    def _record(self, record: records_pb2.Record, *, droppable: bool = False) -> None:
+        if self._ended:
+            return
+        try:
+            if _is_finish(record):
+                self._report_losses()  # what was lost goes in before the run ends
+            payload = record.SerializeToString()
+        except Exception as exc:
+            kind = record.WhichOneof("kind") or "empty"
+            self.losses.drop(
+                records=1,
+                reason=f"a {kind} record could not be encoded: {exc!r}",
+                kind=f"encode-{kind}",
+                warning=f"a {kind} record could not be encoded ({exc!r}); it is dropped and counted",
+            )
+            self._report_losses()
+            return
+        if droppable:
+            self._frame(payload, records=1)
+        else:
+            self._frame(payload)
+        if _is_finish(record):
+            self._ended = True
+
+    def _frame(self, payload: bytes, *, rows: int = 0, records: int = 0) -> bool:
+        """Appends one frame; ``rows``/``records`` mark it droppable under the memory cap. Returns
+        whether it was kept."""
+        if self._ended:
+            return False
+        if rows or records:
+            if self.buffered_bytes + len(payload) > self._max_buffer:
+                self._over_cap(rows=rows, records=records)
+                return False
+            if self._dropping:  # it fits again: the loss goes into the stream where it happened
+                self._dropping = False
+                self._report_losses()
+        self._seq += 1
+        self._unacked.append((self._seq, payload))
+        self._unacked_bytes += len(payload)
+        return True
+
+    def _over_cap(self, *, rows: int = 0, records: int = 0) -> None:
+        self._dropping = True
+        mib = self._max_buffer / 2**20
+        self.losses.drop(
+            rows=rows,
+            records=records,
+            reason=f"the training process held {mib:g} MiB for a daemon that did not take it",
+            kind="memory-cap",
+            warning=f"the tracklog daemon is not taking this run's data and the {mib:g} MiB this "
+            "process may hold for it are full (TRACKLOG_MAX_BUFFER_MB); new rows are dropped and "
+            "counted until it catches up",
+        )
+
+    def _report_losses(self) -> None:
+        report = self.losses.report()
+        if report is not None:
+            self._frame(report.SerializeToString())
+
+    # -- shipping -----------------------------------------------------------------------------------
 
     def _ship(self, *, ack: bool = False) -> None:
         """Sends the frames not sent yet on this connection. ``ack``: ask for the ack at once (the
@@ -240,24 +416,63 @@ class Sender:
             if not self._connected:
                 return
         self._trim()
+        retry = self._write_failure()
+        if retry is None:
+            return  # the daemon cannot write: wait for the next retry
         pending = [frame for frame in self._unacked if frame[0] > self._sent_through]
-        ack = ack or len(self._unacked) >= MAX_UNACKED_FRAMES
+        must = ack or retry  # someone waits for this ack: ask even if asked before
+        # Holding many frames, or half the memory cap: ask, so that what it holds shrinks.
+        ack = must or len(self._unacked) >= MAX_UNACKED_FRAMES or self.buffered_bytes * 2 >= self._max_buffer
         try:
             for start in range(0, len(pending), MAX_BATCH_FRAMES):
                 chunk = pending[start : start + MAX_BATCH_FRAMES]
-                self.transport.send(chunk, ack=ack and start + MAX_BATCH_FRAMES >= len(pending))
+                asks = ack and start + MAX_BATCH_FRAMES >= len(pending)
+                self.transport.send(chunk, ack=asks)
                 self._sent_through = chunk[-1][0]
-            if ack and not pending and self._unacked:
+                if asks:
+                    self._asked_through = self._sent_through
+            if ack and not pending and self._unacked and (must or self._asked_through < self._unacked[-1][0]):
                 self.transport.send((), ack=True)
+                self._asked_through = self._unacked[-1][0]
         except CommError as exc:
             self._connected = False
             self._warn_limited(f"lost the connection to the tracklog daemon ({exc}); retrying")
+
+    def _write_failure(self) -> bool | None:
+        """Follows the daemon's ``Ack.error``. None: it cannot write and the next resend is not due;
+        True: resend everything above its durable seq now (it kept none of it); False: all well."""
+        error = self.transport.write_error()
+        if not error and not self._write_error:
+            return False
+        durable = self.transport.durable_seq()
+        now = self._clock()
+        # Working again once an ack without error moved past the point of failure (an empty error
+        # alone may only mean a new stream that has not tried to write yet).
+        if self._write_error and not error and (durable > self._write_error_durable or not self._unacked):
+            self._warn("the tracklog daemon writes this run's data again; what it kept waiting was sent")
+            self._write_error = ""
+            self._write_backoff = WRITE_RETRY
+            return False
+        if not self._write_error:
+            self._write_error = error
+            self._write_error_durable = durable
+            self._write_retry_at = now + self._write_backoff
+            self._warn(
+                f"the tracklog daemon cannot write this run's data ({error}); this process keeps it "
+                "in memory and sends it again until it can"
+            )
+        if now < self._write_retry_at:
+            return None
+        self._write_backoff = min(self._write_backoff * 2, WRITE_RETRY_MAX)
+        self._write_retry_at = now + self._write_backoff
+        self._sent_through = min(self._sent_through, durable)
+        return True
 
     def _trim(self) -> None:
         durable = self.transport.durable_seq()
         unacked = self._unacked
         while unacked and unacked[0][0] <= durable:
-            unacked.popleft()
+            self._unacked_bytes -= len(unacked.popleft()[1])
 
     def _try_connect(self) -> None:
         try:
@@ -271,6 +486,7 @@ class Sender:
         self._connected = True
         self._backoff = 0.1
         self._sent_through = durable
+        self._asked_through = 0  # the highest seq an ack was asked for on this stream
         self._trim()
 
     def _warn_limited(self, message: str) -> None:

@@ -145,3 +145,21 @@ def resolve(
         server=server,
         resume=resume,
     )
+
+
+MAX_BUFFER_ENV = "TRACKLOG_MAX_BUFFER_MB"
+
+
+def max_buffer_bytes(environ: Mapping[str, str], default: int) -> int:
+    """The training process's memory cap for data the daemon has not taken (TRACKLOG_MAX_BUFFER_MB,
+    in MiB; at least 1)."""
+    text = environ.get(MAX_BUFFER_ENV, "").strip()
+    if not text:
+        return default
+    try:
+        mib = float(text)
+    except ValueError:
+        mib = float("nan")
+    if not mib >= 1 or mib == float("inf"):
+        raise UsageError(f"{MAX_BUFFER_ENV} must be a number of MiB, at least 1; got {text!r}")
+    return int(mib * 2**20)

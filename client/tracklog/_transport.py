@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import grpc
 
@@ -34,6 +34,13 @@ class Transport(Protocol):
     def broken(self) -> bool: ...
 
     def durable_seq(self) -> int: ...
+
+    def write_error(self) -> str:
+        """The peer's last word on writing (``Ack.error``): empty while it writes what it gets; else
+        it kept nothing above ``durable_seq`` and the frames must be sent again."""
+
+    def queued_bytes(self) -> int:
+        """Bytes of frames handed to ``send`` that the connection has not taken yet."""
 
     def wait_durable(self, seq: int, timeout: float) -> bool: ...
 
@@ -71,6 +78,12 @@ class SpoolTransport:
 
     def durable_seq(self) -> int:
         return 0 if self._writer is None else self._writer.last_seq
+
+    def write_error(self) -> str:
+        return ""  # a failed write raises CommError at once
+
+    def queued_bytes(self) -> int:
+        return 0
 
     def wait_durable(self, seq: int, timeout: float) -> bool:
         if self._writer is None:
@@ -110,8 +123,13 @@ class DaemonTransport:
         self._attach_timeout = attach_timeout
         self._cond = threading.Condition()
         self._durable = 0
+        self._write_error = ""
+        # Frames put on the request queue and not yet taken by gRPC (it stops taking them while the
+        # daemon does not read): counted against the sender's memory cap.
+        self._queued = 0
         self._generation = 0  # which stream the reader thread belongs to; stale readers are ignored
         self._attached = False
+        self._acks = 0  # acks received: wait_durable returns early on one that reports an error
         self._broken = True
         self._channel: grpc.Channel | None = None
         self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -123,13 +141,15 @@ class DaemonTransport:
         stub = daemon_pb2_grpc.DaemonStub(self._channel)
         requests: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._requests = requests
-        requests.put(daemon_pb2.ClientMessage(attach=self._attach))
+        requests.put((daemon_pb2.ClientMessage(attach=self._attach), 0))
         with self._cond:
             self._generation += 1
             generation = self._generation
             self._attached = False
             self._broken = False
-        call = stub.RunStream(iter(requests.get, _CLOSE))  # type: ignore[arg-type]
+            self._write_error = ""
+            self._queued = 0
+        call = stub.RunStream(self._outgoing(requests, generation))
         reader = threading.Thread(
             target=self._read, args=(call, generation), name="tracklog-acks", daemon=True
         )
@@ -141,6 +161,21 @@ class DaemonTransport:
                 raise CommError("the tracklog daemon did not accept the run")
             return self._durable
 
+    def _outgoing(
+        self, requests: queue.SimpleQueue[object], generation: int
+    ) -> Iterator[daemon_pb2.ClientMessage]:
+        """The stream's requests, as gRPC takes them; what it took no longer counts as queued."""
+        while True:
+            item = requests.get()
+            if item is _CLOSE:
+                return
+            message, size = cast(tuple[daemon_pb2.ClientMessage, int], item)
+            if size:
+                with self._cond:
+                    if generation == self._generation:
+                        self._queued -= size
+            yield message
+
     def _read(self, call: Iterator[daemon_pb2.DaemonMessage], generation: int) -> None:
         # Runs until the stream ends; never raises: a broken stream only marks the transport broken.
         try:
@@ -151,6 +186,8 @@ class DaemonTransport:
                         return
                     if kind == "ack":
                         self._durable = max(self._durable, message.ack.durable_seq)
+                        self._write_error = message.ack.error
+                        self._acks += 1
                     elif kind == "links":
                         self.url = message.links.url
                     elif kind == "attached":
@@ -172,7 +209,11 @@ class DaemonTransport:
         if self._broken:
             raise CommError("the stream to the tracklog daemon is closed")
         batch = daemon_pb2.FrameBatch(frames=[records_pb2.Frame(seq=s, record=r) for s, r in frames], ack=ack)
-        self._requests.put(daemon_pb2.ClientMessage(frames=batch))
+        size = sum(len(r) for _, r in frames)
+        if size:
+            with self._cond:
+                self._queued += size
+        self._requests.put((daemon_pb2.ClientMessage(frames=batch), size))
 
     @property
     def broken(self) -> bool:
@@ -181,10 +222,25 @@ class DaemonTransport:
     def durable_seq(self) -> int:
         return self._durable
 
+    def write_error(self) -> str:
+        return self._write_error
+
+    def queued_bytes(self) -> int:
+        return self._queued
+
     def wait_durable(self, seq: int, timeout: float) -> bool:
+        """Waits until ``seq`` is durable, the stream breaks, or an ack says the daemon cannot write."""
         with self._cond:
-            self._cond.wait_for(lambda: self._durable >= seq or self._broken, timeout)
+            acks = self._acks
+
+            def done() -> bool:
+                return self._durable >= seq or self._broken or self._failed_since(acks)
+
+            self._cond.wait_for(done, timeout)
             return self._durable >= seq
+
+    def _failed_since(self, acks: int) -> bool:
+        return self._acks != acks and bool(self._write_error)
 
     def close(self) -> None:
         self._requests.put(_CLOSE)

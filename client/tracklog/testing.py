@@ -106,7 +106,11 @@ class FakeDaemon(daemon_pb2_grpc.DaemonServicer):
     ``batches`` lists each batch received as (frame count, asked for its ack).
 
     ``drop_after``: break the stream of a run once it holds this many frames (once per setting), to
-    exercise the SDK's reconnect and resend. Serve it with ``serve(home)`` on the home's socket.
+    exercise the SDK's reconnect and resend. ``reading``: cleared, the daemon stalls (it stops
+    reading its streams, as a daemon stopped with SIGSTOP). ``write_error``: while non-empty, the
+    daemon keeps nothing it receives and answers every batch with ``Ack(durable_seq, error)``, as a
+    daemon whose disk is full. Its durable seq is the highest seq up to which it holds every frame.
+    Serve it with ``serve(home)`` on the home's socket.
     """
 
     def __init__(self) -> None:
@@ -115,6 +119,10 @@ class FakeDaemon(daemon_pb2_grpc.DaemonServicer):
         self.batches: list[tuple[int, bool]] = []
         self.attaches = 0
         self.drop_after: int | None = None
+        self.reading = threading.Event()
+        self.reading.set()
+        self.write_error = ""
+        self._durable: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
 
@@ -122,30 +130,46 @@ class FakeDaemon(daemon_pb2_grpc.DaemonServicer):
         self, request_iterator: Iterator[daemon_pb2.ClientMessage], context: grpc.ServicerContext
     ) -> Iterator[daemon_pb2.DaemonMessage]:
         path = ""
-        for message in request_iterator:
+        for message in self._stalling(request_iterator, context):
             if message.WhichOneof("kind") == "attach":
                 ref = message.attach.ref
                 path = f"{ref.entity}/{ref.project}/{ref.id}"
                 with self._lock:
                     self.attaches += 1
-                    held = self.frames.setdefault(path, {})
-                    durable = max(held, default=0)
+                    self.frames.setdefault(path, {})
+                    durable = self._durable.setdefault(path, 0)
                 yield daemon_pb2.DaemonMessage(attached=daemon_pb2.Attached(durable_seq=durable))
                 continue
             with self._lock:
                 held = self.frames[path]
                 self.batches.append((len(message.frames.frames), message.frames.ack))
+                error = self.write_error
                 for frame in message.frames.frames:
                     self.received[path] = self.received.get(path, 0) + 1
-                    held.setdefault(frame.seq, frame.record)
-                durable = max(held, default=0)
+                    if not error:
+                        held.setdefault(frame.seq, frame.record)
+                durable = self._durable[path]
+                while durable + 1 in held:
+                    durable += 1
+                self._durable[path] = durable
                 drop = self.drop_after is not None and len(held) >= self.drop_after
                 if drop:
                     self.drop_after = None
             if drop:
                 context.abort(grpc.StatusCode.UNAVAILABLE, "dropped by FakeDaemon")
-            if message.frames.ack:
-                yield daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable))
+            if message.frames.ack or error:
+                yield daemon_pb2.DaemonMessage(ack=daemon_pb2.Ack(durable_seq=durable, error=error))
+
+    def _stalling(
+        self, requests: Iterator[daemon_pb2.ClientMessage], context: grpc.ServicerContext
+    ) -> Iterator[daemon_pb2.ClientMessage]:
+        # Takes no message off the stream while ``reading`` is clear, so gRPC's flow control pushes
+        # back on the client.
+        for message in requests:
+            while not self.reading.wait(0.05):
+                if not context.is_active():
+                    return
+            yield message
 
     def records(self, path: str) -> list[tuple[int, records_pb2.Record]]:
         with self._lock:
