@@ -44,7 +44,7 @@ def _fill(disk: Path) -> Path:
             with contextlib.suppress(OSError):
                 while True:
                     f.write(block[:size])
-    with pytest.raises(OSError) as full:
+    with pytest.raises(OSError, match="No space left on device") as full:
         (disk / "probe").write_bytes(b"x" * 4096)
     assert full.value.errno == errno.ENOSPC
     return filler
