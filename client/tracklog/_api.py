@@ -138,6 +138,20 @@ class Api:
                 return out[:limit] if limit else out
             request.page_token = response.next_page_token
 
+    def delete_runs(self, runs: Sequence[ApiRun | str], delete_files: bool = False) -> int:
+        """Deletes many runs (``ApiRun`` or ``entity/project/id``) in one call, all or nothing;
+        returns how many. Their ids stay reserved, as with ``ApiRun.delete``."""
+        refs = []
+        for run in runs:
+            if isinstance(run, ApiRun):
+                refs.append(run._view.ref)
+            else:
+                p = _refs.RunPath.parse(run)
+                refs.append(records_pb2.RunRef(entity=p.entity, project=p.project, id=p.id))
+        request = store_pb2.DeleteRunsRequest(refs=refs, delete_files=delete_files)
+        response = self._mutate("DeleteRuns", request, f"deleting {len(refs)} runs")
+        return int(response.deleted)
+
     def _mutate(self, method: str, request: Any, what: str) -> Any:
         """A call that changes runs: a refusal of what was asked (bad input, a run that is not
         running) is the caller's UsageError; other failures as every other call's."""
