@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.engine import Connection
@@ -92,11 +93,12 @@ def delete_runs(conn: Connection, keys: Sequence[RunKey], delete_files: bool, no
     if delete_files:  # chunks first: they reference their version
         conn.execute(delete(FileChunkRow).where(FileChunkRow.run_pk.in_(pks)))
         conn.execute(delete(FileVersionRow).where(FileVersionRow.run_pk.in_(pks)))
-    conn.execute(
-        update(RunRow)
-        .where(RunRow.pk.in_(pks))
-        .values(deleted_at=now, stop_requested_at=None, history_rows=0, last_step=-1, output_line_count=0)
-    )
+    # The row stays (the id stays reserved); its counters describe the data it still holds.
+    values: dict[str, Any] = {"deleted_at": now, "stop_requested_at": None, "history_rows": 0}
+    values.update(last_step=-1, output_line_count=0, system_keys=[])
+    if delete_files:
+        values["file_count"] = 0
+    conn.execute(update(RunRow).where(RunRow.pk.in_(pks)).values(values))
     return len(pks)
 
 
