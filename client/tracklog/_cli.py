@@ -1,5 +1,5 @@
 """The ``tracklog`` command: server, daemon, sync, runs, login, and editing runs (tag, untag, rename,
-note, stop, delete)."""
+group, note, stop, delete)."""
 
 from __future__ import annotations
 
@@ -287,6 +287,8 @@ def _edit(args: argparse.Namespace, change: str) -> int:
             run.tags = [t for t in run.tags if t not in args.tags]
         elif change == "rename":
             run.name = args.name
+        elif change == "group":
+            run.group = args.group
         else:
             run.notes = args.text
         run.update()
@@ -384,6 +386,7 @@ def parser() -> argparse.ArgumentParser:
     editor("untag", "remove tags from a run").add_argument("tags", nargs="+", metavar="TAG")
     editor("rename", "set a run's name").add_argument("name", metavar="NAME")
     editor("note", "set a run's notes").add_argument("text", metavar="TEXT")
+    editor("group", "move a run to a group ('' for none)").add_argument("group", metavar="GROUP")
 
     stop = sub.add_parser("stop", help="stop a running run (it ends killed)")
     stop.add_argument("path", metavar="PATH", help="the run, as entity/project/id")

@@ -168,8 +168,11 @@ def test_the_cli_edits_stops_and_deletes_runs(
     assert cli(["untag", path(keys[0]), "base", *at]) == 0
     assert cli(["rename", path(keys[0]), "best-run", *at]) == 0
     assert cli(["note", path(keys[0]), "looks good", *at]) == 0
+    assert cli(["group", path(keys[0]), "sweep-1", *at]) == 0
     run = api.run(path(keys[0]))
-    assert (run.tags, run.name, run.notes) == (["x", "y"], "best-run", "looks good")
+    assert (run.tags, run.name, run.notes, run.group) == (["x", "y"], "best-run", "looks good", "sweep-1")
+    assert cli(["tag", path(keys[0]), "", *at]) == 1
+    assert "tracklog tag: tag '' is empty" in capsys.readouterr().err
 
     assert cli(["untag", path(keys[0]), "nope", *at]) == 1
     assert "tracklog untag: run e/p/r0 has no tag 'nope'" in capsys.readouterr().err
