@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from tracklog import _history, _home, _launch, _refs, _settings
+from tracklog import _history, _home, _launch, _refs, _rules, _settings
 from tracklog._errors import CommError, NotFoundError, UsageError
 from tracklog._tokens import page_url
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2, store_pb2, store_pb2_grpc
@@ -138,6 +138,31 @@ class Api:
                 return out[:limit] if limit else out
             request.page_token = response.next_page_token
 
+    def delete_runs(self, runs: Sequence[ApiRun | str], delete_files: bool = False) -> int:
+        """Deletes many runs (``ApiRun`` or ``entity/project/id``) in one call, all or nothing;
+        returns how many. Their ids stay reserved, as with ``ApiRun.delete``."""
+        refs = []
+        for run in runs:
+            if isinstance(run, ApiRun):
+                refs.append(run._view.ref)
+            else:
+                p = _refs.RunPath.parse(run)
+                refs.append(records_pb2.RunRef(entity=p.entity, project=p.project, id=p.id))
+        request = store_pb2.DeleteRunsRequest(refs=refs, delete_files=delete_files)
+        response = self._mutate("DeleteRuns", request, f"deleting {len(refs)} runs")
+        return int(response.deleted)
+
+    def _mutate(self, method: str, request: Any, what: str) -> Any:
+        """A call that changes runs: a refusal of what was asked (bad input, a run that is not
+        running) is the caller's UsageError; other failures as every other call's."""
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                raise UsageError(f"{what}: {exc.details()}") from exc
+            raise translate(exc, what) from exc
+
     def _history(self, request: store_pb2.HistoryRequest, what: str) -> Iterator[records_pb2.HistoryBatch]:
         return self._stream("History", request, what)
 
@@ -147,6 +172,19 @@ class Api:
             yield from getattr(self._stub, method)(request, timeout=self.timeout * 10)
         except grpc.RpcError as exc:
             raise translate(exc, what) from exc
+
+
+def _as_text(doc: Any) -> dict[str, str]:
+    """Each item of a config or summary as JSON text, to tell what changed (NaN equals NaN here)."""
+    if not isinstance(doc, dict):
+        raise UsageError(f"run.config and run.summary must be dicts, not {type(doc).__name__}")
+    bad = [k for k in doc if not isinstance(k, str) or not k]
+    if bad:
+        raise UsageError(f"config and summary keys must be non-empty str, not {bad[0]!r}")
+    try:
+        return {k: _history.dumps(v) for k, v in doc.items()}
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"a config or summary value cannot be saved as JSON: {exc}") from exc
 
 
 def _iso(ts: float) -> str:
@@ -184,6 +222,12 @@ class ApiRun:
         self.tracked_seconds = view.tracked_seconds
         self.rows_lost = view.rows_lost  # history rows known lost, see ``problems``
         self.problems = list(view.problems)  # what was lost or refused, and why
+        # What the editable fields held when loaded: update() sends only what changed since, as
+        # differences (tags added and removed, config and summary items set and removed), so that
+        # the training process's own edits meanwhile are kept.
+        self._loaded_tags = list(self.tags)
+        self._loaded_config = _as_text(self.config)
+        self._loaded_summary = _as_text(self.summary)
 
     @property
     def path(self) -> str:
@@ -196,6 +240,52 @@ class ApiRun:
     def load(self) -> ApiRun:
         self._set(self._api._get(_refs.RunPath(self.entity, self.project, self.id)))
         return self
+
+    def update(self) -> ApiRun:
+        """Saves what changed since this run was loaded: ``name``, ``notes``, ``tags``, ``group``,
+        ``job_type`` and items of ``config`` and ``summary``. Later writes win per field, whether from
+        here or from the training process; tags merge per tag. Reloads the run; returns it."""
+        view = self._view
+        changes = store_pb2.RunChanges()
+        for field in ("name", "notes", "group", "job_type"):
+            value = getattr(self, field)
+            if not isinstance(value, str):
+                raise UsageError(f"run.{field} must be a str, not {type(value).__name__}")
+            if value != getattr(view, field):
+                setattr(changes, field, value)
+        tags = self.tags
+        if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+            raise UsageError("run.tags must be a list of str")
+        for tag in tags:
+            problem = "is empty" if not tag else _rules.text_problem(tag)
+            if problem is not None:
+                raise UsageError(f"tag {_rules.short(tag)} {problem}")
+        changes.add_tags.extend(t for t in dict.fromkeys(tags) if t not in self._loaded_tags)
+        changes.remove_tags.extend(t for t in self._loaded_tags if t not in tags)
+        for name, doc, loaded, removed in (
+            ("config", self.config, self._loaded_config, changes.config_removed),
+            ("summary", self.summary, self._loaded_summary, changes.summary_removed),
+        ):
+            now = _as_text(doc)
+            items = {k: doc[k] for k, text in now.items() if loaded.get(k) != text}
+            if items:
+                setattr(changes, f"{name}_json", _history.dumps(items))
+            removed.extend(k for k in loaded if k not in now)
+        request = store_pb2.UpdateRunRequest(ref=view.ref, changes=changes)
+        self._set(self._api._mutate("UpdateRun", request, f"updating run {self.path}"))
+        return self
+
+    def delete(self, delete_files: bool = False) -> None:
+        """Deletes the run from the store. Its id stays reserved in the project: reads of it say it
+        was deleted, and a new run cannot take it. ``delete_files`` also drops its stored files."""
+        request = store_pb2.DeleteRunsRequest(refs=[self._view.ref], delete_files=delete_files)
+        self._api._mutate("DeleteRuns", request, f"deleting run {self.path}")
+
+    def stop(self) -> None:
+        """Asks the running run to stop: its training process gets KeyboardInterrupt within seconds
+        and the run ends ``killed``. A run that is not running cannot be stopped (UsageError)."""
+        request = store_pb2.StopRunRequest(ref=self._view.ref)
+        self._api._mutate("StopRun", request, f"stopping run {self.path}")
 
     def _request(
         self, keys: Sequence[str] | None, samples: int | None, page_rows: int = 0

@@ -1,4 +1,5 @@
-"""The ``tracklog`` command: server, daemon, sync, runs, login."""
+"""The ``tracklog`` command: server, daemon, sync, runs, login, and editing runs (tag, untag, rename,
+group, note, stop, delete)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracklog import _home, _spool
-from tracklog._errors import TracklogError
+from tracklog._errors import TracklogError, UsageError
 
 if TYPE_CHECKING:
     import tracklogd
@@ -271,6 +272,70 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def _edit(args: argparse.Namespace, change: str) -> int:
+    """Loads the run at ``args.path``, applies ``change`` and saves it; errors name the command."""
+    from tracklog._api import Api
+
+    with Api(args.server) as api:
+        run = api.run(args.path)
+        if change == "tag":
+            run.tags.extend(t for t in args.tags if t not in run.tags)
+        elif change == "untag":
+            missing = [t for t in args.tags if t not in run.tags]
+            if missing:
+                raise UsageError(f"run {run.path} has no tag {', '.join(map(repr, missing))}")
+            run.tags = [t for t in run.tags if t not in args.tags]
+        elif change == "rename":
+            run.name = args.name
+        elif change == "group":
+            run.group = args.group
+        else:
+            run.notes = args.text
+        run.update()
+    print(f"{run.path}: name {run.name!r}, tags {', '.join(run.tags) or '(none)'}")
+    return 0
+
+
+def _cmd_edit(args: argparse.Namespace, rest: list[str]) -> int:
+    try:
+        return _edit(args, args.command)
+    except TracklogError as exc:
+        raise UsageError(f"tracklog {args.command}: {exc}") from exc
+
+
+def _cmd_stop(args: argparse.Namespace, rest: list[str]) -> int:
+    from tracklog._api import Api
+
+    try:
+        with Api(args.server) as api:
+            api.run(args.path).stop()
+    except TracklogError as exc:
+        raise UsageError(f"tracklog stop: {exc}") from exc
+    print(f"asked run {args.path} to stop; it ends killed once its training process reacts")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace, rest: list[str]) -> int:
+    from tracklog._api import Api
+
+    try:
+        with Api(args.server) as api:
+            runs = [api.run(path) for path in args.paths]  # every path exists before anything goes
+            if not args.yes:
+                listed = "\n".join(f"  {r.path}  {r.name}  {r.state}" for r in runs)
+                print(f"These {len(runs)} runs will be deleted (their ids stay reserved):\n{listed}")
+                if not sys.stdin.isatty():
+                    raise UsageError("no terminal to confirm on; pass --yes to delete without asking")
+                if input("Delete them? [y/N] ").strip().lower() not in ("y", "yes"):
+                    print("nothing deleted")
+                    return 1
+            api.delete_runs(runs, delete_files=args.delete_files)
+    except TracklogError as exc:
+        raise UsageError(f"tracklog delete: {exc}") from exc
+    print(f"deleted {len(runs)} run{'s' if len(runs) != 1 else ''}")
+    return 0
+
+
 def _cmd_login(args: argparse.Namespace, rest: list[str]) -> int:
     from tracklog import _settings
 
@@ -309,6 +374,31 @@ def parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=50, help="at most this many runs (0: all)")
     runs.add_argument("--server", help="host:port of the store server")
     runs.set_defaults(func=_cmd_runs)
+
+    def editor(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("path", metavar="PATH", help="the run, as entity/project/id")
+        cmd.add_argument("--server", help="host:port of the store server")
+        cmd.set_defaults(func=_cmd_edit)
+        return cmd
+
+    editor("tag", "add tags to a run").add_argument("tags", nargs="+", metavar="TAG")
+    editor("untag", "remove tags from a run").add_argument("tags", nargs="+", metavar="TAG")
+    editor("rename", "set a run's name").add_argument("name", metavar="NAME")
+    editor("note", "set a run's notes").add_argument("text", metavar="TEXT")
+    editor("group", "move a run to a group ('' for none)").add_argument("group", metavar="GROUP")
+
+    stop = sub.add_parser("stop", help="stop a running run (it ends killed)")
+    stop.add_argument("path", metavar="PATH", help="the run, as entity/project/id")
+    stop.add_argument("--server", help="host:port of the store server")
+    stop.set_defaults(func=_cmd_stop)
+
+    delete = sub.add_parser("delete", help="delete runs (their ids stay reserved)")
+    delete.add_argument("paths", nargs="+", metavar="PATH", help="runs, as entity/project/id")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.add_argument("--delete-files", action="store_true", help="also drop the runs' stored files")
+    delete.add_argument("--server", help="host:port of the store server")
+    delete.set_defaults(func=_cmd_delete)
 
     login = sub.add_parser("login", help="remember which store server to use")
     login.add_argument("--server", required=True, help="host:port of the store server")

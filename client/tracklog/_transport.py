@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _thread
 import queue
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -196,6 +197,8 @@ class DaemonTransport:
                         self._attached = True
                     self._cond.notify_all()
                 if kind == "stop":
+                    # Said on stderr, so the run's console log keeps why it ended killed.
+                    sys.stderr.write(f"tracklog: stopping the run: {message.stop.reason}\n")
                     _thread.interrupt_main()  # a stop from the API ends the run as killed
         except grpc.RpcError:
             pass

@@ -55,8 +55,10 @@ class DaemonConfig:
     # A batch that does not ask for its ack (FrameBatch.ack) is acked with the first batch at least
     # this long after the stream's previous ack; a Finish, or a batch that asks, is acked at once.
     ack_interval: float = 1.0
-    # How often the store servers hear that the attached runs are alive.
-    heartbeat_interval: float = 10.0
+    # How often the store servers hear that the attached runs are alive. A stop requested through
+    # the API comes back in the heartbeat's answer, so this bounds how long a stop takes to reach the
+    # training process (promised: within 5 s).
+    heartbeat_interval: float = 2.0
     # Passed to the local store server: how long without a heartbeat until a run is crashed.
     heartbeat_timeout: float = 120.0
     # How often a detached client's pid is checked (a vanished client is reported within this).

@@ -249,6 +249,21 @@ class FakeStore(store_pb2_grpc.StoreServicer):
     ) -> store_pb2.ListFilesResponse:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore keeps no files")
 
+    def UpdateRun(
+        self, request: store_pb2.UpdateRunRequest, context: grpc.ServicerContext
+    ) -> store_pb2.RunView:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not edit runs")
+
+    def DeleteRuns(
+        self, request: store_pb2.DeleteRunsRequest, context: grpc.ServicerContext
+    ) -> store_pb2.DeleteRunsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not delete runs")
+
+    def StopRun(
+        self, request: store_pb2.StopRunRequest, context: grpc.ServicerContext
+    ) -> store_pb2.StopRunResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not stop runs")
+
     def GetFile(
         self, request: store_pb2.GetFileRequest, context: grpc.ServicerContext
     ) -> Iterator[records_pb2.FileChunk]:

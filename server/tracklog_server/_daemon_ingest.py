@@ -34,7 +34,7 @@ from ._capture_ingest import CaptureWriter
 from ._capture_records import FileOp, MetadataOp, SystemOp, decode_capture
 from ._entities import IngestResult, RunKey
 from ._errors import InvalidInputError
-from ._ingest import _dumps_doc, check_writer, lock_run
+from ._ingest import _dumps_doc, check_not_deleted, check_writer, lock_run
 from ._limits import MAX_RECORD_BYTES
 from ._records import EmptyOp, LostOp, decode_lost
 
@@ -87,6 +87,7 @@ def apply_daemon_frames(
     run = lock_run(conn, key)
     if run is None:
         return IngestResult(False, 0)  # the client's RunStart has not arrived yet: try again later
+    check_not_deleted(run, key)
     check_writer(run, key, writer)
     fresh = [(seq, op) for seq, op in frames if seq > run.daemon_seq]
     if not fresh:

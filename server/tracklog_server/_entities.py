@@ -7,7 +7,8 @@ Infinity allowed, exactly as the records carry them, so nothing is decoded that 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 class RunState(enum.StrEnum):
@@ -140,6 +141,22 @@ class RunFilter:
     order: str = "-created_at"  # "created_at", "-created_at", "name", "-name"
     limit: int = 0  # 0: no limit
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunChanges:
+    """An edit of a run through the API (already validated); None or empty changes nothing."""
+
+    name: str | None = None
+    notes: str | None = None
+    group: str | None = None
+    job_type: str | None = None
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)  # items to set
+    config_removed: tuple[str, ...] = ()
+    summary: dict[str, Any] = field(default_factory=dict)  # explicit summary items to set
+    summary_removed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

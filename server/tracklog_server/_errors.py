@@ -35,6 +35,15 @@ class RunNotFoundError(NotFoundError):
     """No run has this entity/project/id."""
 
 
+class RunDeletedError(NotFoundError):
+    """The run was deleted; its id stays reserved, so reads name the deletion, not a missing run."""
+
+
+class RunStateError(StoreError):
+    """The run is not in a state that allows this (stopping a run that is not running): gRPC
+    FAILED_PRECONDITION. Retrying fails the same way until the run's state changes."""
+
+
 class RunFileNotFoundError(NotFoundError):
     """The run has no such file, or no complete version of it (or not the version asked for)."""
 

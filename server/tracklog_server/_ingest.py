@@ -98,6 +98,8 @@ class LockedRun:
     rows_lost: int
     daemon_seq: int
     writer_hash: str
+    deleted_at: float | None
+    client_tags: list[str]
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +146,25 @@ def writer_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest() if token else ""
 
 
+def check_not_deleted(run: LockedRun, key: RunKey) -> None:
+    """Raises PermissionDeniedError for a deleted run: its id stays reserved, so nothing is applied to
+    it again (a resend of its frames, or a new run started with its id)."""
+    if run.deleted_at is not None:
+        raise PermissionDeniedError(
+            f"run {key} was deleted; its id stays reserved in project {key.project}: "
+            "start the run with another id"
+        )
+
+
+def merge_tags(current: Sequence[str], add: Sequence[str], remove: Sequence[str]) -> list[str]:
+    """``current`` without ``remove``, then each of ``add`` it lacks, in order: edits from the API and
+    from the training process are applied as such differences, so the later write wins per tag."""
+    gone = set(remove) - set(add)
+    out = [t for t in current if t not in gone]
+    out.extend(t for t in dict.fromkeys(add) if t not in out)
+    return out
+
+
 def check_writer(run: LockedRun, key: RunKey, writer: str) -> None:
     """Raises PermissionDeniedError unless ``writer`` (``writer_hash`` of the request's token) is the
     run's writer. Checked before anything else, resends included: a stranger learns nothing and
@@ -161,6 +182,7 @@ def apply_frames(
     """``writer`` is ``writer_hash`` of the request's token."""
     run = lock_run(conn, key)
     if run is not None:
+        check_not_deleted(run, key)
         check_writer(run, key, writer)
     last_seq = run.last_seq if run is not None else 0
     fresh = [(seq, op) for seq, op in frames if seq > last_seq]  # already applied: an idempotent resend
@@ -222,6 +244,8 @@ def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> Locke
         "rows_lost": 0,
         "daemon_seq": 0,
         "writer_hash": writer,
+        "deleted_at": None,
+        "client_tags": list(op.tags),
     }
     row = {_RUN_COLUMNS.get(k, k): v for k, v in values.items()}
     row.update(entity=op.key.entity, project=op.key.project, created_at=op.start_time or now)
@@ -336,7 +360,7 @@ class _Applier:
         if op.notes:
             run.notes = op.notes
         if op.tags:
-            run.tags = list(op.tags)
+            self._client_tags(op.tags)
         if op.group:
             run.group = op.group
         if op.job_type:
@@ -386,11 +410,20 @@ class _Applier:
         if op.notes is not None:
             run.notes = op.notes
         if op.tags is not None:
-            run.tags = list(op.tags)
+            self._client_tags(op.tags)
         if op.group is not None:
             run.group = op.group
         if op.job_type is not None:
             run.job_type = op.job_type
+
+    def _client_tags(self, tags: Sequence[str]) -> None:
+        """The training process sends its whole tag list; what changed since its previous list is
+        applied, so tags the API added or removed meanwhile are kept (a run knows only its own)."""
+        run = self.run
+        before = set(run.client_tags)
+        after = list(tags)
+        run.tags = merge_tags(run.tags, [t for t in after if t not in before], sorted(before - set(after)))
+        run.client_tags = after
 
     def _finish(self, op: FinishOp) -> None:
         run = self.run

@@ -118,6 +118,15 @@ class RunRow(Base):
     daemon_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # sha256 hex of the run's writer token (RunStart.writer_token); empty for runs from before it.
     writer_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Set when the run was deleted: the row stays so that its id stays reserved, reads say it was
+    # deleted and ingest for it is refused. Its data (history, metrics, output, files) is gone.
+    deleted_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # Set when a stop was requested through the API; heartbeats answer it until the run finishes.
+    stop_requested_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # The tag list the training process last sent. Its next list is applied as a difference from
+    # this one, so that tags added or removed through the API meanwhile are kept (later write wins
+    # per tag).
+    client_tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class HistoryChunkRow(Base):

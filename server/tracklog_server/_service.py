@@ -18,19 +18,22 @@ from google.protobuf.message import DecodeError, Message
 
 from tracklog.v1 import records_pb2, store_pb2
 
+from . import _app_runs
 from ._convert import file_info, history_batch, output_lines, run_ref, run_view, system_batch
-from ._entities import HistoryQuery, RunFilter, RunState, SystemQuery
+from ._entities import HistoryQuery, RunChanges, RunFilter, RunState, SystemQuery
 from ._errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    RunStateError,
     StoreConflictError,
     StoreError,
     StoreUnavailableError,
 )
-from ._limits import MAX_FRAMES_PER_REQUEST
+from ._limits import MAX_FRAMES_PER_REQUEST, MAX_LONG_TEXT, MAX_TAGS
 from ._records import run_key
 from ._store import AbstractStore
+from ._validate import check_text, loads_object
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ _STATUS: tuple[tuple[type[StoreError], grpc.StatusCode], ...] = (
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (StoreConflictError, grpc.StatusCode.ABORTED),
+    (RunStateError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 
@@ -108,6 +112,9 @@ class StoreService:
                 "Logs": stream(self.logs),
                 "ListFiles": unary(self.list_files),
                 "GetFile": stream(self.get_file),
+                "UpdateRun": unary(self.update_run),
+                "DeleteRuns": unary(self.delete_runs),
+                "StopRun": unary(self.stop_run),
             },
         )
 
@@ -241,6 +248,24 @@ class StoreService:
             sha256=info.sha256,
         )
 
+    def update_run(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.RunView:
+        request = _parse(store_pb2.UpdateRunRequest, data)
+        key, changes = run_key(request.ref), run_changes(request.changes)
+        return run_view(_app_runs.update_run(self._store, _app_runs.ANONYMOUS, key, changes))
+
+    def delete_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.DeleteRunsResponse:
+        request = _parse(store_pb2.DeleteRunsRequest, data)
+        keys = [run_key(ref) for ref in request.refs]
+        deleted = _app_runs.delete_runs(
+            self._store, _app_runs.ANONYMOUS, keys, delete_files=request.delete_files
+        )
+        return store_pb2.DeleteRunsResponse(deleted=deleted)
+
+    def stop_run(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.StopRunResponse:
+        request = _parse(store_pb2.StopRunRequest, data)
+        _app_runs.stop_run(self._store, _app_runs.ANONYMOUS, run_key(request.ref))
+        return store_pb2.StopRunResponse()
+
     def server_info(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ServerInfoResponse:
         _parse(store_pb2.ServerInfoRequest, data)
         return store_pb2.ServerInfoResponse(
@@ -269,3 +294,35 @@ def _state_filter(filters_json: str) -> RunState | None:
         return RunState(state)
     except ValueError as exc:
         raise InvalidInputError(f"unknown state {state!r}") from exc
+
+
+def run_changes(msg: store_pb2.RunChanges) -> RunChanges:
+    """The edit as the store takes it, checked by the rules ingest applies to the same fields."""
+    if len(msg.add_tags) > MAX_TAGS or len(msg.remove_tags) > MAX_TAGS:
+        raise InvalidInputError(f"more than {MAX_TAGS} tags in one edit")
+    for tag in [*msg.add_tags, *msg.remove_tags]:
+        if not tag:
+            raise InvalidInputError("a tag is empty")
+        check_text(tag, f"tag {tag[:40]!r}")
+    config = loads_object(msg.config_json, "config_json")
+    summary = loads_object(msg.summary_json, "summary_json")
+    for what, keys in (
+        ("config", [*config, *msg.config_removed]),
+        ("summary", [*summary, *msg.summary_removed]),
+    ):
+        for k in keys:
+            if not k:
+                raise InvalidInputError(f"a {what} key is empty")
+            check_text(k, f"{what} key {k[:40]!r}")
+    return RunChanges(
+        name=check_text(msg.name, "name") if msg.HasField("name") else None,
+        notes=check_text(msg.notes, "notes", MAX_LONG_TEXT) if msg.HasField("notes") else None,
+        group=check_text(msg.group, "group") if msg.HasField("group") else None,
+        job_type=check_text(msg.job_type, "job_type") if msg.HasField("job_type") else None,
+        add_tags=tuple(msg.add_tags),
+        remove_tags=tuple(msg.remove_tags),
+        config=config,
+        config_removed=tuple(msg.config_removed),
+        summary=summary,
+        summary_removed=tuple(msg.summary_removed),
+    )

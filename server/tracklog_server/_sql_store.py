@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from tracklog._history import dumps
 
+from . import _sql_mutations
 from ._capture_read import list_files, open_file, read_chunks, read_logs
 from ._capture_records import check_file_name
 from ._daemon_ingest import apply_daemon_frames, decode_daemon_frames
@@ -31,6 +32,7 @@ from ._entities import (
     OutputLine,
     RefusedRecord,
     Run,
+    RunChanges,
     RunFilter,
     RunKey,
     RunState,
@@ -38,7 +40,13 @@ from ._entities import (
     SystemQuery,
     SystemSnapshot,
 )
-from ._errors import InvalidInputError, RunNotFoundError, StoreConflictError, translate_db_errors
+from ._errors import (
+    InvalidInputError,
+    RunDeletedError,
+    RunNotFoundError,
+    StoreConflictError,
+    translate_db_errors,
+)
 from ._history_read import read_history
 from ._ingest import apply_frames, writer_hash
 from ._limits import MAX_RUNS_PER_HEARTBEAT
@@ -159,6 +167,7 @@ class SqlAlchemyStore(AbstractStore):
                     [(k.entity, k.project, k.id) for k in keys]
                 ),
                 RunRow.finished_at.is_(None),  # a run that has a Finish record is never revived
+                RunRow.deleted_at.is_(None),
             )
             .values(
                 heartbeat_at=self._clock(),
@@ -166,14 +175,20 @@ class SqlAlchemyStore(AbstractStore):
             )
             .execution_options(synchronize_session=False)
         )
-        with translate_db_errors("record heartbeats"), self._write.begin() as session:
-            session.execute(stmt)
-        return ()  # stopping runs from the API is not implemented yet
+        with translate_db_errors("record heartbeats"), self._write_engine.begin() as conn:
+            conn.execute(stmt)
+            # Answered on every heartbeat until the run finishes: a daemon that missed one answer (or
+            # restarted) hears it again, and forwards it once per client stream.
+            return tuple(_sql_mutations.stop_requested(conn, keys))
 
     def mark_crashed(self, timeout: float) -> int:
         stmt = (
             update(RunRow)
-            .where(RunRow.state == RunState.RUNNING.value, RunRow.heartbeat_at < self._clock() - timeout)
+            .where(
+                RunRow.state == RunState.RUNNING.value,
+                RunRow.heartbeat_at < self._clock() - timeout,
+                RunRow.deleted_at.is_(None),
+            )
             .values(state=RunState.CRASHED.value)
             .execution_options(synchronize_session=False)
         )
@@ -186,6 +201,8 @@ class SqlAlchemyStore(AbstractStore):
             row = session.execute(select(RunRow).where(*_where(key))).scalar_one_or_none()
             if row is None:
                 raise RunNotFoundError(f"run {key} not found")
+            if row.deleted_at is not None:
+                raise RunDeletedError(_sql_mutations.deleted_message(key))
             metrics = _metric_rows(session, [row.pk])
             return _to_run(row, metrics.get(row.pk, []))
 
@@ -193,7 +210,7 @@ class SqlAlchemyStore(AbstractStore):
         order = _ORDERS.get(run_filter.order or "-created_at")
         if order is None:
             raise InvalidInputError(f"unknown order {run_filter.order!r}; use one of {', '.join(_ORDERS)}")
-        stmt = select(RunRow).order_by(*order)
+        stmt = select(RunRow).where(RunRow.deleted_at.is_(None)).order_by(*order)
         if run_filter.entity:
             stmt = stmt.where(RunRow.entity == run_filter.entity)
         if run_filter.project:
@@ -226,10 +243,14 @@ class SqlAlchemyStore(AbstractStore):
     def system_history(self, key: RunKey, query: SystemQuery) -> Iterator[SystemPage]:
         action = f"read system metrics of run {key}"
         with translate_db_errors(action), self._read() as session:
-            found = session.execute(select(RunRow.pk, RunRow.system_keys).where(*_where(key))).one_or_none()
+            found = session.execute(
+                select(RunRow.pk, RunRow.system_keys, RunRow.deleted_at).where(*_where(key))
+            ).one_or_none()
         if found is None:
             raise RunNotFoundError(f"run {key} not found")
-        run_pk, known = found
+        run_pk, known, deleted_at = found
+        if deleted_at is not None:
+            raise RunDeletedError(_sql_mutations.deleted_message(key))
         if query.keys:  # only keys the run has: bounds the query whatever the request lists
             have = set(known)
             keys = [k for k in dict.fromkeys(query.keys) if k in have]
@@ -248,11 +269,13 @@ class SqlAlchemyStore(AbstractStore):
         action = f"read the console output of run {key}"
         with translate_db_errors(action), self._read() as session:
             found = session.execute(
-                select(RunRow.pk, RunRow.output_line_count).where(*_where(key))
+                select(RunRow.pk, RunRow.output_line_count, RunRow.deleted_at).where(*_where(key))
             ).one_or_none()
         if found is None:
             raise RunNotFoundError(f"run {key} not found")
-        run_pk, total = found
+        run_pk, total, deleted_at = found
+        if deleted_at is not None:
+            raise RunDeletedError(_sql_mutations.deleted_message(key))
         stop = min(total, offset + limit) if limit else total
         return self._translated(read_logs(self._read, run_pk, offset, stop), action)
 
@@ -270,6 +293,19 @@ class SqlAlchemyStore(AbstractStore):
             info, layout = open_file(session, run_pk, str(key), name, version)
         return info, self._translated(read_chunks(self._read, run_pk, info, layout), action)
 
+    def update_run(self, key: RunKey, changes: RunChanges) -> Run:
+        with translate_db_errors(f"update run {key}"), self._write_engine.begin() as conn:
+            _sql_mutations.update_run(conn, key, changes)
+        return self.get_run(key)
+
+    def delete_runs(self, keys: Sequence[RunKey], delete_files: bool = False) -> int:
+        with translate_db_errors("delete runs"), self._write_engine.begin() as conn:
+            return _sql_mutations.delete_runs(conn, keys, delete_files, self._clock())
+
+    def request_stop(self, key: RunKey, when: frozenset[RunState]) -> RunState:
+        with translate_db_errors(f"request a stop of run {key}"), self._write_engine.begin() as conn:
+            return _sql_mutations.request_stop(conn, key, when, self._clock())
+
     @staticmethod
     def _translated(items: Iterator[T], action: str) -> Iterator[T]:
         with translate_db_errors(action):
@@ -277,10 +313,12 @@ class SqlAlchemyStore(AbstractStore):
 
 
 def _run_pk(session: Session, key: RunKey) -> int:
-    run_pk = session.execute(select(RunRow.pk).where(*_where(key))).scalar_one_or_none()
-    if run_pk is None:
+    found = session.execute(select(RunRow.pk, RunRow.deleted_at).where(*_where(key))).one_or_none()
+    if found is None:
         raise RunNotFoundError(f"run {key} not found")
-    return run_pk
+    if found[1] is not None:
+        raise RunDeletedError(_sql_mutations.deleted_message(key))
+    return int(found[0])
 
 
 def _where(key: RunKey) -> tuple[Any, ...]:

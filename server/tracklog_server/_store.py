@@ -15,8 +15,10 @@ from ._entities import (
     IngestResult,
     OutputLine,
     Run,
+    RunChanges,
     RunFilter,
     RunKey,
+    RunState,
     SystemPage,
     SystemQuery,
     SystemSnapshot,
@@ -102,6 +104,26 @@ class AbstractStore(abc.ABC):
     def read_file(self, key: RunKey, name: str, version: int = 0) -> tuple[FileInfo, Iterator[bytes]]:
         """A complete version of a file (0: the latest complete one) and its bytes, in order, in pieces
         that fit one message. RunNotFoundError or RunFileNotFoundError are raised by the call itself."""
+
+    @abc.abstractmethod
+    def update_run(self, key: RunKey, changes: RunChanges) -> Run:
+        """Applies an edit from the API under the run's lock and returns the run after it. Fields are
+        written as they come (the later write, from the API or the training process, wins); tags are
+        added and removed, never replaced. RunNotFoundError, RunDeletedError, InvalidInputError (the
+        merged config or summary over its limit, too many tags) apply nothing."""
+
+    @abc.abstractmethod
+    def delete_runs(self, keys: Sequence[RunKey], delete_files: bool = False) -> int:
+        """Deletes the runs, all or nothing, and returns how many. A deleted run keeps its row, so
+        its id stays reserved: reads raise RunDeletedError, ingest for it PermissionDeniedError. Its
+        history, metrics, system metrics and output are dropped; its files too with ``delete_files``.
+        An unknown or already deleted run among ``keys`` fails the call (RunNotFoundError,
+        RunDeletedError)."""
+
+    @abc.abstractmethod
+    def request_stop(self, key: RunKey, when: frozenset[RunState]) -> RunState:
+        """Records a stop request if the run is in one of the states ``when`` and not finished, so
+        that ``heartbeat`` answers it; returns the state the run was in either way."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -33,7 +33,7 @@ def test_the_configuration_comes_from_the_environment_with_defaults() -> None:
     assert DaemonConfig.from_env({}) == DaemonConfig()
     assert DaemonConfig().idle_timeout == 120.0
     assert DaemonConfig().fsync_interval == 1.0
-    assert DaemonConfig().heartbeat_interval == 10.0
+    assert DaemonConfig().heartbeat_interval == 2.0
 
 
 def test_the_capture_settings_come_from_the_environment_with_defaults() -> None:

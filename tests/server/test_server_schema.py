@@ -14,7 +14,7 @@ from tracklog_server import RunKey, RunState, SqlAlchemyStore
 from tracklog_server._database import create_store_engine, upgrade_schema
 from tracklog_server._models import Base
 
-from .helpers import STDOUT, file_records, output_record, read_rows, timing_record
+from .helpers import STDOUT, file_records, output_record, read_rows, timing_record, update_record
 
 
 def test_migrations_create_the_whole_schema_from_an_empty_database(db_url: str) -> None:
@@ -28,7 +28,7 @@ def test_migrations_create_the_whole_schema_from_an_empty_database(db_url: str) 
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             version = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == "0003"
+        assert version == "0004"
         upgrade_schema(engine)  # a second start finds nothing to do
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("history_chunks")}
         assert "ix_history_chunks_run_key_min_step" in indexes
@@ -138,11 +138,14 @@ def test_a_database_made_at_the_first_schema_upgrades_with_its_runs_intact(db_ur
             output_record([(170.0, STDOUT, "resumed")]),
             *file_records("a.txt", 1, b"a"),
             timing_record(9, 8),
+            update_record(tags=["u"]),
         ]
-        assert store.ingest(old, [(3 + i, r) for i, r in enumerate(more)]).applied_through == 5
+        assert store.ingest(old, [(3 + i, r) for i, r in enumerate(more)]).applied_through == 6
         assert [f.name for f in store.list_files(old)] == ["a.txt"]
+        # 0004 took the run's tags as what its training process last sent: its new list replaces "t".
+        assert store.get_run(old).tags == ("u",)
         with store.engine.connect() as conn:
             version = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == "0003"
+        assert version == "0004"
     finally:
         store.close()

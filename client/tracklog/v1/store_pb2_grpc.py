@@ -85,6 +85,21 @@ class StoreStub:
                 request_serializer=tracklog_dot_v1_dot_store__pb2.GetFileRequest.SerializeToString,
                 response_deserializer=tracklog_dot_v1_dot_records__pb2.FileChunk.FromString,
                 _registered_method=True)
+        self.UpdateRun = channel.unary_unary(
+                '/tracklog.v1.Store/UpdateRun',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.UpdateRunRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.RunView.FromString,
+                _registered_method=True)
+        self.DeleteRuns = channel.unary_unary(
+                '/tracklog.v1.Store/DeleteRuns',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsResponse.FromString,
+                _registered_method=True)
+        self.StopRun = channel.unary_unary(
+                '/tracklog.v1.Store/StopRun',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.StopRunRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.StopRunResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServicer:
@@ -155,6 +170,27 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateRun(self, request, context):
+        """Edits a run's name, notes, tags, group, job type, config and summary; returns the run after it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRuns(self, request, context):
+        """Deletes runs; each id stays reserved in its project (init(id=...) with it is refused).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopRun(self, request, context):
+        """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +243,21 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.GetFile,
                     request_deserializer=tracklog_dot_v1_dot_store__pb2.GetFileRequest.FromString,
                     response_serializer=tracklog_dot_v1_dot_records__pb2.FileChunk.SerializeToString,
+            ),
+            'UpdateRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRun,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.UpdateRunRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.RunView.SerializeToString,
+            ),
+            'DeleteRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRuns,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsResponse.SerializeToString,
+            ),
+            'StopRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopRun,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.StopRunRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.StopRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +530,87 @@ class Store:
             '/tracklog.v1.Store/GetFile',
             tracklog_dot_v1_dot_store__pb2.GetFileRequest.SerializeToString,
             tracklog_dot_v1_dot_records__pb2.FileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/UpdateRun',
+            tracklog_dot_v1_dot_store__pb2.UpdateRunRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.RunView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/DeleteRuns',
+            tracklog_dot_v1_dot_store__pb2.DeleteRunsRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.DeleteRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/StopRun',
+            tracklog_dot_v1_dot_store__pb2.StopRunRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.StopRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

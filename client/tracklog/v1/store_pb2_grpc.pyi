@@ -47,6 +47,12 @@ class StoreStub:
     ListFiles: _grpc.UnaryUnaryMultiCallable[_store_pb2.ListFilesRequest, _store_pb2.ListFilesResponse]
     GetFile: _grpc.UnaryStreamMultiCallable[_store_pb2.GetFileRequest, _records_pb2.FileChunk]
     """A file's latest complete version (or the one asked for), in chunks."""
+    UpdateRun: _grpc.UnaryUnaryMultiCallable[_store_pb2.UpdateRunRequest, _store_pb2.RunView]
+    """Edits a run's name, notes, tags, group, job type, config and summary; returns the run after it."""
+    DeleteRuns: _grpc.UnaryUnaryMultiCallable[_store_pb2.DeleteRunsRequest, _store_pb2.DeleteRunsResponse]
+    """Deletes runs; each id stays reserved in its project (init(id=...) with it is refused)."""
+    StopRun: _grpc.UnaryUnaryMultiCallable[_store_pb2.StopRunRequest, _store_pb2.StopRunResponse]
+    """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
 
 @_typing.type_check_only
 class StoreAsyncStub(StoreStub):
@@ -66,6 +72,12 @@ class StoreAsyncStub(StoreStub):
     ListFiles: _aio.UnaryUnaryMultiCallable[_store_pb2.ListFilesRequest, _store_pb2.ListFilesResponse]  # type: ignore[assignment]
     GetFile: _aio.UnaryStreamMultiCallable[_store_pb2.GetFileRequest, _records_pb2.FileChunk]  # type: ignore[assignment]
     """A file's latest complete version (or the one asked for), in chunks."""
+    UpdateRun: _aio.UnaryUnaryMultiCallable[_store_pb2.UpdateRunRequest, _store_pb2.RunView]  # type: ignore[assignment]
+    """Edits a run's name, notes, tags, group, job type, config and summary; returns the run after it."""
+    DeleteRuns: _aio.UnaryUnaryMultiCallable[_store_pb2.DeleteRunsRequest, _store_pb2.DeleteRunsResponse]  # type: ignore[assignment]
+    """Deletes runs; each id stays reserved in its project (init(id=...) with it is refused)."""
+    StopRun: _aio.UnaryUnaryMultiCallable[_store_pb2.StopRunRequest, _store_pb2.StopRunResponse]  # type: ignore[assignment]
+    """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
 
 class StoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -142,5 +154,29 @@ class StoreServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_records_pb2.FileChunk], _abc.AsyncIterator[_records_pb2.FileChunk]]:
         """A file's latest complete version (or the one asked for), in chunks."""
+
+    @_abc_1.abstractmethod
+    def UpdateRun(
+        self,
+        request: _store_pb2.UpdateRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.RunView, _abc.Awaitable[_store_pb2.RunView]]:
+        """Edits a run's name, notes, tags, group, job type, config and summary; returns the run after it."""
+
+    @_abc_1.abstractmethod
+    def DeleteRuns(
+        self,
+        request: _store_pb2.DeleteRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.DeleteRunsResponse, _abc.Awaitable[_store_pb2.DeleteRunsResponse]]:
+        """Deletes runs; each id stays reserved in its project (init(id=...) with it is refused)."""
+
+    @_abc_1.abstractmethod
+    def StopRun(
+        self,
+        request: _store_pb2.StopRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.StopRunResponse, _abc.Awaitable[_store_pb2.StopRunResponse]]:
+        """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
 
 def add_StoreServicer_to_server(servicer: StoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,48 @@
+"""Use cases on runs asked for through the API (gRPC today, the HTTP API later): update, delete, stop.
+
+Transports translate and validate requests, then call these; these decide (and, once auth exists,
+authorize the ``Caller``); the store persists. Every call takes a caller so that authorization has
+one place to go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import _app_states
+from ._entities import Run, RunChanges, RunKey
+from ._errors import InvalidInputError
+from ._store import AbstractStore
+
+MAX_RUNS_PER_DELETE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls. Without auth every caller is the local user; ``user`` is empty for anonymous."""
+
+    user: str = ""
+
+
+ANONYMOUS = Caller()
+
+
+def update_run(store: AbstractStore, caller: Caller, key: RunKey, changes: RunChanges) -> Run:
+    return store.update_run(key, changes)
+
+
+def delete_runs(
+    store: AbstractStore, caller: Caller, keys: Sequence[RunKey], *, delete_files: bool = False
+) -> int:
+    if not keys:
+        raise InvalidInputError("no runs to delete")
+    if len(keys) > MAX_RUNS_PER_DELETE:
+        raise InvalidInputError(f"{len(keys)} runs in one delete; the limit is {MAX_RUNS_PER_DELETE}")
+    return store.delete_runs(keys, delete_files)
+
+
+def stop_run(store: AbstractStore, caller: Caller, key: RunKey) -> None:
+    """Asks a running run to stop; RunStateError when it is not running (nothing is recorded)."""
+    state = store.request_stop(key, _app_states.STOPPABLE)
+    _app_states.check_stop(key, state)
