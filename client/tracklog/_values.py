@@ -105,7 +105,15 @@ def flatten_into(out: dict[str, Any], data: Mapping[Any, Any], prefix: str = "",
         if not isinstance(key, str):
             check_key(key, what)  # raises TypeError naming it
         if isinstance(value, Mapping):
-            flatten_into(out, value, f"{prefix}{key}/", what)
+            nested = f"{prefix}{key}/"
+            if len(nested) >= _rules.MAX_KEY:
+                # Every key below would be over the limit: refuse before recursing, so that a very
+                # deep or cyclic dict is a clear ValueError, not a RecursionError.
+                raise ValueError(
+                    f"{what} key {_rules.short(nested)}... is nested too deep: a flattened key "
+                    f"would be over {_rules.MAX_KEY} characters"
+                )
+            flatten_into(out, value, nested, what)
         else:
             name = check_key(prefix + key, what)
             out[name] = normalise(name, value)

@@ -24,6 +24,19 @@ def _rows(run: tracklog.Run) -> list[dict[str, Any]]:
     return history_rows(read_records(run.dir))
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    data: dict[str, Any] = {"leaf": 1.0}
+    for _ in range(depth):
+        data = {"d": data}
+    return data
+
+
+def _cyclic() -> dict[str, Any]:
+    data: dict[str, Any] = {"x": 1.0}
+    data["self"] = data
+    return data
+
+
 # Each input the issue names, logged into a run that already holds a row: refused at log(), naming
 # the key, and the rows before and after it kept.
 REFUSED_KEYS = {
@@ -39,6 +52,8 @@ REFUSED_KEYS = {
     "int in a list": ({"l": [1, -(2**70)]}, r"key 'l\[1\]' is an int of 71 bits"),
     "str value with a key of NUL in a batch of fine keys": ({"a": 1.0, "b\x00": "x"}, "key 'b"),
     "nested keys checked whole": ({"a": {"b" * 255: 1.0}}, "is 257 characters"),
+    "a dict nested 5,000 deep": (_nested(5_000), "is nested too deep: a flattened key would be over 256"),
+    "a dict that contains itself": (_cyclic(), "is nested too deep"),
 }
 
 
