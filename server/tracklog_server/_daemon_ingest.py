@@ -36,7 +36,7 @@ from ._entities import IngestResult, RunKey
 from ._errors import InvalidInputError
 from ._ingest import _dumps_doc, check_not_deleted, check_writer, lock_run
 from ._limits import MAX_RECORD_BYTES
-from ._records import EmptyOp, LostOp, decode_lost
+from ._records import EmptyOp, LostOp, check_seq, decode_lost
 
 DaemonOp = SystemOp | MetadataOp | FileOp | LostOp | EmptyOp
 # "lost": frames of the daemon's spool a reader could not read (damage on disk), reported in their
@@ -50,10 +50,7 @@ def decode_daemon_frames(frames: Sequence[tuple[int, bytes]]) -> list[tuple[int,
     out: list[tuple[int, DaemonOp]] = []
     previous = 0
     for seq, payload in frames:
-        if seq < 1:
-            raise InvalidInputError("frame seq must be 1 or more")
-        if previous and seq != previous + 1:
-            raise InvalidInputError(f"frame seqs must be consecutive; {seq} follows {previous}")
+        check_seq(seq, previous)
         if len(payload) > MAX_RECORD_BYTES:
             limit = MAX_RECORD_BYTES
             raise InvalidInputError(f"frame {seq}: record is {len(payload)} bytes; the limit is {limit}")

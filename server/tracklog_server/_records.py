@@ -226,10 +226,7 @@ def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tupl
     out: list[tuple[int, Op]] = []
     previous = 0
     for seq, payload in frames:
-        if seq < 1:
-            raise InvalidInputError("frame seq must be 1 or more")
-        if previous and seq != previous + 1:
-            raise InvalidInputError(f"frame seqs must be consecutive; {seq} follows {previous}")
+        check_seq(seq, previous)
         try:
             op = decode_record(key, payload)
             if isinstance(op, LostOp) and op.first_seq != seq:
@@ -239,6 +236,15 @@ def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tupl
         out.append((seq, op))
         previous = through(seq, op)
     return out
+
+
+def check_seq(seq: int, previous: int) -> None:
+    """A request's frames: seqs from 1 up, each following the last seq the one before accounts for
+    (``previous``, 0 for the first). Raises InvalidInputError, refusing the whole request."""
+    if seq < 1:
+        raise InvalidInputError("frame seq must be 1 or more")
+    if previous and seq != previous + 1:
+        raise InvalidInputError(f"frame seqs must be consecutive; {seq} follows {previous}")
 
 
 def through(seq: int, op: Op) -> int:

@@ -14,10 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from tracklog_server import RunKey, SqlAlchemyStore
 from tracklog_server.testing import FakeClock
+
+from .helpers import StatementCounter
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -107,3 +110,12 @@ def store(db_url: str, clock: FakeClock) -> Iterator[SqlAlchemyStore]:
 @pytest.fixture
 def key() -> RunKey:
     return RunKey("alice", "mnist", secrets.token_hex(4))
+
+
+@pytest.fixture
+def counter(store: SqlAlchemyStore) -> Iterator[StatementCounter]:
+    """The statements ``store`` issues while the test runs."""
+    c = StatementCounter()
+    event.listen(store.engine, "before_cursor_execute", c)
+    yield c
+    event.remove(store.engine, "before_cursor_execute", c)

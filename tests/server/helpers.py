@@ -10,6 +10,8 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from tracklog._history import BatchBuilder, decode_rows
 from tracklog.v1 import records_pb2
 from tracklog_server import HistoryPage, HistoryQuery, IngestResult, RunKey, SqlAlchemyStore, SystemQuery
@@ -196,3 +198,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+class StatementCounter:
+    """Records every SQL statement a store issues (transaction control left out): for tests that
+    bound how many statements an operation costs."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
+            self.statements.append(statement)

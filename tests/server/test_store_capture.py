@@ -7,12 +7,8 @@ import json
 import math
 import re
 from array import array
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
 
 from tracklog.v1 import records_pb2
 from tracklog_server import OutputStream, RunKey, RunState, SqlAlchemyStore
@@ -22,6 +18,7 @@ from .helpers import (
     STDERR,
     STDOUT,
     RunWriter,
+    StatementCounter,
     file_chunk_record,
     file_records,
     finish_record,
@@ -214,23 +211,6 @@ def test_a_run_with_too_many_system_keys_is_refused(store: SqlAlchemyStore, key:
     result = store.ingest(key, w.frames(more))
     assert "1025 system metric keys; the limit is 1024" in refusal(result, w.seq)
     assert len(read_system(store, key)[0]) == 1001
-
-
-class StatementCounter:
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-
-    def __call__(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
-            self.statements.append(statement)
-
-
-@pytest.fixture
-def counter(store: SqlAlchemyStore) -> Iterator[StatementCounter]:
-    c = StatementCounter()
-    event.listen(store.engine, "before_cursor_execute", c)
-    yield c
-    event.remove(store.engine, "before_cursor_execute", c)
 
 
 def test_an_ingest_issues_the_same_few_statements_whatever_its_size(

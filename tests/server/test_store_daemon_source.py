@@ -5,17 +5,16 @@ kinds the daemon makes, beside the client's sequence without colliding with it."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
 
 from tracklog_server import InvalidInputError, PermissionDeniedError, RunKey, SqlAlchemyStore
 
 from .helpers import (
     RunWriter,
+    StatementCounter,
     file_records,
     finish_record,
     history_record,
@@ -25,7 +24,6 @@ from .helpers import (
     start_record,
     system_record,
 )
-from .test_store_capture import StatementCounter
 from .test_store_losses import lost_record
 
 T0 = 1_700_000_000.0
@@ -155,14 +153,6 @@ def test_a_daemon_ingest_issues_the_same_few_statements_whatever_its_size(
     payloads = [sample(i) for i in range(3, 200)] + [metadata_record({"a": 1})]
     store.ingest_daemon(key, list(enumerate(payloads, 3)))
     assert small <= len(counter.statements) <= 4, counter.statements  # lock, system insert, update
-
-
-@pytest.fixture
-def counter(store: SqlAlchemyStore) -> Iterator[StatementCounter]:
-    c = StatementCounter()
-    event.listen(store.engine, "before_cursor_execute", c)
-    yield c
-    event.remove(store.engine, "before_cursor_execute", c)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

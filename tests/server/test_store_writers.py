@@ -4,18 +4,14 @@ created with and refuses every other token, on SQLite and PostgreSQL, through th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
 
 from tracklog.v1 import records_pb2, store_pb2, store_pb2_grpc
 from tracklog_server import PermissionDeniedError, RunKey, SqlAlchemyStore, StoreServer
 
-from .helpers import RunWriter, history_record, read_rows, ref, start_record
+from .helpers import RunWriter, StatementCounter, history_record, read_rows, ref, start_record
 
 TOKEN = "a" * 48
 OTHER = "b" * 48
@@ -104,25 +100,8 @@ def test_no_token_but_the_writers_own_is_accepted(store: SqlAlchemyStore, key: R
     assert store.ingest(key, next_frame, writer_token=WRITER).applied_through == 2
 
 
-class _Counter:
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-
-    def __call__(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
-            self.statements.append(statement)
-
-
-@pytest.fixture
-def counter(store: SqlAlchemyStore) -> Iterator[_Counter]:
-    c = _Counter()
-    event.listen(store.engine, "before_cursor_execute", c)
-    yield c
-    event.remove(store.engine, "before_cursor_execute", c)
-
-
 def test_checking_the_writer_adds_no_statement_to_an_ingest(
-    store: SqlAlchemyStore, key: RunKey, counter: _Counter
+    store: SqlAlchemyStore, key: RunKey, counter: StatementCounter
 ) -> None:
     w = RunWriter(key)
     store.ingest(key, w.frames(start_record(key), history_record(rows(0, 1))), writer_token=TOKEN)
