@@ -27,7 +27,11 @@ CHANNEL_OPTIONS = (
 
 def answers(home: Path) -> bool:
     """True when something accepts connections on the daemon's socket (a cheap, non-gRPC check)."""
-    path = _home.socket_path(home)
+    return unix_answers(_home.socket_path(home))
+
+
+def unix_answers(path: Path) -> bool:
+    """True when something accepts connections on the unix socket at ``path``."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
             sock.connect(os.fspath(path))

@@ -15,7 +15,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import socket
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from types import TracebackType
 import grpc
 
 import tracklog
+from tracklog._launch import unix_answers
 
 from ._crash import CrashDetector
 from ._errors import InvalidInputError
@@ -182,7 +182,7 @@ class StoreServer:
         """Listens on ``path``, a socket only this user may connect to (0600 from its creation: the
         umask covers the moment between bind and chmod). grpc replaces whatever file is at the path,
         so a socket that still answers is refused first: it belongs to a running server."""
-        if _unix_answers(path):
+        if unix_answers(path):
             raise OSError(f"cannot listen on {path}: another server answers there")
         old = os.umask(0o177)  # only during start(), before any thread of ours creates files
         try:
@@ -221,12 +221,3 @@ def _bind(server: grpc.Server, address: str) -> int:
     if not bound:
         raise OSError(f"cannot listen on {address} (address in use?)")
     return int(bound)
-
-
-def _unix_answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(os.fspath(path))
-        except OSError:
-            return False
-    return True

@@ -3,7 +3,6 @@ the run's URL, and escape every piece of user text."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import tracklog
-from tests.e2e.conftest import _terminate, wait_for
-from tracklog import _home, _notebook
+from tests.e2e.conftest import stop_home_processes, wait_for
+from tracklog import _notebook
 from tracklog._api import ApiRun
 
 HOSTILE = "<script>alert('x')</script> & \"quoted\""
@@ -30,12 +29,7 @@ def online_home(tmp_path: Path) -> Iterator[Path]:
     # drops its Popen handle, which this process would report as a ResourceWarning (an error here).
     subprocess.run([sys.executable, "-m", "tracklog", "daemon", "start"], check=True, capture_output=True)
     yield home
-    for info in (_home.daemon_info_path(home), _home.server_info_path(home)):
-        try:
-            pid = int(json.loads(info.read_text())["pid"])
-        except (OSError, ValueError, KeyError):
-            continue
-        _terminate(pid)
+    stop_home_processes(home)
 
 
 @pytest.mark.slow

@@ -56,6 +56,16 @@ def _terminate(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def stop_home_processes(home: Path) -> None:
+    """Stops the daemon and the local store server a test's TRACKLOG_HOME started."""
+    for info in (_home.daemon_info_path(home), _home.server_info_path(home)):
+        try:
+            pid = int(json.loads(info.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+        _terminate(pid)
+
+
 def daemon_pid(home: Path) -> int | None:
     try:
         return int(json.loads(_home.daemon_info_path(home).read_text())["pid"])
@@ -68,12 +78,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
     """This test's TRACKLOG_HOME; its daemon and local store server are stopped afterwards."""
     path = tmp_path / "home"
     yield path
-    for info in (_home.daemon_info_path(path), _home.server_info_path(path)):
-        try:
-            pid = int(json.loads(info.read_text())["pid"])
-        except (OSError, ValueError, KeyError):
-            continue
-        _terminate(pid)
+    stop_home_processes(path)
 
 
 @pytest.fixture

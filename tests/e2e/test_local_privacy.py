@@ -30,7 +30,7 @@ import psutil
 import pytest
 
 import tracklog
-from tests.e2e.conftest import Script, _terminate, wait_for
+from tests.e2e.conftest import Script, stop_home_processes, wait_for
 from tracklog import _home
 from tracklog._history import BatchBuilder
 from tracklog._tokens import page_url
@@ -139,12 +139,7 @@ def home(shared: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     path = shared / "home"
     monkeypatch.setenv("TRACKLOG_HOME", str(path))
     yield path
-    for info in (_home.daemon_info_path(path), _home.server_info_path(path)):
-        try:
-            pid = int(json.loads(info.read_text())["pid"])
-        except (OSError, ValueError, KeyError):
-            continue
-        _terminate(pid)
+    stop_home_processes(path)
 
 
 @pytest.fixture

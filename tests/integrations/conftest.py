@@ -7,7 +7,6 @@ expects, each with its reason, and any other warning fails it.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,8 +18,7 @@ from pathlib import Path
 import pytest
 
 import tracklog
-from tests.e2e.conftest import _terminate, wait_for
-from tracklog import _home
+from tests.e2e.conftest import stop_home_processes, wait_for
 from tracklog._api import ApiRun
 
 
@@ -61,12 +59,7 @@ def train(tmp_path: Path) -> Iterator[Callable[[str], Trained]]:
 
     yield run
     home = Path(os.environ["TRACKLOG_HOME"])
-    for info in (_home.daemon_info_path(home), _home.server_info_path(home)):
-        try:
-            pid = int(json.loads(info.read_text())["pid"])
-        except (OSError, ValueError, KeyError):
-            continue
-        _terminate(pid)
+    stop_home_processes(home)
 
 
 @pytest.fixture
