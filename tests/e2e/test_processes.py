@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 
 import tracklog
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import Script, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-class Program:
-    """A user's program in a file (multiprocessing's spawn re-imports it by path)."""
+class Program(Script):
+    """A user's program in a file (multiprocessing's spawn re-imports it by path), in a session of its
+    own; ``wait_line`` as a Script's."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str], code: str) -> None:
         path = tmp_path / "program.py"
@@ -38,19 +39,7 @@ class Program:
         )
         self.lines: list[str] = []
 
-    def wait_line(self, prefix: str, timeout: float = 60.0) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
-        raise AssertionError(f"no line starting {prefix!r}; stdout so far: {self.lines}")
-
-    def wait(self, timeout: float) -> tuple[int, str]:
+    def wait(self, timeout: float = 120.0) -> tuple[int, str]:  # type: ignore[override]
         """Exit code and stderr; fails (and kills it) if it does not exit within ``timeout``."""
         try:
             out, err = self.proc.communicate(timeout=timeout)
