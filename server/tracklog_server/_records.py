@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError
 from tracklog._history import FLOAT, INT, JSON, pack_float64, pack_int64, unpack_float64, unpack_int64
 from tracklog._refs import validate_part
 from tracklog._rules import step_problem
+from tracklog._spool import history_rows
 from tracklog.v1 import records_pb2
 
 from ._capture_records import CaptureOp, decode_capture
@@ -232,7 +233,7 @@ def decode_frames(key: RunKey, frames: Sequence[tuple[int, bytes]]) -> list[tupl
             if isinstance(op, LostOp) and op.first_seq != seq:
                 raise InvalidInputError(f"FramesLost from seq {op.first_seq} must be sent at that seq")
         except InvalidInputError as exc:
-            op = RefusedOp(str(exc), _rows_in(payload))
+            op = RefusedOp(str(exc), history_rows(payload))
         out.append((seq, op))
         previous = through(seq, op)
     return out
@@ -255,17 +256,6 @@ def through(seq: int, op: Op) -> int:
 def refused(op: Op, reason: str) -> RefusedOp:
     """``op`` refused after decoding (the database or the stored state refused it)."""
     return RefusedOp(reason, len(op.steps) if isinstance(op, HistoryOp) else 0)
-
-
-def _rows_in(payload: bytes) -> int:
-    """The history rows of a refused record, when its batch can still be parsed."""
-    try:
-        record = records_pb2.Record.FromString(payload)
-        if record.WhichOneof("kind") != "history":
-            return 0
-        return len(records_pb2.HistoryBatch.FromString(record.history).steps) // 8
-    except DecodeError:
-        return 0
 
 
 def decode_record(key: RunKey, payload: bytes) -> Op:
