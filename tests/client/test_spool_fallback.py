@@ -66,7 +66,7 @@ def test_an_offline_run_on_a_full_disk_keeps_its_rows_and_writes_them_once_space
         for step in range(2000):  # about 1 MB of rows: more than the disk has left
             sender.queue.append((step, 1.0e9 + step, wide))
         assert wait_until(lambda: not sender.queue and sender.pending_frames > 0)
-        assert warnings  # the user hears of it
+        assert wait_until(lambda: bool(warnings))  # the user hears of it (just after the failed write)
 
         filler.unlink()
         assert sender.close(timeout=30)

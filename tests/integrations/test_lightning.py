@@ -184,16 +184,19 @@ def test_lightning_ddp_on_two_cpu_processes_logs_one_run_from_rank_zero_only(
     out = train(
         MODULE
         + """
-import os
+import os, sys
 logger = TracklogLogger(project="lightning")
 t = pl.Trainer(
     max_epochs=1, logger=logger, log_every_n_steps=1, accelerator="cpu", devices=2, strategy="ddp",
     enable_progress_bar=False, enable_model_summary=False,
 )
 t.fit(Regressor(), loader(), loader())
-print("RANK", t.global_rank, "EXPERIMENT", type(logger.experiment).__name__, "CURRENT", tracklog.run)
+# One write per line: both ranks share this stdout, and print() writes its pieces separately.
+kind = type(logger.experiment).__name__
+sys.stdout.write(f"RANK {t.global_rank} EXPERIMENT {kind} CURRENT {tracklog.run}\\n")
+sys.stdout.flush()
 if t.global_rank == 0:
-    print("RUN", logger.experiment.path)
+    sys.stdout.write(f"RUN {logger.experiment.path}\\n")
 """
     )
     assert out.returncode == 0, out.stderr
