@@ -45,8 +45,8 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._server import StoreServer
-from ._sql_store import SqlAlchemyStore
-from ._store import AbstractStore
+from .storage._sql_store import SqlAlchemyStore
+from .storage._store import AbstractStore
 
 __all__ = [
     "AbstractStore",

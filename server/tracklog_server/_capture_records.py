@@ -32,8 +32,8 @@ from tracklog.v1 import records_pb2
 from ._entities import OutputLine, OutputStream
 from ._errors import InvalidInputError
 from ._limits import MAX_FILE_BYTES, MAX_FILE_CHUNK_BYTES, MAX_OUTPUT_LINE
-from ._models import TIMESTAMP_KEY
 from ._validate import check_key, check_time, loads_object
+from .storage._models import TIMESTAMP_KEY
 
 # Streams as stored in output_lines.stream: the tracklog.v1.OutputStream numbers.
 STREAM_CODES = {

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tracklog import _home, _tokens
 
-from ._database import display_url, normalize_url
 from ._errors import StoreError
 from ._server import DEFAULT_HEARTBEAT_TIMEOUT, StoreServer, is_loopback
+from .storage._database import display_url, normalize_url
 
 log = logging.getLogger("tracklog_server")
 

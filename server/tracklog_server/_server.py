@@ -26,13 +26,13 @@ import grpc
 import tracklog
 from tracklog._launch import unix_answers
 
-from ._crash import CrashDetector
 from ._errors import InvalidInputError
-from ._http import HttpEndpoint
 from ._limits import MAX_MESSAGE_BYTES
-from ._service import StoreService
-from ._sql_store import Clock, SqlAlchemyStore
-from ._store import AbstractStore
+from .application._crash import CrashDetector
+from .storage._sql_store import Clock, SqlAlchemyStore
+from .storage._store import AbstractStore
+from .transport._grpc import StoreService
+from .transport._http import HttpEndpoint
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pytest
 
 from tracklog.v1 import store_pb2, store_pb2_grpc
 from tracklog_server import main
-from tracklog_server._database import display_url, normalize_url
+from tracklog_server.storage._database import display_url, normalize_url
 
 from .helpers import wait_for
 

@@ -11,8 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from tracklog_server import RunKey, RunState, SqlAlchemyStore
-from tracklog_server._database import create_store_engine, upgrade_schema
-from tracklog_server._models import Base
+from tracklog_server.storage._database import create_store_engine, upgrade_schema
+from tracklog_server.storage._models import Base
 
 from .helpers import STDOUT, file_records, output_record, read_rows, timing_record, update_record
 

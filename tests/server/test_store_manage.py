@@ -22,8 +22,8 @@ from tracklog_server import (
     RunStateError,
     SqlAlchemyStore,
 )
-from tracklog_server._app_runs import ANONYMOUS, delete_runs, stop_run, update_run
-from tracklog_server._models import FileVersionRow, RunRow
+from tracklog_server.application._runs import ANONYMOUS, delete_runs, stop_run, update_run
+from tracklog_server.storage._models import FileVersionRow, RunRow
 from tracklog_server.testing import FakeClock
 
 from .helpers import (

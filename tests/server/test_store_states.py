@@ -8,7 +8,7 @@ import pytest
 
 from tracklog.v1 import records_pb2
 from tracklog_server import RunFilter, RunKey, RunState, SqlAlchemyStore
-from tracklog_server._crash import CrashDetector
+from tracklog_server.application._crash import CrashDetector
 from tracklog_server.testing import FakeClock
 
 from .conftest import PostgresDatabases

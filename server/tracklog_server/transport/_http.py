@@ -37,13 +37,13 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from google.protobuf import json_format
 
 from tracklog.v1 import records_pb2
+from tracklog_server._entities import RunFilter, RunKey
+from tracklog_server._errors import InvalidInputError, NotFoundError, StoreError, StoreUnavailableError
+from tracklog_server._records import run_key
+from tracklog_server.storage._store import AbstractStore
 
 from ._convert import run_view
-from ._entities import RunFilter, RunKey
-from ._errors import InvalidInputError, NotFoundError, StoreError, StoreUnavailableError
 from ._html import LOG_TAIL_LINES, e, page, run_page, run_table
-from ._records import run_key
-from ._store import AbstractStore
 
 log = logging.getLogger(__name__)
 

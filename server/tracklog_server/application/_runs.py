@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import _app_states
-from ._entities import Run, RunChanges, RunKey
-from ._errors import InvalidInputError
-from ._store import AbstractStore
+from tracklog_server._entities import Run, RunChanges, RunKey
+from tracklog_server._errors import InvalidInputError
+from tracklog_server.storage._store import AbstractStore
+
+from . import _states
 
 MAX_RUNS_PER_DELETE = 1000
 
@@ -44,5 +45,5 @@ def delete_runs(
 
 def stop_run(store: AbstractStore, caller: Caller, key: RunKey) -> None:
     """Asks a running run to stop; RunStateError when it is not running (nothing is recorded)."""
-    state = store.request_stop(key, _app_states.STOPPABLE)
-    _app_states.check_stop(key, state)
+    state = store.request_stop(key, _states.STOPPABLE)
+    _states.check_stop(key, state)

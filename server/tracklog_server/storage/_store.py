@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 
-from ._entities import (
+from tracklog_server._entities import (
     FileInfo,
     HistoryPage,
     HistoryQuery,

@@ -27,10 +27,10 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from tracklog._history import pack_float64, unpack_float64
+from tracklog_server._entities import SystemPage, SystemSeriesSlice, SystemSnapshot
+from tracklog_server._limits import DEFAULT_PAGE_ROWS, MAX_PAGE_BYTES
 
-from ._entities import SystemPage, SystemSeriesSlice, SystemSnapshot
 from ._history_read import sample_indices
-from ._limits import DEFAULT_PAGE_ROWS, MAX_PAGE_BYTES
 from ._models import TIMESTAMP_KEY, SystemChunkRow
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]

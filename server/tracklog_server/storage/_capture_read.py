@@ -13,10 +13,11 @@ from contextlib import AbstractContextManager
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from ._capture_records import STREAMS
-from ._entities import FileInfo, OutputLine
-from ._errors import RunFileNotFoundError
-from ._limits import DEFAULT_LOG_PAGE_LINES, MAX_PAGE_BYTES
+from tracklog_server._capture_records import STREAMS
+from tracklog_server._entities import FileInfo, OutputLine
+from tracklog_server._errors import RunFileNotFoundError
+from tracklog_server._limits import DEFAULT_LOG_PAGE_LINES, MAX_PAGE_BYTES
+
 from ._models import FileChunkRow, FileVersionRow, OutputLineRow
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]

@@ -17,13 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import UnaryExpression
 
 from tracklog._history import dumps
-
-from . import _sql_mutations
-from ._capture_read import list_files, open_file, read_chunks, read_logs
-from ._capture_records import check_file_name
-from ._daemon_ingest import apply_daemon_frames, decode_daemon_frames
-from ._database import create_store_engine, upgrade_schema, writer
-from ._entities import (
+from tracklog_server._capture_records import check_file_name
+from tracklog_server._entities import (
     FileInfo,
     HistoryPage,
     HistoryQuery,
@@ -40,19 +35,24 @@ from ._entities import (
     SystemQuery,
     SystemSnapshot,
 )
-from ._errors import (
+from tracklog_server._errors import (
     InvalidInputError,
     RunDeletedError,
     RunNotFoundError,
     StoreConflictError,
     translate_db_errors,
 )
+from tracklog_server._limits import MAX_RUNS_PER_HEARTBEAT
+from tracklog_server._records import Op, decode_frames
+from tracklog_server._records import refused as refused_op
+
+from . import _sql_mutations
+from ._capture_read import list_files, open_file, read_chunks, read_logs
+from ._daemon_ingest import apply_daemon_frames, decode_daemon_frames
+from ._database import create_store_engine, upgrade_schema, writer
 from ._history_read import read_history
 from ._ingest import apply_frames, writer_hash
-from ._limits import MAX_RUNS_PER_HEARTBEAT
 from ._models import MetricSummaryRow, RunRow
-from ._records import Op, decode_frames
-from ._records import refused as refused_op
 from ._store import AbstractStore
 from ._system_read import latest_system, read_system
 

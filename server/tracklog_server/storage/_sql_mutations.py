@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.engine import Connection
 
-from ._entities import RunChanges, RunKey, RunState
-from ._errors import InvalidInputError, RunDeletedError, RunNotFoundError
+from tracklog_server._entities import RunChanges, RunKey, RunState
+from tracklog_server._errors import InvalidInputError, RunDeletedError, RunNotFoundError
+from tracklog_server._limits import MAX_TAGS
+
 from ._ingest import LockedRun, _dumps_doc, lock_run, merge_tags
-from ._limits import MAX_TAGS
 from ._models import (
     FileChunkRow,
     FileVersionRow,

@@ -39,14 +39,11 @@ from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from tracklog._history import FLOAT, dumps
-
-from ._capture_ingest import CaptureWriter
-from ._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
-from ._entities import IngestResult, RefusedRecord, RunKey, RunState
-from ._errors import InvalidInputError, PermissionDeniedError
-from ._limits import MAX_JSON_DOC, MAX_PROBLEMS, MAX_SHORT_TEXT, MAX_WRITER_TOKEN
-from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
-from ._records import (
+from tracklog_server._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
+from tracklog_server._entities import IngestResult, RefusedRecord, RunKey, RunState
+from tracklog_server._errors import InvalidInputError, PermissionDeniedError
+from tracklog_server._limits import MAX_JSON_DOC, MAX_PROBLEMS, MAX_SHORT_TEXT, MAX_WRITER_TOKEN
+from tracklog_server._records import (
     ColumnChunk,
     ConfigOp,
     DroppedOp,
@@ -61,6 +58,9 @@ from ._records import (
     UpdateOp,
     through,
 )
+
+from ._capture_ingest import CaptureWriter
+from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
 
 
 @dataclass(slots=True)

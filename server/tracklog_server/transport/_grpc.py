@@ -17,11 +17,8 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from tracklog.v1 import records_pb2, store_pb2
-
-from . import _app_runs
-from ._convert import file_info, history_batch, output_lines, run_ref, run_view, system_batch
-from ._entities import HistoryQuery, RunChanges, RunFilter, RunState, SystemQuery
-from ._errors import (
+from tracklog_server._entities import HistoryQuery, RunChanges, RunFilter, RunState, SystemQuery
+from tracklog_server._errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
@@ -30,10 +27,13 @@ from ._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ._limits import MAX_FRAMES_PER_REQUEST, MAX_LONG_TEXT, MAX_TAGS
-from ._records import run_key
-from ._store import AbstractStore
-from ._validate import check_text, loads_object
+from tracklog_server._limits import MAX_FRAMES_PER_REQUEST, MAX_LONG_TEXT, MAX_TAGS
+from tracklog_server._records import run_key
+from tracklog_server._validate import check_text, loads_object
+from tracklog_server.application import _runs as _app_runs
+from tracklog_server.storage._store import AbstractStore
+
+from ._convert import file_info, history_batch, output_lines, run_ref, run_view, system_batch
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on a connection handed over by ``tracklog_server._database``.
+"""Alembic environment: runs on a connection handed over by ``tracklog_server.storage._database``.
 
 There is no ini file and no URL here: the server opens the connection (with its SQLite settings and,
 on PostgreSQL, an advisory lock) inside a transaction, and commits after the upgrade.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from tracklog_server._models import Base
+from tracklog_server.storage._models import Base
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):

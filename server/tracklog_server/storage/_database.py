@@ -27,7 +27,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import URL, Connection, make_url
 
-from ._errors import InvalidInputError, SchemaError, translate_db_errors
+from tracklog_server._errors import InvalidInputError, SchemaError, translate_db_errors
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import logging
 import threading
 import time
 
-from ._errors import StoreError
-from ._store import AbstractStore
+from tracklog_server._errors import StoreError
+from tracklog_server.storage._store import AbstractStore
 
 log = logging.getLogger(__name__)
 

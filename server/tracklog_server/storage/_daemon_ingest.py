@@ -29,14 +29,14 @@ from google.protobuf.message import DecodeError
 from sqlalchemy.engine import Connection
 
 from tracklog.v1 import records_pb2
+from tracklog_server._capture_records import FileOp, MetadataOp, SystemOp, decode_capture
+from tracklog_server._entities import IngestResult, RunKey
+from tracklog_server._errors import InvalidInputError
+from tracklog_server._limits import MAX_RECORD_BYTES
+from tracklog_server._records import EmptyOp, LostOp, check_seq, decode_lost
 
 from ._capture_ingest import CaptureWriter
-from ._capture_records import FileOp, MetadataOp, SystemOp, decode_capture
-from ._entities import IngestResult, RunKey
-from ._errors import InvalidInputError
 from ._ingest import _dumps_doc, check_not_deleted, check_writer, lock_run
-from ._limits import MAX_RECORD_BYTES
-from ._records import EmptyOp, LostOp, check_seq, decode_lost
 
 DaemonOp = SystemOp | MetadataOp | FileOp | LostOp | EmptyOp
 # "lost": frames of the daemon's spool a reader could not read (damage on disk), reported in their

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ._entities import FileInfo, OutputLine, OutputStream, Run, RunKey, SystemSnapshot
+from tracklog_server._entities import FileInfo, OutputLine, OutputStream, Run, RunKey, SystemSnapshot
 
 LOG_TAIL_LINES = 200  # console lines shown on a run's page
 

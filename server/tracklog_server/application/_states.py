@@ -9,8 +9,8 @@ thread) and its Finish record makes it ``killed``.
 
 from __future__ import annotations
 
-from ._entities import RunKey, RunState
-from ._errors import RunStateError
+from tracklog_server._entities import RunKey, RunState
+from tracklog_server._errors import RunStateError
 
 # Only a run whose training process is heard from can react to a stop. A crashed run may come back
 # (heartbeats revive it), but a stop asked of it now could not be told apart from a lost one.

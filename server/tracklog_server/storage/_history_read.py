@@ -30,9 +30,9 @@ from sqlalchemy.orm import Session
 from tracklog._history import JSON, pack_float64, pack_int64, unpack_float64, unpack_int64
 from tracklog._rules import RESERVED_KEYS
 from tracklog.v1 import records_pb2
+from tracklog_server._entities import ColumnSlice, HistoryPage, HistoryQuery
+from tracklog_server._limits import DEFAULT_PAGE_ROWS, MAX_PAGE_BYTES
 
-from ._entities import ColumnSlice, HistoryPage, HistoryQuery
-from ._limits import DEFAULT_PAGE_ROWS, MAX_PAGE_BYTES
 from ._models import TIMESTAMP_KEY, HistoryChunkRow
 
 # At most this many values are fetched per query while building a page (bounds memory: ~16 MB).

@@ -24,9 +24,10 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from ._capture_records import STREAM_CODES, FileOp, OutputOp, SystemOp
-from ._errors import InvalidInputError
-from ._limits import MAX_FILES_PER_RUN, MAX_SYSTEM_KEYS
+from tracklog_server._capture_records import STREAM_CODES, FileOp, OutputOp, SystemOp
+from tracklog_server._errors import InvalidInputError
+from tracklog_server._limits import MAX_FILES_PER_RUN, MAX_SYSTEM_KEYS
+
 from ._models import TIMESTAMP_KEY, FileChunkRow, FileVersionRow, OutputLineRow, SystemChunkRow
 
 

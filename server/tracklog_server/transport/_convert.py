@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from tracklog.v1 import records_pb2, store_pb2
-
-from ._capture_records import STREAM_CODES
-from ._entities import FileInfo, HistoryPage, OutputLine, Run, RunKey, RunState, SystemPage
+from tracklog_server._capture_records import STREAM_CODES
+from tracklog_server._entities import FileInfo, HistoryPage, OutputLine, Run, RunKey, RunState, SystemPage
 
 STATES = {
     RunState.RUNNING: records_pb2.RUN_STATE_RUNNING,
