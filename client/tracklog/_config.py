@@ -61,11 +61,17 @@ class Config:
         for key, value in {**(items or {}), **kwargs}.items():
             name = _values.check_config_key(key)
             changes[name] = _values.config_value(name, value)
+        # A key set again to the value it holds is no change: nothing to check, nothing to send.
+        changes = {
+            k: v
+            for k, v in changes.items()
+            if k not in self._items or _history.dumps(self._items[k]) != _history.dumps(v)
+        }
         if not changes:
             return
         if not (allow_val_change or self._allow_changes):
             for name, value in changes.items():
-                if name in self._items and _history.dumps(self._items[name]) != _history.dumps(value):
+                if name in self._items:
                     raise UsageError(
                         f"config key {name!r} is {self._items[name]!r} already; changing it to {value!r} "
                         "needs allow_val_change=True (config.update(..., allow_val_change=True) or "
