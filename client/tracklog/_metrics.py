@@ -176,17 +176,30 @@ class Metrics:
         return records_pb2.Record(config=records_pb2.ConfigUpdate(items_json=_history.dumps(doc)))
 
     def definition(self, key: str) -> MetricDefinition | None:
-        """The definition covering ``key``: its own by name, else the latest glob that matches."""
+        """What applies to ``key``: every definition that covers it merged, globs in the order they
+        were made and then its own by name, each setting only what it gives (a glob's step metric
+        and a name's summary both apply)."""
         try:
             return self._resolved[key]
         except KeyError:
             pass
-        found = self._definitions.get(key)
-        if found is None:
-            for candidate in reversed(self._definitions.values()):
-                if candidate.matches(key):
-                    found = candidate
-                    break
+        own = self._definitions.get(key)
+        covering = [d for d in self._definitions.values() if d is not own and d.matches(key)]
+        if own is not None:
+            covering.append(own)
+        found: MetricDefinition | None = None
+        for d in covering:
+            if found is None:
+                found = d
+                continue
+            found = MetricDefinition(
+                name=d.name,
+                step_metric=d.step_metric or found.step_metric,
+                step_sync=d.step_sync if d.step_metric else found.step_sync,
+                hidden=d.hidden or found.hidden,
+                summary=d.summary or found.summary,
+                goal=d.goal or found.goal,
+            )
         self._resolved[key] = found
         return found
 

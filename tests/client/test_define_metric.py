@@ -70,6 +70,20 @@ def test_a_glob_name_covers_every_matching_key_and_a_later_definition_wins() -> 
     assert _stored_summary(run.dir) == {"val/loss": 0.5, "val/acc": 0.7, "train/loss": 0.3}
 
 
+def test_a_globs_step_metric_and_a_names_summary_both_apply_to_a_key() -> None:
+    run = _offline()
+    run.define_metric("val/*", step_metric="epoch")
+    run.define_metric("val/acc", summary="max")
+    run.log({"train/loss": 1.0})
+    run.log({"train/loss": 0.5})
+    run.log({"val/acc": 0.7, "val/loss": 0.2}, step=0)
+    run.log({"val/acc": 0.6, "val/loss": 0.1}, step=1)
+    run.finish()
+    rows = history_rows(read_records(run.dir))
+    assert [(r["_step"], r.get("epoch")) for r in rows] == [(0, None), (1, None), (2, 0), (3, 1)]
+    assert _stored_summary(run.dir)["val/acc"] == 0.7
+
+
 def test_keys_logged_before_a_definition_count_from_then_on() -> None:
     run = _offline()
     run.log({"loss": 0.1})
