@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import argparse
 
 Emit = Callable[[records_pb2.Record], None]
+_RESERVED = "_tracklog"  # _metrics.RESERVED_CONFIG_KEY: the run's metric definitions, in its stored config
 
 
 def _check_doc(what: str, doc: dict[str, Any]) -> None:
@@ -60,6 +61,8 @@ class Config:
         changes: dict[str, Any] = {}
         for key, value in {**(items or {}), **kwargs}.items():
             name = _values.check_config_key(key)
+            if name == _RESERVED:
+                raise ValueError(f"config key {name!r} is reserved: tracklog keeps define_metric() there")
             changes[name] = _values.config_value(name, value)
         # A key set again to the value it holds is no change: nothing to check, nothing to send.
         changes = {

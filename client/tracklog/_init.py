@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +96,14 @@ def _resume_point(spool: Path) -> _ResumePoint:
         elif kind == "config":
             config.update(json.loads(record.config.items_json))
     return _ResumePoint(last_seq, next_step, config, writer_token)
+
+
+def _history_rows(spool: Path) -> Iterator[dict[str, Any]]:
+    """The history rows a run's spool holds, in order (for a resumed run's defined summaries)."""
+    for frame in _spool.frames(spool):
+        record = records_pb2.Record.FromString(frame.payload)
+        if record.WhichOneof("kind") == "history":
+            yield from _history.decode_rows([records_pb2.HistoryBatch.FromString(record.history)])
 
 
 def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], None]:
@@ -270,7 +278,9 @@ def _start(
         config=cfg, run_dir=run_dir, sender=sender, printer=printer, start_time=start,
         step=resumed.next_step,
     )  # fmt: skip
-    run._restore_metrics(definitions)
+    if definitions:
+        # The summaries a definition asks for span the whole run: replay what the spool holds.
+        run._restore_metrics(definitions, _history_rows(spool))
     start_record = records_pb2.RunStart(
         ref=records_pb2.RunRef(entity=settings.entity, project=settings.project, id=settings.run_id),
         name=name,

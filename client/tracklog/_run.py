@@ -6,7 +6,7 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -224,13 +224,18 @@ class Run:
             self._emit(metrics.stored())
         return definition
 
-    def _restore_metrics(self, definitions: list[_metrics.MetricDefinition]) -> None:
-        """A resumed run's definitions, as its config stored them (sent again only on change)."""
-        if definitions:
-            metrics = _metrics.Metrics(self._emit)
-            for definition in definitions:
-                metrics.add(definition)
-            self._metrics = metrics
+    def _restore_metrics(
+        self, definitions: list[_metrics.MetricDefinition], rows: Iterable[dict[str, Any]]
+    ) -> None:
+        """A resumed run's definitions, as its config stored them, and the aggregates of the rows it
+        logged before (so that a minimum spans the whole run). Called before the run logs."""
+        metrics = _metrics.Metrics(self._emit)
+        for definition in definitions:
+            metrics.add(definition)
+        for row in rows:
+            metrics.prepare({k: v for k, v in row.items() if not k.startswith("_")})
+        metrics.flush()  # what the store holds already: nothing to send for it
+        self._metrics = metrics
 
     def save(
         self,

@@ -141,17 +141,27 @@ def test_definitions_are_stored_with_the_run_and_not_shown_in_its_config() -> No
     ]
 
 
-def test_a_resumed_run_keeps_its_definitions() -> None:
+def test_a_resumed_run_keeps_its_definitions_and_its_summaries_span_the_whole_run() -> None:
     first = _offline(id="dm1")
     first.define_metric("loss", summary="min")
-    first.log({"loss": 0.5})
+    first.define_metric("acc", summary="mean")
+    first.log({"loss": 0.1, "acc": 1.0})
+    first.log({"loss": 0.5, "acc": 0.0})
     first.finish()
     second = _offline(id="dm1", resume="allow")
     assert "_tracklog" not in second.config
-    second.log({"loss": 0.2})
-    second.log({"loss": 0.9})
+    second.log({"loss": 0.2, "acc": 0.5})
+    second.log({"loss": 0.9, "acc": 0.5})
     second.finish()
-    assert _stored_summary(second.dir)["loss"] == 0.2
+    assert _stored_summary(second.dir)["loss"] == 0.1
+    assert _stored_summary(second.dir)["acc"] == 0.5
+
+
+def test_the_reserved_config_key_is_refused_naming_it() -> None:
+    run = _offline()
+    with pytest.raises(ValueError, match="config key '_tracklog' is reserved"):
+        run.config.update({"_tracklog": 1})
+    run.finish()
 
 
 @pytest.mark.parametrize(
