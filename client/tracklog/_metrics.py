@@ -211,9 +211,12 @@ class Metrics:
         return found is not None and (bool(found.summary) or found.step_metric is not None)
 
     def step_metric_of(self, keys: Iterable[str]) -> str | None:
-        """The step metric every one of ``keys`` is defined against, if they share one."""
+        """The step metric every one of ``keys`` is defined against, if they share one (keys that
+        are step metrics themselves, such as the step metric in the row, do not count)."""
         shared: set[str | None] = set()
         for key in keys:
+            if key in self._step_metrics:
+                continue
             found = self.definition(key)
             shared.add(found.step_metric if found is not None else None)
             if len(shared) > 1:

@@ -6,7 +6,7 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -70,7 +70,7 @@ class Run:
         self._ending = False  # _end is running (on some thread)
         self._console: Console | None = None
         self._metrics: _metrics.Metrics | None = None  # set by the first define_metric()
-        self._on_finished: list[Any] = []  # callables run when the run ends finished
+        self._on_finished: list[Callable[[], None]] = []  # run when the run ends finished
         self.config = config
         self.summary = Summary(self._emit, self._logged_summary)
         if sender is None:  # disabled: every call returns at once
@@ -234,7 +234,8 @@ class Run:
             metrics.add(definition)
         for row in rows:
             metrics.prepare({k: v for k, v in row.items() if not k.startswith("_")})
-        metrics.flush()  # what the store holds already: nothing to send for it
+        # Left due: the first row committed sends the whole run's summaries (an interrupted run
+        # may not have sent its last ones).
         self._metrics = metrics
 
     def save(

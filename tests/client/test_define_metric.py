@@ -103,10 +103,11 @@ def test_a_step_metric_keeps_a_frameworks_own_step_without_dropping_rows_that_go
         run.log({"train/loss": 1.0 / (i + 1)})  # the run's own steps move on: 0, 1, 2
     run.log({"val/loss": 0.4}, step=0)  # the framework's epoch 0: below the run's step, kept
     run.log({"val/loss": 0.3}, step=1)
+    run.log({"val/loss": 0.2, "epoch": 2}, step=2)  # the step metric in the row as well
     run.finish()
     rows = history_rows(read_records(run.dir))
     assert [(r["_step"], r.get("val/loss"), r.get("epoch")) for r in rows] == [
-        (0, None, None), (1, None, None), (2, None, None), (3, 0.4, 0), (4, 0.3, 1),
+        (0, None, None), (1, None, None), (2, None, None), (3, 0.4, 0), (4, 0.3, 1), (5, 0.2, 2),
     ]  # fmt: skip
 
 
