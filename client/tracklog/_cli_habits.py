@@ -32,10 +32,14 @@ def _save(**changes: Any) -> Path:
     current.update(changes)
     kept = {k: v for k, v in current.items() if v is not None}
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(kept, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, target)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, target)
+    except OSError as exc:  # a full disk or a read-only home: the old settings stay as they were
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot save {target}: {exc.strerror or exc}; the settings are unchanged") from exc
     return target
 
 

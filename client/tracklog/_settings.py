@@ -102,7 +102,10 @@ def _auto_resume_id(root: Path) -> str | None:
         run_id = json.loads((root / "tracklog" / AUTO_RESUME_FILE).read_text()).get("run_id")
     except (OSError, ValueError, AttributeError):
         return None
-    return run_id if isinstance(run_id, str) and run_id else None
+    try:
+        return _refs.validate_part("id", run_id)
+    except (TypeError, ValueError):
+        return None  # damaged or hand-edited: start a new run rather than refuse to start
 
 
 @dataclass(frozen=True)

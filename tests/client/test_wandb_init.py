@@ -205,6 +205,15 @@ def test_resume_auto_continues_a_run_that_did_not_finish_and_starts_anew_after_o
     assert third.id != first.id
 
 
+def test_resume_auto_starts_a_new_run_when_its_note_is_damaged(tmp_path: Path) -> None:
+    (tmp_path / "tracklog").mkdir()
+    (tmp_path / "tracklog" / "resume-auto.json").write_text('{"run_id": "../../etc"}')
+    run = tracklog.init(project="p", mode="offline", resume="auto")
+    run.finish()
+    assert run.id != "../../etc"
+    assert not (tmp_path / "tracklog" / "resume-auto.json").exists()  # it finished: nothing to resume
+
+
 def test_save_code_stores_the_main_script_with_the_run(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(

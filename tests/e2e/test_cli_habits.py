@@ -87,6 +87,18 @@ def test_sync_with_no_argument_sends_every_unsynced_run_and_its_options_pick_and
         assert (moved.state, moved.history_rows, moved.summary["loss"]) == ("finished", 2, 0.25)
 
 
+def test_a_mode_that_cannot_be_saved_is_a_clear_error_and_leaves_nothing_behind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    home = Path(os.environ["TRACKLOG_HOME"])
+    (home / "settings.json").mkdir(parents=True)  # in the way: the file cannot replace it
+    assert cli_main(["offline"]) == 1
+    assert "settings are unchanged" in capsys.readouterr().err
+    assert sorted(p.name for p in home.iterdir()) == ["settings.json"]  # no temporary file left
+    assert cli_main(["status"]) == 0  # what init() reads: past it, to the default
+    assert "mode:    online (default)" in capsys.readouterr().out
+
+
 def test_login_refuses_a_server_that_does_not_answer_and_saves_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
