@@ -140,8 +140,7 @@ def resolve(
     root = Path(dir or env.get("TRACKLOG_DIR") or os.getcwd()).absolute()
     auto_resume = resume == "auto"
     if auto_resume:
-        if run_id is None:
-            run_id = _auto_resume_id(root)
+        run_id = run_id or _auto_resume_id(root) or env.get("TRACKLOG_RUN_ID") or None
         resume = "allow" if run_id is not None else None
     project = project or env.get("TRACKLOG_PROJECT") or _refs.DEFAULT_PROJECT
     entity = entity or env.get("TRACKLOG_ENTITY") or default_entity()

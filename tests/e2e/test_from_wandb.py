@@ -14,6 +14,7 @@ import pytest
 
 import tracklog
 from tests.e2e.conftest import wait_for
+from tracklog.testing import history_rows, read_records
 
 pytestmark = pytest.mark.slow
 
@@ -180,3 +181,22 @@ def test_a_yaml_config_file_and_an_offline_run_arrive_after_tracklog_sync(
         run = api.run(out["RUN"])
         assert (run.state, run.config) == ("finished", {"epochs": 4, "lr": 0.001})
         assert [r["loss"] for r in run.history()] == [1.0, 0.5, 0.25, 0.125]
+
+
+def test_the_from_wandb_example_runs_and_keeps_its_epoch_rows(env: dict[str, str], tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "from_wandb.py"
+    done = subprocess.run(
+        [sys.executable, str(example)],
+        env={**env, "TRACKLOG_MODE": "offline"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [run_dir] = (tmp_path / "tracklog").glob("offline-run-*")
+    rows = history_rows(read_records(str(run_dir)))
+    assert len(rows) == 55
+    assert [r["epoch"] for r in rows if "val/loss" in r] == [0, 1, 2, 3, 4]
+    assert "below the current step" not in done.stderr
