@@ -67,5 +67,16 @@ def test_the_console_script_prints_its_commands() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tracklog", "--help"], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    for command in ("server", "daemon", "sync", "runs", "login"):
+    for command in (
+        "server",
+        "daemon",
+        "sync",
+        "runs",
+        "login",
+        "logout",
+        "offline",
+        "online",
+        "disabled",
+        "status",
+    ):
         assert command in out.stdout

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from tracklog._errors import CommError, NotFoundError, TracklogError, UsageError
 from tracklog._init import finish, init
+from tracklog._metrics import MetricDefinition
+from tracklog._module_api import config, define_metric, log, save, summary
 from tracklog._run import Run
+from tracklog._user_settings import Settings
 
 if TYPE_CHECKING:
     from tracklog._api import Api
@@ -40,12 +43,19 @@ def __dir__() -> list[str]:
 __all__ = [
     "Api",
     "CommError",
+    "MetricDefinition",
     "NotFoundError",
     "Run",
+    "Settings",
     "TracklogError",
     "UsageError",
     "__version__",
+    "config",
+    "define_metric",
     "finish",
     "init",
+    "log",
     "run",
+    "save",
+    "summary",
 ]

@@ -8,13 +8,13 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from tracklog import _history, _home, _launch, _refs, _rules, _settings
+from tracklog import _history, _home, _launch, _metrics, _refs, _rules, _settings
 from tracklog._errors import CommError, NotFoundError, UsageError
 from tracklog._tokens import page_url
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2, store_pb2, store_pb2_grpc
@@ -188,7 +188,7 @@ def _as_text(doc: Any) -> dict[str, str]:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ""
 
 
 class ApiRun:
@@ -209,6 +209,8 @@ class ApiRun:
         self.state = STATE_NAMES.get(view.state, "unknown")
         self.exit_code = view.exit_code
         self.config: dict[str, Any] = json.loads(view.config_json or "{}")
+        # define_metric()'s definitions travel in the config under a reserved key; not the user's.
+        self.metric_definitions = _metrics.from_config(self.config)
         self.summary: dict[str, Any] = json.loads(view.summary_json or "{}")
         self.metrics = {m.key: {"last": m.last, "min": m.min, "max": m.max} for m in view.metrics}
         self.metadata: dict[str, Any] = json.loads(view.metadata_json or "{}")
@@ -226,7 +228,7 @@ class ApiRun:
         # differences (tags added and removed, config and summary items set and removed), so that
         # the training process's own edits meanwhile are kept.
         self._loaded_tags = list(self.tags)
-        self._loaded_config = _as_text(self.config)
+        self._loaded_config = _as_text(self.config)  # without the reserved key: update() keeps it
         self._loaded_summary = _as_text(self.summary)
 
     @property

@@ -4,7 +4,6 @@ group, note, stop, delete)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ from tracklog._errors import TracklogError, UsageError
 
 if TYPE_CHECKING:
     import tracklogd
+    from tracklog.v1 import records_pb2
 
 
 def _cmd_server(args: argparse.Namespace, rest: list[str]) -> int:
@@ -116,16 +116,25 @@ class _Progress:
 
 
 def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
-    spools = _find_spools(args.paths, args.all)
+    from tracklog import _cli_sync
+
+    selected = _cli_sync.select(args)  # no PATH, no --all: every unsynced run under ./tracklog
+    spools = (
+        _cli_sync.keep_ids(_find_spools(args.paths, args.all), args.ids) if selected is None else selected
+    )
+    if args.dry_run:
+        return _cli_sync.dry_run(spools)
     if not spools:
-        print("nothing to sync" + ("" if args.paths or args.all else ": give run directories or --all"))
-        return 0 if args.all else 2
+        print("nothing to sync")
+        return 0
     import tracklogd
 
     server = _store_address(args.server)
     failed = lossy = 0
     for spool in spools:
         label = spool.parent.name
+        ref = _cli_sync.ref_for(spool, args)
+        _cli_sync.say_where(ref, label)
         last, damage = 0, list[_spool.Damage]()
         try:
             with _spool.scan(spool) as found:
@@ -145,7 +154,9 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
             lossy += _report_damage(label, damage)
         else:
             try:
-                result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last), on_damage=None)
+                result = tracklogd.sync_spool(
+                    spool, server, progress=_Progress(label, last), on_damage=None, ref=ref
+                )
             except Exception as exc:  # report per run and go on with the others
                 print(f"{label}: sync failed: {exc}", file=sys.stderr)
                 failed += 1
@@ -163,7 +174,7 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
                     f"({result.tail_reason}); they were not sent",
                     file=sys.stderr,
                 )
-        failed += _sync_daemon_spool(spool, server, label)
+        failed += _sync_daemon_spool(spool, server, label, ref)
     return 1 if failed or lossy else 0
 
 
@@ -184,7 +195,7 @@ def _report_damage(label: str, damage: list[_spool.Damage]) -> int:
     return 1
 
 
-def _sync_daemon_spool(spool: Path, server: str, label: str) -> int:
+def _sync_daemon_spool(spool: Path, server: str, label: str, ref: records_pb2.RunRef | None = None) -> int:
     """Sends the daemon's own spool of the run (system metrics, metadata, captured files), when a
     daemon left one beside ``spool`` unsynced; after the client's, whose RunStart the store needs.
     Returns 1 when it failed (reported), else 0."""
@@ -197,7 +208,9 @@ def _sync_daemon_spool(spool: Path, server: str, label: str) -> int:
     if _spool.read_synced(own) >= last:
         return 0
     try:
-        result = tracklogd.sync_own_spool(spool, server, progress=_Progress(f"{label} (daemon)", last))
+        result = tracklogd.sync_own_spool(
+            spool, server, ref=ref, progress=_Progress(f"{label} (daemon)", last)
+        )
     except Exception as exc:
         print(f"{label}: sync of the daemon's records failed: {exc}", file=sys.stderr)
         return 1
@@ -336,23 +349,12 @@ def _cmd_delete(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-def _cmd_login(args: argparse.Namespace, rest: list[str]) -> int:
-    from tracklog import _settings
-
-    home = _home.ensure_home(_home.home())
-    server = _settings.validate_server(args.server)
-    target = home / "settings.json"
-    target.write_text(json.dumps({"server": server}) + "\n")
-    os.chmod(target, 0o600)
-    print(f"tracklog will use the store server at {server} (saved in {target}; TRACKLOG_SERVER overrides it)")
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="tracklog", description="Experiment tracking for machine-learning runs."
     )
     sub = top.add_subparsers(dest="command", required=True)
+    from tracklog import _cli_habits, _cli_sync
 
     server = sub.add_parser(
         "server", help="run a store server (see `tracklog server --help`)", add_help=False
@@ -363,10 +365,13 @@ def parser() -> argparse.ArgumentParser:
     daemon.add_argument("action", choices=("start", "stop", "status"))
     daemon.set_defaults(func=_cmd_daemon)
 
-    sync = sub.add_parser("sync", help="send offline runs to the store server (safe to repeat)")
-    sync.add_argument("paths", nargs="*", metavar="PATH", help="run directories (or .tlog spools)")
+    sync = sub.add_parser("sync", help="send runs to the store server (safe to repeat)")
+    sync.add_argument(
+        "paths", nargs="*", metavar="PATH", help="run directories (default: every unsynced one)"
+    )
     sync.add_argument("--all", action="store_true", help="every offline run under ./tracklog")
     sync.add_argument("--server", help="host:port of the store server (default: TRACKLOG_SERVER or local)")
+    _cli_sync.add_arguments(sync)
     sync.set_defaults(func=_cmd_sync)
 
     runs = sub.add_parser("runs", help="list runs in a table")
@@ -400,9 +405,8 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("--server", help="host:port of the store server")
     delete.set_defaults(func=_cmd_delete)
 
-    login = sub.add_parser("login", help="remember which store server to use")
-    login.add_argument("--server", required=True, help="host:port of the store server")
-    login.set_defaults(func=_cmd_login)
+    _cli_habits.add_commands(sub)  # offline, online, disabled, status, login, logout
+    _cli_habits.add_version(top)
     return top
 
 

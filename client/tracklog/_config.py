@@ -8,12 +8,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracklog import _history, _rules, _values
+from tracklog._errors import UsageError
 from tracklog.v1 import records_pb2
 
 if TYPE_CHECKING:
     import argparse
 
 Emit = Callable[[records_pb2.Record], None]
+_RESERVED = "_tracklog"  # _metrics.RESERVED_CONFIG_KEY: the run's metric definitions, in its stored config
 
 
 def _check_doc(what: str, doc: dict[str, Any]) -> None:
@@ -27,18 +29,28 @@ class Config:
     """The run's hyper-parameters: ``config.lr``, ``config["lr"]``, ``config.update({...})``.
 
     Every change is validated (JSON-encodable, NaN/Inf allowed) and sent as one ConfigUpdate record.
+    As in wandb, a key keeps its value once set: changing it raises UsageError unless
+    ``allow_val_change=True`` is passed (to ``update`` or to ``init``).
     """
 
-    __slots__ = ("_emit", "_items")
+    __slots__ = ("_allow_changes", "_emit", "_items")
 
-    def __init__(self, emit: Emit | None = None) -> None:
+    def __init__(self, emit: Emit | None = None, *, allow_val_change: bool = False) -> None:
         object.__setattr__(self, "_items", {})
         object.__setattr__(self, "_emit", emit)
+        object.__setattr__(self, "_allow_changes", allow_val_change)
 
     def _bind(self, emit: Emit) -> None:
         object.__setattr__(self, "_emit", emit)
 
-    def update(self, items: Mapping[str, Any] | argparse.Namespace | None = None, **kwargs: Any) -> None:
+    def update(
+        self,
+        items: Mapping[str, Any] | argparse.Namespace | None = None,
+        allow_val_change: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Sets config keys from ``items`` and ``kwargs``. ``allow_val_change=True`` lets a key that
+        is set already take a new value (wandb's keyword: it is never stored as a key)."""
         # A Namespace exists only where argparse was imported: checked through sys.modules, so that
         # ``import tracklog`` does not import argparse for this one isinstance.
         argparse_module = sys.modules.get("argparse")
@@ -49,15 +61,35 @@ class Config:
         changes: dict[str, Any] = {}
         for key, value in {**(items or {}), **kwargs}.items():
             name = _values.check_config_key(key)
+            if name == _RESERVED:
+                raise ValueError(f"config key {name!r} is reserved: tracklog keeps define_metric() there")
             changes[name] = _values.config_value(name, value)
+        # A key set again to the value it holds is no change: nothing to check, nothing to send.
+        changes = {
+            k: v
+            for k, v in changes.items()
+            if k not in self._items or _history.dumps(self._items[k]) != _history.dumps(v)
+        }
         if not changes:
             return
+        if not (allow_val_change or self._allow_changes):
+            for name, value in changes.items():
+                if name in self._items:
+                    raise UsageError(
+                        f"config key {name!r} is {self._items[name]!r} already; changing it to {value!r} "
+                        "needs allow_val_change=True (config.update(..., allow_val_change=True) or "
+                        "init(allow_val_change=True))"
+                    )
         _check_doc("config", {**self._items, **changes})
         self._items.update(changes)
         if self._emit is not None:
             self._emit(
                 records_pb2.Record(config=records_pb2.ConfigUpdate(items_json=_history.dumps(changes)))
             )
+
+    def setdefaults(self, items: Mapping[str, Any]) -> None:
+        """Sets the keys of ``items`` that are not set yet; the others keep their values."""
+        self.update({k: v for k, v in items.items() if k not in self._items})
 
     def as_dict(self) -> dict[str, Any]:
         return json.loads(_history.dumps(self._items))  # type: ignore[no-any-return]

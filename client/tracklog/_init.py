@@ -6,12 +6,22 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracklog import _history, _lifecycle, _names, _settings, _spool, _tokens
+from tracklog import (
+    _history,
+    _init_args,
+    _lifecycle,
+    _metrics,
+    _names,
+    _settings,
+    _spool,
+    _tokens,
+    _user_settings,
+)
 from tracklog._capture import Capture, OutputChunk
 from tracklog._config import Config
 from tracklog._console import Console
@@ -20,6 +30,7 @@ from tracklog._run import Run
 from tracklog._sender import MAX_BUFFER_BYTES, Sender
 from tracklog._terminal import Printer
 from tracklog._transport import DaemonTransport, SpoolTransport, Transport
+from tracklog._user_settings import Settings as UserSettings
 from tracklog.v1 import daemon_pb2, records_pb2
 
 if TYPE_CHECKING:
@@ -87,6 +98,14 @@ def _resume_point(spool: Path) -> _ResumePoint:
     return _ResumePoint(last_seq, next_step, config, writer_token)
 
 
+def _history_rows(spool: Path) -> Iterator[dict[str, Any]]:
+    """The history rows a run's spool holds, in order (for a resumed run's defined summaries)."""
+    for frame in _spool.frames(spool):
+        record = records_pb2.Record.FromString(frame.payload)
+        if record.WhichOneof("kind") == "history":
+            yield from _history.decode_rows([records_pb2.HistoryBatch.FromString(record.history)])
+
+
 def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], None]:
     def write(frames: list[tuple[int, bytes]]) -> None:
         writer = _spool.SpoolWriter(spool)
@@ -99,31 +118,117 @@ def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], None]:
 
 
 def init(
-    project: str | None = None,
     entity: str | None = None,
-    name: str | None = None,
+    project: str | None = None,
+    dir: str | os.PathLike[str] | None = None,
     id: str | None = None,
-    config: Mapping[str, Any] | argparse.Namespace | None = None,
-    tags: Sequence[str] | None = None,
+    name: str | None = None,
     notes: str | None = None,
+    tags: Sequence[str] | None = None,
+    config: Mapping[str, Any] | argparse.Namespace | str | os.PathLike[str] | None = None,
+    config_exclude_keys: Sequence[str] | None = None,
+    config_include_keys: Sequence[str] | None = None,
+    allow_val_change: bool | None = None,
     group: str | None = None,
     job_type: str | None = None,
     mode: str | None = None,
-    dir: str | os.PathLike[str] | None = None,
+    force: bool | None = None,
+    anonymous: str | None = None,
+    reinit: bool | str | None = None,
     resume: str | bool | None = None,
+    resume_from: str | None = None,
+    fork_from: str | None = None,
+    save_code: bool | None = None,
+    tensorboard: bool | None = None,
+    sync_tensorboard: bool | None = None,
+    monitor_gym: bool | None = None,
+    settings: UserSettings | Mapping[str, Any] | None = None,
 ) -> Run:
-    """Starts a run and returns it; also available as ``tracklog.run`` until it finishes."""
-    settings = _settings.resolve(project=project, entity=entity, run_id=id, mode=mode, dir=dir, resume=resume)
-    max_buffer = _settings.max_buffer_bytes(os.environ, MAX_BUFFER_BYTES)
-    printer = Printer(quiet=os.environ.get("TRACKLOG_SILENT", "").lower() in ("1", "true"))
-    cfg = Config()
-    cfg.update(config)  # validates before anything is created
+    """Starts a run and returns it; also available as ``tracklog.run`` until it finishes.
+
+    The parameters are wandb's ``init()``'s, in its order (entity, then project). Each argument
+    left as None comes from ``settings``, then the environment (``TRACKLOG_*``), then the default.
+    ``force``, ``anonymous``, ``resume_from``, ``fork_from``, ``tensorboard``, ``sync_tensorboard``
+    and ``monitor_gym`` are accepted and ignored, with one warning each.
+    """
+    user = _user_settings.coerce(settings)
+    env = _init_args.env_fields(os.environ)
+    quiet = os.environ.get("TRACKLOG_SILENT", "").lower() in ("1", "true")
+    printer = Printer(quiet=bool(user.silent) if user.silent is not None else quiet)
+    _init_args.warn_unsupported(
+        printer,
+        {
+            "force": force, "anonymous": anonymous, "resume_from": resume_from, "fork_from": fork_from,
+            "tensorboard": tensorboard, "sync_tensorboard": sync_tensorboard, "monitor_gym": monitor_gym,
+        },
+    )  # fmt: skip
+    _init_args.warn_unsupported(printer, user.unsupported, "setting {name!r}")
+    reinit_mode = _init_args.reinit_mode(reinit if reinit is not None else user.reinit)
+    if reinit == "create_new" or (reinit is None and user.reinit == "create_new"):
+        _init_args.warn_unsupported(printer, {"reinit='create_new'": True}, "init({name})")
+    previous = _lifecycle.current()
+    if previous is not None and reinit_mode == "return_previous":
+        return previous
+
+    def pick(given: Any, setting: Any, key: str) -> Any:
+        return given if given is not None else setting if setting is not None else env.get(key)
+
+    name = pick(name, user.run_name, "name")
+    notes = pick(notes, user.run_notes, "notes")
+    tags = pick(tags, user.run_tags, "tags")
+    group = pick(group, user.run_group, "group")
+    job_type = pick(job_type, user.run_job_type, "job_type")
+    resume = pick(resume, user.resume, "resume")
+    save_code = save_code if save_code is not None else bool(user.save_code)
+    allow_val_change = allow_val_change if allow_val_change is not None else bool(user.allow_val_change)
+    server_env = {"TRACKLOG_SERVER": user.server} if user.server else {}
+    settings_ = _settings.resolve(
+        project=project or user.project,
+        entity=entity or user.entity,
+        run_id=id or user.run_id,
+        mode=mode or user.mode,
+        dir=dir or user.root_dir,
+        resume=resume,
+        environ={**os.environ, **server_env},
+    )
+    _settings.max_buffer_bytes(os.environ, MAX_BUFFER_BYTES)  # a bad TRACKLOG_MAX_BUFFER_MB fails here
+    cfg = Config(allow_val_change=allow_val_change)
+    cfg.update(  # validates before anything is created
+        _init_args.select_keys(_init_args.load_config(config), config_exclude_keys, config_include_keys)
+    )
     config_items = cfg.as_dict()
     tag_tuple = _settings.validate_tags(tags) if tags is not None else ()
     notes = _settings.validate_text("notes", notes, _settings.MAX_NOTES) if notes is not None else ""
     group = _settings.validate_text("group", group, 128) if group is not None else ""
     job_type = _settings.validate_text("job_type", job_type, 64) if job_type is not None else ""
+    console = (user.console or os.environ.get("TRACKLOG_CONSOLE", "on")).lower() not in ("off", "false", "0")
+    run = _start(
+        settings_, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type, cfg=cfg,
+        config_items=config_items, printer=printer,
+        console=console,
+    )  # fmt: skip
+    if save_code and run.mode != "disabled":
+        script = _init_args.main_script()
+        if script is not None:
+            run.save(script, policy="now")
+    return run
 
+
+def _start(
+    settings: _settings.Settings,
+    *,
+    name: str | None,
+    notes: str,
+    tags: tuple[str, ...],
+    group: str,
+    job_type: str,
+    cfg: Config,
+    config_items: dict[str, Any],
+    printer: Printer,
+    console: bool,
+) -> Run:
+    """Creates the run ``init()`` resolved: its directory, spool, sender and first record."""
+    tag_tuple = tags
     previous = _lifecycle.current()
     if previous is not None:  # one current run per process, as wandb: the previous one ends
         previous.finish()
@@ -142,14 +247,16 @@ def init(
             settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,
             config=cfg, run_dir=run_dir, sender=None, printer=printer, start_time=start,
         )  # fmt: skip
+        _lifecycle.adopt(run)  # tracklog.run and the module-level calls reach it; each does nothing
         return run
 
     run_dir.mkdir(parents=True, exist_ok=True)
     spool = run_dir / f"run-{settings.run_id}.tlog"
     resumed = _resume_point(spool) if settings.resume else _ResumePoint()
+    definitions = _metrics.from_config(resumed.config)  # the reserved key is not the user's config
     if resumed.config:  # the config so far, updated by what this init() passes
-        cfg = Config()
-        cfg.update({**resumed.config, **config_items})
+        cfg = Config(allow_val_change=cfg._allow_changes)
+        cfg.update({**resumed.config, **config_items}, allow_val_change=True)
 
     transport: Transport
     if offline:
@@ -164,13 +271,16 @@ def init(
         fallback=None if offline else _spool_fallback(spool),
         last_seq=resumed.last_seq,
         capture=Capture(run_dir, warn=printer.warn, start_wall=start, config=cfg.as_dict),
-        max_buffer_bytes=max_buffer,
+        max_buffer_bytes=_settings.max_buffer_bytes(os.environ, MAX_BUFFER_BYTES),
     )
     run = Run(
         settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,
         config=cfg, run_dir=run_dir, sender=sender, printer=printer, start_time=start,
         step=resumed.next_step,
     )  # fmt: skip
+    if definitions:
+        # The summaries a definition asks for span the whole run: replay what the spool holds.
+        run._restore_metrics(definitions, _history_rows(spool))
     start_record = records_pb2.RunStart(
         ref=records_pb2.RunRef(entity=settings.entity, project=settings.project, id=settings.run_id),
         name=name,
@@ -195,15 +305,33 @@ def init(
     if not connected and not offline:
         printer.warn("the tracklog daemon is not answering yet; the run goes on and its data is kept")
     _lifecycle.adopt(run)
+    if settings.auto_resume:
+        _mark_auto_resume(run, base / _settings.AUTO_RESUME_FILE)
     printer.opening(run)
-    run._console = _start_console(sender)
+    run._console = _start_console(sender) if console else None
     return run
 
 
+def _mark_auto_resume(run: Run, marker: Path) -> None:
+    """resume="auto": the next such init() here continues this run, unless it ends finished."""
+    try:
+        marker.write_text(json.dumps({"run_id": run.id}) + "\n")
+    except OSError as exc:
+        run._printer.warn(f"resume='auto' cannot note the run in {marker} ({exc.strerror}); it starts anew")
+        return
+
+    def forget() -> None:
+        try:
+            if json.loads(marker.read_text()).get("run_id") == run.id:
+                marker.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass  # gone already, or another run's now
+
+    run._on_finished.append(forget)
+
+
 def _start_console(sender: Sender) -> Console | None:
-    """Console capture into the run's queue, unless TRACKLOG_CONSOLE turns it off."""
-    if os.environ.get("TRACKLOG_CONSOLE", "on").lower() in ("off", "false", "0"):
-        return None
+    """Console capture into the run's queue."""
     queue = sender.queue
     console = Console(lambda lines: queue.append(OutputChunk(lines)))
     return console if console.start() else None

@@ -6,12 +6,12 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tracklog import _files, _rules, _settings, _values
+from tracklog import _files, _metrics, _rules, _settings, _values
 from tracklog._capture import END
 from tracklog._config import Config, Summary
 from tracklog._console import Console
@@ -69,6 +69,8 @@ class Run:
         self._finished = False
         self._ending = False  # _end is running (on some thread)
         self._console: Console | None = None
+        self._metrics: _metrics.Metrics | None = None  # set by the first define_metric()
+        self._on_finished: list[Callable[[], None]] = []  # run when the run ends finished
         self.config = config
         self.summary = Summary(self._emit, self._logged_summary)
         if sender is None:  # disabled: every call returns at once
@@ -130,6 +132,13 @@ class Run:
             problem = _rules.step_problem(step)
             if problem is not None:
                 raise ValueError(f"log() step {problem}")
+            metrics = self._metrics
+            step_metric = metrics.step_metric_of(row) if metrics is not None and row else None
+            if step_metric is not None:
+                # Every key is defined against a step metric: ``step`` is the framework's own step,
+                # kept as that metric's value; the row goes at the run's next step, never dropped.
+                row.setdefault(step_metric, step)
+                step = None
         with self._lock:
             if step is None and self._step > _rules.MAX_STEP:
                 raise ValueError("log() has no step left: the last one, 2**63 - 2, is used")
@@ -148,7 +157,8 @@ class Run:
                 self._merge(row)
                 if commit is not False:
                     self._commit()
-            self._known.update(row)
+            metrics = self._metrics
+            self._known.update(row if metrics is None else [k for k in row if not metrics.tracks(k)])
             if self._step >= _GUARDED_STEPS:
                 # So close to the end of int64 the fast path could count past it: every call checks.
                 self.log = self._log_slow_guarded  # type: ignore[method-assign]
@@ -167,8 +177,15 @@ class Run:
     def _commit(self) -> None:
         """Queues the pending row at the current step. The caller holds ``_lock``."""
         row, self._pending = self._pending or {}, None
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.prepare(row)
         self._queue.append((self._step, _now(), row))  # type: ignore[union-attr]
         self._step += 1
+        if metrics is not None:
+            record = metrics.due()
+            if record is not None:
+                self._emit(record)
 
     def _drop(self, step: int) -> None:
         """Counts a row below the current step. The caller holds ``_lock``."""
@@ -178,6 +195,48 @@ class Run:
                 f"log() at step {step} is below the current step {self._step}; the data is dropped "
                 "(steps only move forward; later drops are counted and reported at finish)"
             )
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        step_sync: bool | None = None,
+        hidden: bool | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        overwrite: bool | None = None,
+    ) -> _metrics.MetricDefinition:
+        """Customises how keys matching ``name`` (a key, or a glob such as ``"val/*"``) are summarised
+        and stepped: ``summary`` "min", "max", "mean", "first", "last", "best" (with ``goal``),
+        "none", or several joined by commas; ``step_metric`` a key logged as these keys' x axis
+        (``step_sync``: filled in from its last value when a row lacks it; and ``log(d, step=s)``
+        of such keys keeps ``s`` as its value instead of dropping a step that goes backwards).
+        The definition is stored with the run (``ApiRun.metric_definitions``)."""
+        definition = _metrics.parse(name, step_metric, step_sync, hidden, summary, goal)
+        with self._lock:
+            metrics = self._metrics
+            if metrics is None:
+                metrics = _metrics.Metrics(self._emit)
+            metrics.add(definition)
+            self._metrics = metrics
+            # Keys it covers leave the fast path from now on.
+            self._known = {k for k in self._known if not metrics.tracks(k)}
+            self._emit(metrics.stored())
+        return definition
+
+    def _restore_metrics(
+        self, definitions: list[_metrics.MetricDefinition], rows: Iterable[dict[str, Any]]
+    ) -> None:
+        """A resumed run's definitions, as its config stored them, and the aggregates of the rows it
+        logged before (so that a minimum spans the whole run). Called before the run logs."""
+        metrics = _metrics.Metrics(self._emit)
+        for definition in definitions:
+            metrics.add(definition)
+        for row in rows:
+            metrics.prepare({k: v for k, v in row.items() if not k.startswith("_")})
+        # Left due: the first row committed sends the whole run's summaries (an interrupted run
+        # may not have sent its last ones).
+        self._metrics = metrics
 
     def save(
         self,
@@ -235,6 +294,8 @@ class Run:
         with self._lock:
             if self._pending:
                 values.update(self._pending)
+            if self._metrics is not None:
+                self._metrics.overlay(values)
         return values
 
     # -- attributes ---------------------------------------------------------------------------------
@@ -348,6 +409,10 @@ class Run:
             try:
                 if self._pending is not None:
                     self._commit()
+                if self._metrics is not None:
+                    record = self._metrics.flush()  # the defined summaries, before the Finish
+                    if record is not None:
+                        self._emit(record)
             finally:
                 self._lock.release()
         from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
@@ -368,6 +433,9 @@ class Run:
         # periodic tick: nothing can follow the Finish.
         durable = sender.close(timeout=timeout, closing=(END, records_pb2.Record(finish=end)), prompt=prompt)
         self._printer.closing(self, STATE_NAMES.get(state, "finished"), durable, self._dropped)
+        if state == FINISHED:
+            for callback in self._on_finished:
+                callback()
 
     def __enter__(self) -> Run:
         return self

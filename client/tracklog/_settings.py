@@ -15,6 +15,7 @@ from tracklog._errors import UsageError
 
 MODES = ("online", "offline", "disabled")
 RESUME = ("allow", "must", "never")
+AUTO_RESUME_FILE = "resume-auto.json"  # in ./tracklog: the run resume="auto" continues unless it finished
 MAX_NAME = 128
 MAX_TAG = 64
 MAX_NOTES = 64 * 1024
@@ -79,15 +80,32 @@ def validate_text(kind: str, value: object, limit: int) -> str:
     return _check_chars(f"run {kind}", value)
 
 
+def saved(home: Path) -> dict[str, object]:
+    """What ``tracklog login``, ``offline``, ``online`` and ``disabled`` saved in the home's
+    settings.json (empty when there is none or it is unreadable)."""
+    try:
+        data = json.loads((home / "settings.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def configured_server(environ: Mapping[str, str], home: Path) -> str:
     """``TRACKLOG_SERVER``, else the server saved by ``tracklog login``, else "" (the local store)."""
-    server = environ.get("TRACKLOG_SERVER", "")
-    if not server:
-        try:
-            server = str(json.loads((home / "settings.json").read_text()).get("server", ""))
-        except (OSError, ValueError, AttributeError):
-            server = ""
+    server = environ.get("TRACKLOG_SERVER", "") or str(saved(home).get("server", "") or "")
     return validate_server(server) if server else ""
+
+
+def _auto_resume_id(root: Path) -> str | None:
+    """The id of the last ``resume="auto"`` run under ``root`` that did not finish, if any."""
+    try:
+        run_id = json.loads((root / "tracklog" / AUTO_RESUME_FILE).read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    try:
+        return _refs.validate_part("id", run_id)
+    except (TypeError, ValueError):
+        return None  # damaged or hand-edited: start a new run rather than refuse to start
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,7 @@ class Settings:
     home: Path
     server: str  # host:port, or "" for the daemon's local server
     resume: str  # "" or one of RESUME
+    auto_resume: bool = False  # resume="auto": resume the last such run here unless it finished
 
 
 def resolve(
@@ -114,9 +133,15 @@ def resolve(
     environ: dict[str, str] | None = None,
 ) -> Settings:
     env = dict(os.environ) if environ is None else environ
-    mode = mode or env.get("TRACKLOG_MODE") or "online"
+    tracklog_home = _home.home(env)
+    mode = mode or env.get("TRACKLOG_MODE") or str(saved(tracklog_home).get("mode", "") or "") or "online"
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    root = Path(dir or env.get("TRACKLOG_DIR") or os.getcwd()).absolute()
+    auto_resume = resume == "auto"
+    if auto_resume:
+        run_id = run_id or _auto_resume_id(root) or env.get("TRACKLOG_RUN_ID") or None
+        resume = "allow" if run_id is not None else None
     project = project or env.get("TRACKLOG_PROJECT") or _refs.DEFAULT_PROJECT
     entity = entity or env.get("TRACKLOG_ENTITY") or default_entity()
     id_given = run_id is not None
@@ -130,9 +155,7 @@ def resolve(
     elif resume is False or resume is None:
         resume = ""
     if resume and resume not in RESUME:
-        raise UsageError(f"resume must be one of {', '.join(RESUME)} or a bool; got {resume!r}")
-    root = Path(dir or env.get("TRACKLOG_DIR") or os.getcwd()).absolute()
-    tracklog_home = _home.home(env)
+        raise UsageError(f"resume must be one of {', '.join(RESUME)}, 'auto' or a bool; got {resume!r}")
     server = configured_server(env, tracklog_home)
     return Settings(
         mode=mode,
@@ -144,6 +167,7 @@ def resolve(
         home=tracklog_home,
         server=server,
         resume=resume,
+        auto_resume=auto_resume,
     )
 
 

@@ -7,11 +7,20 @@ Infinity allowed, exactly as the records carry them, so nothing is decoded that 
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # Python 3.10: the same behaviour, members compare, print and format as their text
 
-class RunState(enum.StrEnum):
+    class StrEnum(str, enum.Enum):
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+class RunState(StrEnum):
     """A run's state as stored (the text in ``runs.state``)."""
 
     RUNNING = "running"
@@ -21,7 +30,7 @@ class RunState(enum.StrEnum):
     CRASHED = "crashed"
 
 
-class OutputStream(enum.StrEnum):
+class OutputStream(StrEnum):
     """Where a console line was written."""
 
     STDOUT = "stdout"

@@ -68,7 +68,7 @@ class TracklogCallback(keras.callbacks.Callback):  # type: ignore[misc]  # Keras
             optimizer = getattr(model, "optimizer", None)
             if optimizer is not None:
                 config["optimizer"] = optimizer.get_config()
-        self._run.config.update(flat_config(config))
+        self._run.config.update(flat_config(config), allow_val_change=True)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         step = self._step

@@ -103,7 +103,7 @@ class TracklogLogger(Logger):
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
         items = vars(params) if isinstance(params, Namespace) else params
         if items:
-            self.experiment.config.update(flat_config(items))
+            self.experiment.config.update(flat_config(items), allow_val_change=True)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -80,7 +80,7 @@ class TracklogCallback(TrainerCallback):  # type: ignore[misc]  # Any to mypy: s
             num_parameters = getattr(model, "num_parameters", None)
             if callable(num_parameters):
                 config["model/num_parameters"] = int(num_parameters())
-            self._run.config.update(flat_config(config))
+            self._run.config.update(flat_config(config), allow_val_change=True)
         return self._run
 
     def on_train_begin(

@@ -15,6 +15,7 @@ together do not race.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -74,6 +75,9 @@ def create_store_engine(url: str | URL, pool_size: int = 10) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
+    if parsed.drivername == "postgresql+psycopg" and importlib.util.find_spec("psycopg") is None:
+        # The driver is an extra (``tracklog[postgres]``): a machine with only the SQLite store lacks it.
+        raise InvalidInputError("a PostgreSQL database needs its driver: pip install 'tracklog[postgres]'")
     return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
