@@ -186,6 +186,8 @@ class Daemon:
                 durable_seq=slot.durable_seq,
                 synced_seq=slot.sync.synced,
                 server=slot.server or (self._local.target() or ""),
+                # Read without the slot's lock: a moment stale at worst, and callers ask again.
+                settling=slot.complete() and (slot.unsynced() or bool(slot.own.producers)),
             )
             for slot in self._registry.snapshot()
         ]
