@@ -20,11 +20,8 @@ def test_renames_tag_changes_and_config_and_summary_items_carry_their_write_time
     del run.summary["best"]
     run.finish()
     after = time.time()
-    edits = [
-        r
-        for r in [r for _, r in read_records(run.dir)]
-        if r.WhichOneof("kind") in ("update", "config", "summary")
-    ]
+    kinds = ("update", "config", "summary")
+    edits = [r for _, r in read_records(run.dir) if r.WhichOneof("kind") in kinds]
     assert [r.WhichOneof("kind") for r in edits] == [
         "update",
         "update",
