@@ -32,12 +32,21 @@ STATE_NAMES = {
 def translate(exc: grpc.RpcError, what: str) -> CommError:
     """The one place where gRPC errors from the store become the SDK's exceptions."""
     code = exc.code() if hasattr(exc, "code") else None
-    detail = exc.details() if hasattr(exc, "details") else str(exc)
+    detail = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
     if code == grpc.StatusCode.NOT_FOUND:
-        return NotFoundError(f"{what}: {detail}")
+        return NotFoundError(in_context(what, detail))
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return CommError(f"{what}: the store server is not reachable ({detail})")
-    return CommError(f"{what}: {detail}")
+    return CommError(in_context(what, detail))
+
+
+def in_context(what: str, detail: str) -> str:
+    """``what: detail``, or the store's ``detail`` alone when it already names the runs ``what``
+    names: "run e/p/x not found", not "run e/p/x: run e/p/x not found"."""
+    subjects = [word for word in what.split() if "/" in word]
+    if subjects and all(subject in detail for subject in subjects):
+        return detail
+    return f"{what}: {detail}"
 
 
 def local_server(home: Path, timeout: float = 15.0) -> str:
@@ -141,7 +150,7 @@ class Api:
             elif len(parts) == 2:
                 entity, project = parts
             else:
-                raise UsageError(f"runs() path {path!r} must look like 'entity/project'")
+                raise UsageError(f"project path {path!r} must look like 'entity/project' or 'project'")
         request = store_pb2.ListRunsRequest(
             entity=entity, project=project, filters_json=json.dumps(filters or {}), order=order, limit=limit
         )
@@ -188,7 +197,7 @@ class Api:
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-                raise UsageError(f"{what}: {exc.details()}") from exc
+                raise UsageError(in_context(what, exc.details() or "")) from exc
             raise translate(exc, what) from exc
 
     def _history(self, request: store_pb2.HistoryRequest, what: str) -> Iterator[records_pb2.HistoryBatch]:
