@@ -245,8 +245,9 @@ class ApiRun:
         self.job_type = view.job_type
         self.state = STATE_NAMES.get(view.state, "unknown")
         self.exit_code = view.exit_code
-        self.config: dict[str, Any] = json.loads(view.config_json or "{}")
-        self.summary: dict[str, Any] = json.loads(view.summary_json or "{}")
+        # Editable: changes are saved by update() (or, as in wandb, summary.update() with no arguments).
+        self.config: dict[str, Any] = _api_edit.RunDict(self, json.loads(view.config_json or "{}"))
+        self.summary: dict[str, Any] = _api_edit.RunDict(self, json.loads(view.summary_json or "{}"))
         self.metrics = {m.key: {"last": m.last, "min": m.min, "max": m.max} for m in view.metrics}
         self.metadata: dict[str, Any] = json.loads(view.metadata_json or "{}")
         self.created_at = _iso(view.created_at)

@@ -13,7 +13,7 @@ from tracklog._errors import UsageError
 from tracklog.v1 import records_pb2, store_pb2
 
 if TYPE_CHECKING:
-    from tracklog._api import Api
+    from tracklog._api import Api, ApiRun
 
 
 def run_refs(runs: Any) -> list[records_pb2.RunRef]:
@@ -79,3 +79,21 @@ def move_runs(api: Api, runs: Any, group: str | None = None, job_type: str | Non
     if job_type is not None:
         changes.job_type = _text("job_type", job_type)
     return update_runs(api, runs, changes, "moving")
+
+
+class RunDict(dict[str, Any]):
+    """``ApiRun.config`` and ``ApiRun.summary``: a plain dict (set, delete, nest, ``update({...})``)
+    whose changes ``run.update()`` saves. As in wandb, ``run.summary.update()`` with no arguments
+    saves the run too, so that an edit is never silently left unsaved by that habit."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: ApiRun, items: dict[str, Any]) -> None:
+        super().__init__(items)
+        self._run = run
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        if args or kwargs:
+            super().update(*args, **kwargs)
+        else:
+            self._run.update()

@@ -245,3 +245,22 @@ def _update_tags(tags: list[str]) -> bytes:
 
     update = records_pb2.RunUpdate(tags=records_pb2.StringList(values=tags))
     return records_pb2.Record(update=update).SerializeToString()
+
+
+def test_config_and_summary_are_editable_mappings_saved_by_update(
+    api: Api, stub: store_pb2_grpc.StoreStub, key: RunKey
+) -> None:
+    training = Training(stub, key, config={"opt": {"lr": 0.1, "name": "adam"}, "tmp": 1})
+    training.send(history_record([(0, {"loss": 0.5, "acc": 0.8})]))
+    run = api.run(path(key))
+    run.config["opt"]["lr"] = 0.2  # a nested change is the top-level key's change
+    del run.config["tmp"]
+    run.config.update({"epochs": 10}, batch=32)
+    run.update()
+    run.summary["best"] = 0.97
+    del run.summary["acc"]
+    run.summary.update()  # as in wandb: saves the run
+    again = api.run(path(key))
+    assert again.config == {"opt": {"lr": 0.2, "name": "adam"}, "epochs": 10, "batch": 32}
+    assert again.summary == {"loss": 0.5, "best": 0.97}
+    assert json.loads(json.dumps(again.summary)) == again.summary  # still a plain dict to json
