@@ -248,7 +248,7 @@ def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> Locke
     return LockedRun(pk=pk, **values)
 
 
-_dumps_doc = dumps_doc
+_dumps_doc = dumps_doc  # the name _daemon_ingest imports
 
 
 class _Applier:
