@@ -29,6 +29,8 @@ def parse_run_path(path: object, default_entity: Callable[[], str] = default_ent
         text = text.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
         text = text.partition("/")[2]
     parts = [p for p in text.strip("/").split("/") if p]
+    if len(parts) == 5 and parts[2] == "runs":
+        parts = parts[:4]  # a page's tab after the id: .../runs/id/logs
     if len(parts) in (3, 4) and parts[-2] == "runs":
         parts = [*parts[:-2], parts[-1]]  # entity/project/runs/id, or project/runs/id
     if len(parts) == 2:

@@ -196,6 +196,7 @@ def test_a_run_is_found_by_every_path_form(
         "/alice/mnist/runs/abc123/",
         "mnist/abc123",
         "http://127.0.0.1:8080/alice/mnist/runs/abc123?token=x#overview",
+        "https://tracklog.example.com/alice/mnist/runs/abc123/logs",
     ):
         assert api.run(form).path == "alice/mnist/abc123", form
     for bad, message in (
