@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
-from tracklog import _history, _home, _launch, _metrics, _refs, _rules, _settings
+from tracklog import (
+    _api_edit,
+    _api_history,
+    _api_settle,
+    _history,
+    _home,
+    _launch,
+    _metrics,
+    _refs,
+    _rules,
+    _settings,
+)
+from tracklog._api_paths import parse_run_path
 from tracklog._errors import CommError, NotFoundError, UsageError
 from tracklog._tokens import page_url
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2, store_pb2, store_pb2_grpc
@@ -31,12 +43,21 @@ STATE_NAMES = {
 def translate(exc: grpc.RpcError, what: str) -> CommError:
     """The one place where gRPC errors from the store become the SDK's exceptions."""
     code = exc.code() if hasattr(exc, "code") else None
-    detail = exc.details() if hasattr(exc, "details") else str(exc)
+    detail = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
     if code == grpc.StatusCode.NOT_FOUND:
-        return NotFoundError(f"{what}: {detail}")
+        return NotFoundError(in_context(what, detail))
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return CommError(f"{what}: the store server is not reachable ({detail})")
-    return CommError(f"{what}: {detail}")
+    return CommError(in_context(what, detail))
+
+
+def in_context(what: str, detail: str) -> str:
+    """``what: detail``, or the store's ``detail`` alone when it already names the runs ``what``
+    names: "run e/p/x not found", not "run e/p/x: run e/p/x not found"."""
+    subjects = [word for word in what.split() if "/" in word]
+    if subjects and all(subject in detail for subject in subjects):
+        return detail
+    return f"{what}: {detail}"
 
 
 def local_server(home: Path, timeout: float = 15.0) -> str:
@@ -59,10 +80,16 @@ def local_server(home: Path, timeout: float = 15.0) -> str:
             time.sleep(0.05)  # the daemon is starting the store; poll its status
 
 
+# What the bulk calls take: ApiRun objects or run paths (in any form ``Api.run`` takes), or one of them.
+RunsArg: TypeAlias = "ApiRun | str | Iterable[ApiRun | str]"
+
+
 class Api:
     """Queries a store server: ``server`` (host:port), else ``TRACKLOG_SERVER``, else the local one."""
 
-    def __init__(self, server: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, server: str | None = None, *, timeout: float = 30.0, settle_timeout: float = 10.0
+    ) -> None:
         if server:
             _settings.validate_server(server)
         address = server or _settings.configured_server(os.environ, _home.home())
@@ -70,6 +97,8 @@ class Api:
             address = local_server(_home.home())
         self.server = address
         self.timeout = timeout
+        # How long run() waits for this machine's daemon to finish sending a run that just ended.
+        self.settle_timeout = settle_timeout
         self._channel = _launch.channel(address)
         self._stub = store_pb2_grpc.StoreStub(self._channel)
         self._http_url: str | None = None
@@ -94,8 +123,17 @@ class Api:
         return self._http_url
 
     def run(self, path: str) -> ApiRun:
-        """One run by ``entity/project/id``."""
-        ref = _refs.RunPath.parse(path)
+        """One run by ``entity/project/id``, ``entity/project/runs/id``, ``project/id`` (the default
+        entity) or its URL. A run that just ended on this machine comes back whole: this waits (at
+        most ``settle_timeout`` seconds) for the local daemon to finish sending it to this store."""
+        ref = parse_run_path(path)
+        if not _api_settle.await_settled(_home.home(), ref, self.server, self.settle_timeout):
+            warnings.warn(
+                f"run {ref} ended on this machine but its daemon has not sent all of it to the store "
+                f"within {self.settle_timeout:g}s; what is read now may be incomplete",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return ApiRun(self, self._get(ref))
 
     def _get(self, ref: _refs.RunPath) -> store_pb2.RunView:
@@ -123,7 +161,7 @@ class Api:
             elif len(parts) == 2:
                 entity, project = parts
             else:
-                raise UsageError(f"runs() path {path!r} must look like 'entity/project'")
+                raise UsageError(f"project path {path!r} must look like 'entity/project' or 'project'")
         request = store_pb2.ListRunsRequest(
             entity=entity, project=project, filters_json=json.dumps(filters or {}), order=order, limit=limit
         )
@@ -141,16 +179,26 @@ class Api:
     def delete_runs(self, runs: Sequence[ApiRun | str], delete_files: bool = False) -> int:
         """Deletes many runs (``ApiRun`` or ``entity/project/id``) in one call, all or nothing;
         returns how many. Their ids stay reserved, as with ``ApiRun.delete``."""
-        refs = []
-        for run in runs:
-            if isinstance(run, ApiRun):
-                refs.append(run._view.ref)
-            else:
-                p = _refs.RunPath.parse(run)
-                refs.append(records_pb2.RunRef(entity=p.entity, project=p.project, id=p.id))
+        refs = _api_edit.run_refs(runs)
         request = store_pb2.DeleteRunsRequest(refs=refs, delete_files=delete_files)
         response = self._mutate("DeleteRuns", request, f"deleting {len(refs)} runs")
         return int(response.deleted)
+
+    def tag_runs(self, runs: RunsArg, add: Sequence[str] = (), remove: Sequence[str] = ()) -> int:
+        """Adds and removes tags on many runs (``ApiRun`` objects or run paths) in one call, all or
+        nothing; returns how many runs. Tags merge as ``ApiRun.update()``'s do; the ``ApiRun``
+        objects passed keep their snapshot (``load()`` refreshes them)."""
+        return _api_edit.tag_runs(self, runs, add, remove)
+
+    def move_runs(
+        self,
+        runs: ApiRun | str | Iterable[ApiRun | str],
+        group: str | None = None,
+        job_type: str | None = None,
+    ) -> int:
+        """Moves many runs to ``group`` (and/or ``job_type``; "" for none) in one call, all or
+        nothing; returns how many runs."""
+        return _api_edit.move_runs(self, runs, group, job_type)
 
     def _mutate(self, method: str, request: Any, what: str) -> Any:
         """A call that changes runs: a refusal of what was asked (bad input, a run that is not
@@ -160,7 +208,7 @@ class Api:
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-                raise UsageError(f"{what}: {exc.details()}") from exc
+                raise UsageError(in_context(what, exc.details() or "")) from exc
             raise translate(exc, what) from exc
 
     def _history(self, request: store_pb2.HistoryRequest, what: str) -> Iterator[records_pb2.HistoryBatch]:
@@ -208,10 +256,12 @@ class ApiRun:
         self.job_type = view.job_type
         self.state = STATE_NAMES.get(view.state, "unknown")
         self.exit_code = view.exit_code
-        self.config: dict[str, Any] = json.loads(view.config_json or "{}")
         # define_metric()'s definitions travel in the config under a reserved key; not the user's.
-        self.metric_definitions = _metrics.from_config(self.config)
-        self.summary: dict[str, Any] = json.loads(view.summary_json or "{}")
+        config = json.loads(view.config_json or "{}")
+        self.metric_definitions = _metrics.from_config(config)
+        # Editable: changes are saved by update() (or, as in wandb, summary.update() with no arguments).
+        self.config: dict[str, Any] = _api_edit.RunDict(self, config)
+        self.summary: dict[str, Any] = _api_edit.RunDict(self, json.loads(view.summary_json or "{}"))
         self.metrics = {m.key: {"last": m.last, "min": m.min, "max": m.max} for m in view.metrics}
         self.metadata: dict[str, Any] = json.loads(view.metadata_json or "{}")
         self.created_at = _iso(view.created_at)
@@ -289,53 +339,38 @@ class ApiRun:
         request = store_pb2.StopRunRequest(ref=self._view.ref)
         self._api._mutate("StopRun", request, f"stopping run {self.path}")
 
-    def _request(
-        self, keys: Sequence[str] | None, samples: int | None, page_rows: int = 0
-    ) -> store_pb2.HistoryRequest:
-        if isinstance(keys, str):
-            raise TypeError("keys must be a list of str, not a str")
-        return store_pb2.HistoryRequest(
-            ref=self._view.ref,
-            keys=[k for k in (keys or ()) if k not in ("_step", "_timestamp", "_runtime")],
-            samples=samples or 0,
-            page_rows=page_rows,
-        )
-
-    def _rows(self, request: store_pb2.HistoryRequest) -> Iterator[dict[str, Any]]:
-        start = self.start_time
-        for row in _history.decode_rows(self._api._history(request, f"history of {self.path}")):
-            row["_runtime"] = row["_timestamp"] - start
-            yield row
-
-    def history(self, keys: Sequence[str] | None = None, samples: int | None = 500) -> list[dict[str, Any]]:
-        """Up to ``samples`` rows (evenly spaced; None: every row) as dicts with _step, _timestamp,
-        _runtime and the logged keys. With ``keys``, only rows where one of them has a value."""
-        return list(self._rows(self._request(keys, samples)))
+    def history(
+        self,
+        samples: int | None = 500,
+        keys: Sequence[str] | None = None,
+        x_axis: str = "_step",
+        pandas: bool = True,
+        stream: str = "default",
+    ) -> Any:
+        """Up to ``samples`` rows, evenly spaced (first and last kept; None: every row), with
+        ``_step``, ``_runtime``, ``_timestamp`` and the logged keys: a pandas DataFrame when pandas is
+        installed and ``pandas`` is true, else a list of dicts. With ``keys``, only those keys, on rows
+        where one of them has a value; ``x_axis`` (a logged key) keeps only rows that have it.
+        ``stream="system"`` reads the system metrics instead (``_runtime``, ``_timestamp``,
+        ``system/...``)."""
+        return _api_history.history(self, samples, keys, x_axis, pandas, stream)
 
     def scan_history(
-        self, keys: Sequence[str] | None = None, page_size: int = 10_000
+        self,
+        keys: Sequence[str] | None = None,
+        page_size: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every row, in step order, fetched page by page."""
-        return self._rows(self._request(keys, None, page_size))
+        """Every row in step order as dicts, fetched ``page_size`` rows at a time; with ``keys``,
+        only rows that have all of them. ``min_step`` is inclusive, ``max_step`` exclusive."""
+        return _api_history.scan_history(self, keys, page_size, min_step, max_step)
 
     def system_history(
         self, keys: Sequence[str] | None = None, samples: int | None = None
     ) -> list[dict[str, Any]]:
         """System metrics rows ``{"_timestamp", "_runtime", "system/...": value}``, oldest first."""
-        if isinstance(keys, str):
-            raise TypeError("keys must be a list of str, not a str")
-        request = store_pb2.SystemHistoryRequest(
-            ref=self._view.ref, keys=list(keys or ()), samples=samples or 0
-        )
-        rows: list[dict[str, Any]] = []
-        for batch in self._api._stream("SystemHistory", request, f"system metrics of {self.path}"):
-            times = _history.unpack_float64(batch.timestamps)
-            page = [{"_timestamp": t, "_runtime": t - self.start_time} for t in times]
-            for series in batch.series:
-                for row, value in zip(page, _history.unpack_float64(series.values), strict=True):
-                    if not math.isnan(value):  # NaN: not measured at that time
-                        row[series.key] = value
-            rows.extend(page)
+        rows: list[dict[str, Any]] = _api_history.history(self, samples, keys, pandas=False, stream="system")
         return rows
 
     def logs(self) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracklog import _home, _spool
+from tracklog import _cli_show, _home, _spool
 from tracklog._errors import TracklogError, UsageError
 
 if TYPE_CHECKING:
@@ -310,20 +310,14 @@ def _edit(args: argparse.Namespace, change: str) -> int:
 
 
 def _cmd_edit(args: argparse.Namespace, rest: list[str]) -> int:
-    try:
-        return _edit(args, args.command)
-    except TracklogError as exc:
-        raise UsageError(f"tracklog {args.command}: {exc}") from exc
+    return _edit(args, args.command)
 
 
 def _cmd_stop(args: argparse.Namespace, rest: list[str]) -> int:
     from tracklog._api import Api
 
-    try:
-        with Api(args.server) as api:
-            api.run(args.path).stop()
-    except TracklogError as exc:
-        raise UsageError(f"tracklog stop: {exc}") from exc
+    with Api(args.server) as api:
+        api.run(args.path).stop()
     print(f"asked run {args.path} to stop; it ends killed once its training process reacts")
     return 0
 
@@ -331,20 +325,17 @@ def _cmd_stop(args: argparse.Namespace, rest: list[str]) -> int:
 def _cmd_delete(args: argparse.Namespace, rest: list[str]) -> int:
     from tracklog._api import Api
 
-    try:
-        with Api(args.server) as api:
-            runs = [api.run(path) for path in args.paths]  # every path exists before anything goes
-            if not args.yes:
-                listed = "\n".join(f"  {r.path}  {r.name}  {r.state}" for r in runs)
-                print(f"These {len(runs)} runs will be deleted (their ids stay reserved):\n{listed}")
-                if not sys.stdin.isatty():
-                    raise UsageError("no terminal to confirm on; pass --yes to delete without asking")
-                if input("Delete them? [y/N] ").strip().lower() not in ("y", "yes"):
-                    print("nothing deleted")
-                    return 1
-            api.delete_runs(runs, delete_files=args.delete_files)
-    except TracklogError as exc:
-        raise UsageError(f"tracklog delete: {exc}") from exc
+    with Api(args.server) as api:
+        runs = [api.run(path) for path in args.paths]  # every path exists before anything goes
+        if not args.yes:
+            listed = "\n".join(f"  {r.path}  {r.name}  {r.state}" for r in runs)
+            print(f"These {len(runs)} runs will be deleted (their ids stay reserved):\n{listed}")
+            if not sys.stdin.isatty():
+                raise UsageError("no terminal to confirm on; pass --yes to delete without asking")
+            if input("Delete them? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        api.delete_runs(runs, delete_files=args.delete_files)
     print(f"deleted {len(runs)} run{'s' if len(runs) != 1 else ''}")
     return 0
 
@@ -405,6 +396,7 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("--server", help="host:port of the store server")
     delete.set_defaults(func=_cmd_delete)
 
+    _cli_show.add_parser(sub)
     _cli_habits.add_commands(sub)  # offline, online, disabled, status, login, logout
     _cli_habits.add_version(top)
     return top
@@ -417,8 +409,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args, []))
-    except TracklogError as exc:
-        print(f"tracklog: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if not _ours(exc):
+            raise  # a bug: its traceback is the report
+        # Each error once, as the command's: "tracklog tag: run e/p/x not found".
+        print(f"tracklog {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _ours(exc: Exception) -> bool:
+    """An error tracklog raises on purpose (the SDK's, the daemon's or the store's tree), whose
+    message says what went wrong; not a bug."""
+    module = type(exc).__module__.split(".", 1)[0]
+    return isinstance(exc, TracklogError) or module in ("tracklogd", "tracklog_server")

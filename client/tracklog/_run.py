@@ -24,6 +24,7 @@ FINISHED = records_pb2.RUN_STATE_FINISHED
 FAILED = records_pb2.RUN_STATE_FAILED
 KILLED = records_pb2.RUN_STATE_KILLED
 STATE_NAMES: dict[int, str] = {FINISHED: "finished", FAILED: "failed", KILLED: "killed"}
+_EDITS = frozenset({"update", "config", "summary"})  # records that carry a write_time
 
 _now = time.time
 _MIN_INT, _MAX_INT = _rules.MIN_INT, _rules.MAX_INT
@@ -71,6 +72,7 @@ class Run:
         self._console: Console | None = None
         self._metrics: _metrics.Metrics | None = None  # set by the first define_metric()
         self._on_finished: list[Callable[[], None]] = []  # run when the run ends finished
+        self._last_edit = 0.0  # write_time of the latest edit record (see _emit)
         self.config = config
         self.summary = Summary(self._emit, self._logged_summary)
         if sender is None:  # disabled: every call returns at once
@@ -280,6 +282,13 @@ class Run:
 
     def _emit(self, record: records_pb2.Record) -> None:
         if self._queue is not None and not self._finished:
+            kind = record.WhichOneof("kind")
+            if kind in _EDITS:
+                # When the change was made: the store lets the later write of a field win, whether
+                # it came from here or from the API, however late this record reaches it. Never
+                # earlier than this run's previous edit, so a clock stepped back cannot reorder them.
+                self._last_edit = max(_now(), self._last_edit)
+                getattr(record, kind).write_time = self._last_edit
             self._queue.append(record)
 
     def _logged_summary(self) -> dict[str, Any]:

@@ -186,6 +186,11 @@ class Daemon:
                 durable_seq=slot.durable_seq,
                 synced_seq=slot.sync.synced,
                 server=slot.server or (self._local.target() or ""),
+                # Read without the slot's lock: a moment stale at worst, and callers ask again. A run
+                # the store refused (parked) does not settle by waiting: readers are not held up.
+                settling=slot.complete()
+                and not slot.parked_reason
+                and (slot.unsynced() or bool(slot.own.producers)),
             )
             for slot in self._registry.snapshot()
         ]

@@ -172,7 +172,7 @@ class _Worker:
                 else:
                     self._park(slot, str(exc))
                 continue
-            slot.parked_until = 0.0
+            slot.parked_until, slot.parked_reason = 0.0, ""
             loop.registry.retire_if_done(slot)
         if failure is not None:
             raise failure

@@ -264,6 +264,11 @@ class FakeStore(store_pb2_grpc.StoreServicer):
     ) -> store_pb2.StopRunResponse:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not stop runs")
 
+    def UpdateRuns(
+        self, request: store_pb2.UpdateRunsRequest, context: grpc.ServicerContext
+    ) -> store_pb2.UpdateRunsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not edit runs")
+
     def GetFile(
         self, request: store_pb2.GetFileRequest, context: grpc.ServicerContext
     ) -> Iterator[records_pb2.FileChunk]:

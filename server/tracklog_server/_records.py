@@ -34,7 +34,7 @@ from ._capture_records import CaptureOp, decode_capture
 from ._entities import RunKey, RunState
 from ._errors import InvalidInputError
 from ._limits import MAX_LONG_TEXT, MAX_RECORD_BYTES, MAX_TAGS
-from ._validate import check_history_key, check_text, loads_object
+from ._validate import check_history_key, check_text, check_write_time, loads_object
 
 _FINISH_STATES = {
     records_pb2.RUN_STATE_FINISHED: RunState.FINISHED,
@@ -146,12 +146,14 @@ class HistoryOp:
 @dataclass(frozen=True, slots=True)
 class ConfigOp:
     items: dict[str, Any]
+    write_time: float = 0.0  # the writer's clock (0: unknown); see storage._field_times
 
 
 @dataclass(frozen=True, slots=True)
 class SummaryOp:
     items: dict[str, Any]
     removed: tuple[str, ...]
+    write_time: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,7 @@ class UpdateOp:
     tags: tuple[str, ...] | None
     group: str | None
     job_type: str | None
+    write_time: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,10 +274,13 @@ def decode_record(key: RunKey, payload: bytes) -> Op:
     if kind == "start":
         return _decode_start(key, record.start)
     if kind == "config":
-        return ConfigOp(loads_object(record.config.items_json, "config"))
+        config = record.config
+        return ConfigOp(loads_object(config.items_json, "config"), check_write_time(config.write_time))
     if kind == "summary":
-        removed = tuple(check_text(k, "a removed summary key") for k in record.summary.removed)
-        return SummaryOp(loads_object(record.summary.items_json, "summary"), removed)
+        summary = record.summary
+        removed = tuple(check_text(k, "a removed summary key") for k in summary.removed)
+        items = loads_object(summary.items_json, "summary")
+        return SummaryOp(items, removed, check_write_time(summary.write_time))
     if kind == "update":
         return _decode_update(record.update)
     if kind == "finish":
@@ -344,6 +350,7 @@ def _decode_update(update: records_pb2.RunUpdate) -> UpdateOp:
         tags=_tags(update.tags.values) if update.HasField("tags") else None,
         group=check_text(update.group, "group") if update.HasField("group") else None,
         job_type=check_text(update.job_type, "job_type") if update.HasField("job_type") else None,
+        write_time=check_write_time(update.write_time),
     )
 
 

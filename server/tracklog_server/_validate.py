@@ -32,6 +32,13 @@ def loads_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
+def check_write_time(value: float) -> float:
+    """A record's write_time (unix seconds; 0: not given): finite and not negative."""
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInputError(f"write_time must be a finite, non-negative unix time, not {value!r}")
+    return value
+
+
 def check_text(value: str, what: str, limit: int = MAX_SHORT_TEXT) -> str:
     """A name, tag, note, host or path kept in a text column: bounded, and without the characters
     the rule refuses (PostgreSQL's text cannot hold a NUL)."""

@@ -181,7 +181,7 @@ def test_the_cli_edits_stops_and_deletes_runs(
     training[1].send(finish_record(records_pb2.RUN_STATE_KILLED, exit_code=255))
     assert cli(["stop", path(keys[1]), *at]) == 1
     err = capsys.readouterr().err
-    assert "tracklog stop: stopping run e/p/r1: run e/p/r1 is killed, not running" in err
+    assert "tracklog stop: run e/p/r1 is killed, not running" in err
 
     # Without --yes and without a terminal to ask on, nothing is deleted.
     assert cli(["delete", path(keys[1]), path(keys[2]), *at]) == 1
@@ -190,4 +190,6 @@ def test_the_cli_edits_stops_and_deletes_runs(
     assert cli(["delete", path(keys[1]), path(keys[2]), "--yes", *at]) == 0
     assert [r.id for r in api.runs("e/p")] == ["r0"]
     assert cli(["delete", path(keys[1]), "--yes", *at]) == 1
-    assert "tracklog delete: run e/p/r1: run e/p/r1 was deleted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tracklog delete: run e/p/r1 was deleted" in err
+    assert err.count("tracklog") == 1  # the command names itself once, and no Python function

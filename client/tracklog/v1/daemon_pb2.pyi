@@ -263,6 +263,7 @@ class RunStatus(_message.Message):
     DURABLE_SEQ_FIELD_NUMBER: _builtins.int
     SYNCED_SEQ_FIELD_NUMBER: _builtins.int
     SERVER_FIELD_NUMBER: _builtins.int
+    SETTLING_FIELD_NUMBER: _builtins.int
     run_dir: _builtins.str
     attached: _builtins.bool
     """a training process is connected"""
@@ -270,6 +271,10 @@ class RunStatus(_message.Message):
     synced_seq: _builtins.int
     """acked by the server"""
     server: _builtins.str
+    settling: _builtins.bool
+    """The run has ended (its Finish is in the spool, or its training process is gone) and something
+    of it (its frames, or the daemon's own records of it) is still on its way to the store.
+    """
     @_builtins.property
     def ref(self) -> _records_pb2.RunRef: ...
     def __init__(
@@ -281,10 +286,11 @@ class RunStatus(_message.Message):
         durable_seq: _builtins.int = ...,
         synced_seq: _builtins.int = ...,
         server: _builtins.str = ...,
+        settling: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "durable_seq", b"durable_seq", "ref", b"ref", "run_dir", b"run_dir", "server", b"server", "synced_seq", b"synced_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "durable_seq", b"durable_seq", "ref", b"ref", "run_dir", b"run_dir", "server", b"server", "settling", b"settling", "synced_seq", b"synced_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

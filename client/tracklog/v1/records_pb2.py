@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tracklog/v1/records.proto\x12\x0btracklog.v1\"5\n\x06RunRef\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\"\x84\x02\n\x08RunStart\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05notes\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\r\n\x05group\x18\x05 \x01(\t\x12\x10\n\x08job_type\x18\x06 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x07 \x01(\t\x12\x12\n\nstart_time\x18\x08 \x01(\x01\x12\x0b\n\x03pid\x18\t \x01(\x05\x12\x0c\n\x04host\x18\n \x01(\t\x12\x0f\n\x07run_dir\x18\x0b \x01(\t\x12\x0f\n\x07offline\x18\x0c \x01(\x08\x12\x0e\n\x06resume\x18\r \x01(\t\x12\x14\n\x0cwriter_token\x18\x0e \x01(\t\"\x82\x01\n\x06\x43olumn\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.tracklog.v1.ColumnType\x12\r\n\x05steps\x18\x03 \x01(\x0c\x12\x0e\n\x06values\x18\x04 \x01(\x0c\x12\x13\n\x0bjson_values\x18\x05 \x03(\t\x12\x10\n\x08\x61ll_rows\x18\x06 \x01(\x08\"W\n\x0cHistoryBatch\x12\r\n\x05steps\x18\x01 \x01(\x0c\x12\x12\n\ntimestamps\x18\x02 \x01(\x0c\x12$\n\x07\x63olumns\x18\x03 \x03(\x0b\x32\x13.tracklog.v1.Column\"\"\n\x0c\x43onfigUpdate\x12\x12\n\nitems_json\x18\x01 \x01(\t\"4\n\rSummaryUpdate\x12\x12\n\nitems_json\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x03(\t\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xae\x01\n\tRunUpdate\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05notes\x18\x02 \x01(\tH\x01\x88\x01\x01\x12%\n\x04tags\x18\x03 \x01(\x0b\x32\x17.tracklog.v1.StringList\x12\x12\n\x05group\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08job_type\x18\x05 \x01(\tH\x03\x88\x01\x01\x42\x07\n\x05_nameB\x08\n\x06_notesB\x08\n\x06_groupB\x0b\n\t_job_type\"c\n\x06\x46inish\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.tracklog.v1.RunState\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x10\n\x08\x65nd_time\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\"L\n\x0bSystemBatch\x12\x12\n\ntimestamps\x18\x01 \x01(\x0c\x12)\n\x06series\x18\x02 \x03(\x0b\x32\x19.tracklog.v1.SystemSeries\"+\n\x0cSystemSeries\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x01(\x0c\"\x18\n\x08Metadata\x12\x0c\n\x04json\x18\x01 \x01(\t\"S\n\nOutputLine\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12)\n\x06stream\x18\x02 \x01(\x0e\x32\x19.tracklog.v1.OutputStream\x12\x0c\n\x04text\x18\x03 \x01(\t\"5\n\x0bOutputLines\x12&\n\x05lines\x18\x01 \x03(\x0b\x32\x17.tracklog.v1.OutputLine\"t\n\tFileChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0c\n\x04size\x18\x06 \x01(\x04\x12\x0e\n\x06sha256\x18\x07 \x01(\t\"\x80\x01\n\nFramesLost\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x12\n\nrows_known\x18\x05 \x01(\x08\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\x0e\n\x06reason\x18\x07 \x01(\t\"?\n\x0eRecordsDropped\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"2\n\x06Timing\x12\x0f\n\x07runtime\x18\x01 \x01(\x01\x12\x17\n\x0ftracked_seconds\x18\x02 \x01(\x01\"\xa3\x04\n\x06Record\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.tracklog.v1.RunStartH\x00\x12\x11\n\x07history\x18\x02 \x01(\x0cH\x00\x12+\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x19.tracklog.v1.ConfigUpdateH\x00\x12-\n\x07summary\x18\x04 \x01(\x0b\x32\x1a.tracklog.v1.SummaryUpdateH\x00\x12(\n\x06update\x18\x05 \x01(\x0b\x32\x16.tracklog.v1.RunUpdateH\x00\x12%\n\x06\x66inish\x18\x06 \x01(\x0b\x32\x13.tracklog.v1.FinishH\x00\x12*\n\x06system\x18\x07 \x01(\x0b\x32\x18.tracklog.v1.SystemBatchH\x00\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x15.tracklog.v1.MetadataH\x00\x12*\n\x06output\x18\t \x01(\x0b\x32\x18.tracklog.v1.OutputLinesH\x00\x12&\n\x04\x66ile\x18\n \x01(\x0b\x32\x16.tracklog.v1.FileChunkH\x00\x12%\n\x06timing\x18\x0b \x01(\x0b\x32\x13.tracklog.v1.TimingH\x00\x12\'\n\x04lost\x18\x0c \x01(\x0b\x32\x17.tracklog.v1.FramesLostH\x00\x12.\n\x07\x64ropped\x18\r \x01(\x0b\x32\x1b.tracklog.v1.RecordsDroppedH\x00\x42\x06\n\x04kind\"2\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06record\x18\x02 \x01(\x0c\x12\x0c\n\x04rows\x18\x03 \x01(\r*\x97\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x16\n\x12RUN_STATE_FINISHED\x10\x02\x12\x14\n\x10RUN_STATE_FAILED\x10\x03\x12\x14\n\x10RUN_STATE_KILLED\x10\x04\x12\x15\n\x11RUN_STATE_CRASHED\x10\x05*k\n\nColumnType\x12\x1b\n\x17\x43OLUMN_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43OLUMN_TYPE_FLOAT\x10\x01\x12\x13\n\x0f\x43OLUMN_TYPE_INT\x10\x02\x12\x14\n\x10\x43OLUMN_TYPE_JSON\x10\x03*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tracklog/v1/records.proto\x12\x0btracklog.v1\"5\n\x06RunRef\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\"\x84\x02\n\x08RunStart\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05notes\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\r\n\x05group\x18\x05 \x01(\t\x12\x10\n\x08job_type\x18\x06 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x07 \x01(\t\x12\x12\n\nstart_time\x18\x08 \x01(\x01\x12\x0b\n\x03pid\x18\t \x01(\x05\x12\x0c\n\x04host\x18\n \x01(\t\x12\x0f\n\x07run_dir\x18\x0b \x01(\t\x12\x0f\n\x07offline\x18\x0c \x01(\x08\x12\x0e\n\x06resume\x18\r \x01(\t\x12\x14\n\x0cwriter_token\x18\x0e \x01(\t\"\x82\x01\n\x06\x43olumn\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.tracklog.v1.ColumnType\x12\r\n\x05steps\x18\x03 \x01(\x0c\x12\x0e\n\x06values\x18\x04 \x01(\x0c\x12\x13\n\x0bjson_values\x18\x05 \x03(\t\x12\x10\n\x08\x61ll_rows\x18\x06 \x01(\x08\"W\n\x0cHistoryBatch\x12\r\n\x05steps\x18\x01 \x01(\x0c\x12\x12\n\ntimestamps\x18\x02 \x01(\x0c\x12$\n\x07\x63olumns\x18\x03 \x03(\x0b\x32\x13.tracklog.v1.Column\"7\n\x0c\x43onfigUpdate\x12\x12\n\nitems_json\x18\x01 \x01(\t\x12\x13\n\nwrite_time\x18\x8c\x01 \x01(\x01\"I\n\rSummaryUpdate\x12\x12\n\nitems_json\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x03(\t\x12\x13\n\nwrite_time\x18\x8c\x01 \x01(\x01\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xc3\x01\n\tRunUpdate\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05notes\x18\x02 \x01(\tH\x01\x88\x01\x01\x12%\n\x04tags\x18\x03 \x01(\x0b\x32\x17.tracklog.v1.StringList\x12\x12\n\x05group\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08job_type\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\x13\n\nwrite_time\x18\x8c\x01 \x01(\x01\x42\x07\n\x05_nameB\x08\n\x06_notesB\x08\n\x06_groupB\x0b\n\t_job_type\"c\n\x06\x46inish\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.tracklog.v1.RunState\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x10\n\x08\x65nd_time\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\"L\n\x0bSystemBatch\x12\x12\n\ntimestamps\x18\x01 \x01(\x0c\x12)\n\x06series\x18\x02 \x03(\x0b\x32\x19.tracklog.v1.SystemSeries\"+\n\x0cSystemSeries\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x01(\x0c\"\x18\n\x08Metadata\x12\x0c\n\x04json\x18\x01 \x01(\t\"S\n\nOutputLine\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12)\n\x06stream\x18\x02 \x01(\x0e\x32\x19.tracklog.v1.OutputStream\x12\x0c\n\x04text\x18\x03 \x01(\t\"5\n\x0bOutputLines\x12&\n\x05lines\x18\x01 \x03(\x0b\x32\x17.tracklog.v1.OutputLine\"t\n\tFileChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0c\n\x04size\x18\x06 \x01(\x04\x12\x0e\n\x06sha256\x18\x07 \x01(\t\"\x80\x01\n\nFramesLost\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x12\n\nrows_known\x18\x05 \x01(\x08\x12\r\n\x05\x62ytes\x18\x06 \x01(\x04\x12\x0e\n\x06reason\x18\x07 \x01(\t\"?\n\x0eRecordsDropped\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"2\n\x06Timing\x12\x0f\n\x07runtime\x18\x01 \x01(\x01\x12\x17\n\x0ftracked_seconds\x18\x02 \x01(\x01\"\xa3\x04\n\x06Record\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.tracklog.v1.RunStartH\x00\x12\x11\n\x07history\x18\x02 \x01(\x0cH\x00\x12+\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x19.tracklog.v1.ConfigUpdateH\x00\x12-\n\x07summary\x18\x04 \x01(\x0b\x32\x1a.tracklog.v1.SummaryUpdateH\x00\x12(\n\x06update\x18\x05 \x01(\x0b\x32\x16.tracklog.v1.RunUpdateH\x00\x12%\n\x06\x66inish\x18\x06 \x01(\x0b\x32\x13.tracklog.v1.FinishH\x00\x12*\n\x06system\x18\x07 \x01(\x0b\x32\x18.tracklog.v1.SystemBatchH\x00\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x15.tracklog.v1.MetadataH\x00\x12*\n\x06output\x18\t \x01(\x0b\x32\x18.tracklog.v1.OutputLinesH\x00\x12&\n\x04\x66ile\x18\n \x01(\x0b\x32\x16.tracklog.v1.FileChunkH\x00\x12%\n\x06timing\x18\x0b \x01(\x0b\x32\x13.tracklog.v1.TimingH\x00\x12\'\n\x04lost\x18\x0c \x01(\x0b\x32\x17.tracklog.v1.FramesLostH\x00\x12.\n\x07\x64ropped\x18\r \x01(\x0b\x32\x1b.tracklog.v1.RecordsDroppedH\x00\x42\x06\n\x04kind\"2\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06record\x18\x02 \x01(\x0c\x12\x0c\n\x04rows\x18\x03 \x01(\r*\x97\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x16\n\x12RUN_STATE_FINISHED\x10\x02\x12\x14\n\x10RUN_STATE_FAILED\x10\x03\x12\x14\n\x10RUN_STATE_KILLED\x10\x04\x12\x15\n\x11RUN_STATE_CRASHED\x10\x05*k\n\nColumnType\x12\x1b\n\x17\x43OLUMN_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43OLUMN_TYPE_FLOAT\x10\x01\x12\x13\n\x0f\x43OLUMN_TYPE_INT\x10\x02\x12\x14\n\x10\x43OLUMN_TYPE_JSON\x10\x03*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tracklog.v1.records_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATE']._serialized_start=2238
-  _globals['_RUNSTATE']._serialized_end=2389
-  _globals['_COLUMNTYPE']._serialized_start=2391
-  _globals['_COLUMNTYPE']._serialized_end=2498
-  _globals['_OUTPUTSTREAM']._serialized_start=2500
-  _globals['_OUTPUTSTREAM']._serialized_end=2597
+  _globals['_RUNSTATE']._serialized_start=2301
+  _globals['_RUNSTATE']._serialized_end=2452
+  _globals['_COLUMNTYPE']._serialized_start=2454
+  _globals['_COLUMNTYPE']._serialized_end=2561
+  _globals['_OUTPUTSTREAM']._serialized_start=2563
+  _globals['_OUTPUTSTREAM']._serialized_end=2660
   _globals['_RUNREF']._serialized_start=42
   _globals['_RUNREF']._serialized_end=95
   _globals['_RUNSTART']._serialized_start=98
@@ -46,35 +46,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HISTORYBATCH']._serialized_start=493
   _globals['_HISTORYBATCH']._serialized_end=580
   _globals['_CONFIGUPDATE']._serialized_start=582
-  _globals['_CONFIGUPDATE']._serialized_end=616
-  _globals['_SUMMARYUPDATE']._serialized_start=618
-  _globals['_SUMMARYUPDATE']._serialized_end=670
-  _globals['_STRINGLIST']._serialized_start=672
-  _globals['_STRINGLIST']._serialized_end=700
-  _globals['_RUNUPDATE']._serialized_start=703
-  _globals['_RUNUPDATE']._serialized_end=877
-  _globals['_FINISH']._serialized_start=879
-  _globals['_FINISH']._serialized_end=978
-  _globals['_SYSTEMBATCH']._serialized_start=980
-  _globals['_SYSTEMBATCH']._serialized_end=1056
-  _globals['_SYSTEMSERIES']._serialized_start=1058
-  _globals['_SYSTEMSERIES']._serialized_end=1101
-  _globals['_METADATA']._serialized_start=1103
-  _globals['_METADATA']._serialized_end=1127
-  _globals['_OUTPUTLINE']._serialized_start=1129
-  _globals['_OUTPUTLINE']._serialized_end=1212
-  _globals['_OUTPUTLINES']._serialized_start=1214
-  _globals['_OUTPUTLINES']._serialized_end=1267
-  _globals['_FILECHUNK']._serialized_start=1269
-  _globals['_FILECHUNK']._serialized_end=1385
-  _globals['_FRAMESLOST']._serialized_start=1388
-  _globals['_FRAMESLOST']._serialized_end=1516
-  _globals['_RECORDSDROPPED']._serialized_start=1518
-  _globals['_RECORDSDROPPED']._serialized_end=1581
-  _globals['_TIMING']._serialized_start=1583
-  _globals['_TIMING']._serialized_end=1633
-  _globals['_RECORD']._serialized_start=1636
-  _globals['_RECORD']._serialized_end=2183
-  _globals['_FRAME']._serialized_start=2185
-  _globals['_FRAME']._serialized_end=2235
+  _globals['_CONFIGUPDATE']._serialized_end=637
+  _globals['_SUMMARYUPDATE']._serialized_start=639
+  _globals['_SUMMARYUPDATE']._serialized_end=712
+  _globals['_STRINGLIST']._serialized_start=714
+  _globals['_STRINGLIST']._serialized_end=742
+  _globals['_RUNUPDATE']._serialized_start=745
+  _globals['_RUNUPDATE']._serialized_end=940
+  _globals['_FINISH']._serialized_start=942
+  _globals['_FINISH']._serialized_end=1041
+  _globals['_SYSTEMBATCH']._serialized_start=1043
+  _globals['_SYSTEMBATCH']._serialized_end=1119
+  _globals['_SYSTEMSERIES']._serialized_start=1121
+  _globals['_SYSTEMSERIES']._serialized_end=1164
+  _globals['_METADATA']._serialized_start=1166
+  _globals['_METADATA']._serialized_end=1190
+  _globals['_OUTPUTLINE']._serialized_start=1192
+  _globals['_OUTPUTLINE']._serialized_end=1275
+  _globals['_OUTPUTLINES']._serialized_start=1277
+  _globals['_OUTPUTLINES']._serialized_end=1330
+  _globals['_FILECHUNK']._serialized_start=1332
+  _globals['_FILECHUNK']._serialized_end=1448
+  _globals['_FRAMESLOST']._serialized_start=1451
+  _globals['_FRAMESLOST']._serialized_end=1579
+  _globals['_RECORDSDROPPED']._serialized_start=1581
+  _globals['_RECORDSDROPPED']._serialized_end=1644
+  _globals['_TIMING']._serialized_start=1646
+  _globals['_TIMING']._serialized_end=1696
+  _globals['_RECORD']._serialized_start=1699
+  _globals['_RECORD']._serialized_end=2246
+  _globals['_FRAME']._serialized_start=2248
+  _globals['_FRAME']._serialized_end=2298
 # @@protoc_insertion_point(module_scope)

@@ -265,16 +265,22 @@ class ConfigUpdate(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_JSON_FIELD_NUMBER: _builtins.int
+    WRITE_TIME_FIELD_NUMBER: _builtins.int
     items_json: _builtins.str
     """JSON object; its top-level keys replace those of the run's config"""
+    write_time: _builtins.float
+    """When the training process made the change (unix seconds, its clock; 0: unknown, the store's time
+    of arrival stands in). The later write of a key wins, whether from the process or the API.
+    """
     def __init__(
         self,
         *,
         items_json: _builtins.str = ...,
+        write_time: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items_json", b"items_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items_json", b"items_json", "write_time", b"write_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -286,8 +292,11 @@ class SummaryUpdate(_message.Message):
 
     ITEMS_JSON_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
+    WRITE_TIME_FIELD_NUMBER: _builtins.int
     items_json: _builtins.str
     """JSON object set explicitly; overrides the last logged value per key"""
+    write_time: _builtins.float
+    """as ConfigUpdate.write_time, per key set or removed"""
     @_builtins.property
     def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -295,10 +304,11 @@ class SummaryUpdate(_message.Message):
         *,
         items_json: _builtins.str = ...,
         removed: _abc.Iterable[_builtins.str] | None = ...,
+        write_time: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items_json", b"items_json", "removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items_json", b"items_json", "removed", b"removed", "write_time", b"write_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -335,10 +345,13 @@ class RunUpdate(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
     JOB_TYPE_FIELD_NUMBER: _builtins.int
+    WRITE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     notes: _builtins.str
     group: _builtins.str
     job_type: _builtins.str
+    write_time: _builtins.float
+    """As ConfigUpdate.write_time: per field (per tag added or removed), the later write wins."""
     @_builtins.property
     def tags(self) -> Global___StringList: ...
     def __init__(
@@ -349,10 +362,11 @@ class RunUpdate(_message.Message):
         tags: Global___StringList | None = ...,
         group: _builtins.str | None = ...,
         job_type: _builtins.str | None = ...,
+        write_time: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "_job_type", b"_job_type", "_name", b"_name", "_notes", b"_notes", "group", b"group", "job_type", b"job_type", "name", b"name", "notes", b"notes", "tags", b"tags"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "_job_type", b"_job_type", "_name", b"_name", "_notes", b"_notes", "group", b"group", "job_type", b"job_type", "name", b"name", "notes", b"notes", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "_job_type", b"_job_type", "_name", b"_name", "_notes", b"_notes", "group", b"group", "job_type", b"job_type", "name", b"name", "notes", b"notes", "tags", b"tags", "write_time", b"write_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__group: _TypeAlias = _typing.Literal["group"]  # noqa: Y015
     _WhichOneofArgType__group: _TypeAlias = _typing.Literal["_group", b"_group"]  # noqa: Y015

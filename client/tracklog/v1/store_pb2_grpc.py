@@ -100,6 +100,11 @@ class StoreStub:
                 request_serializer=tracklog_dot_v1_dot_store__pb2.StopRunRequest.SerializeToString,
                 response_deserializer=tracklog_dot_v1_dot_store__pb2.StopRunResponse.FromString,
                 _registered_method=True)
+        self.UpdateRuns = channel.unary_unary(
+                '/tracklog.v1.Store/UpdateRuns',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.UpdateRunsRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.UpdateRunsResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServicer:
@@ -191,6 +196,13 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateRuns(self, request, context):
+        """Applies one edit (tags added and removed, a group, ...) to many runs, all or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +270,11 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.StopRun,
                     request_deserializer=tracklog_dot_v1_dot_store__pb2.StopRunRequest.FromString,
                     response_serializer=tracklog_dot_v1_dot_store__pb2.StopRunResponse.SerializeToString,
+            ),
+            'UpdateRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRuns,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.UpdateRunsRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.UpdateRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -611,6 +628,33 @@ class Store:
             '/tracklog.v1.Store/StopRun',
             tracklog_dot_v1_dot_store__pb2.StopRunRequest.SerializeToString,
             tracklog_dot_v1_dot_store__pb2.StopRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/UpdateRuns',
+            tracklog_dot_v1_dot_store__pb2.UpdateRunsRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.UpdateRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,8 @@ class StoreStub:
     """Deletes runs; each id stays reserved in its project (init(id=...) with it is refused)."""
     StopRun: _grpc.UnaryUnaryMultiCallable[_store_pb2.StopRunRequest, _store_pb2.StopRunResponse]
     """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
+    UpdateRuns: _grpc.UnaryUnaryMultiCallable[_store_pb2.UpdateRunsRequest, _store_pb2.UpdateRunsResponse]
+    """Applies one edit (tags added and removed, a group, ...) to many runs, all or nothing."""
 
 @_typing.type_check_only
 class StoreAsyncStub(StoreStub):
@@ -78,6 +80,8 @@ class StoreAsyncStub(StoreStub):
     """Deletes runs; each id stays reserved in its project (init(id=...) with it is refused)."""
     StopRun: _aio.UnaryUnaryMultiCallable[_store_pb2.StopRunRequest, _store_pb2.StopRunResponse]  # type: ignore[assignment]
     """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
+    UpdateRuns: _aio.UnaryUnaryMultiCallable[_store_pb2.UpdateRunsRequest, _store_pb2.UpdateRunsResponse]  # type: ignore[assignment]
+    """Applies one edit (tags added and removed, a group, ...) to many runs, all or nothing."""
 
 class StoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -178,5 +182,13 @@ class StoreServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.StopRunResponse, _abc.Awaitable[_store_pb2.StopRunResponse]]:
         """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
+
+    @_abc_1.abstractmethod
+    def UpdateRuns(
+        self,
+        request: _store_pb2.UpdateRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.UpdateRunsResponse, _abc.Awaitable[_store_pb2.UpdateRunsResponse]]:
+        """Applies one edit (tags added and removed, a group, ...) to many runs, all or nothing."""
 
 def add_StoreServicer_to_server(servicer: StoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

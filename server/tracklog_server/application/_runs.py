@@ -1,4 +1,5 @@
-"""Use cases on runs asked for through the API (gRPC today, the HTTP API later): update, delete, stop.
+"""Use cases on runs asked for through the API (gRPC today, the HTTP API later): update (one run or
+many), delete, stop.
 
 Transports translate and validate requests, then call these; these decide (and, once auth exists,
 authorize the ``Caller``); the store persists. Every call takes a caller so that authorization has
@@ -17,6 +18,7 @@ from tracklog_server.storage._store import AbstractStore
 from . import _states
 
 MAX_RUNS_PER_DELETE = 1000
+MAX_RUNS_PER_UPDATE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,15 @@ ANONYMOUS = Caller()
 
 def update_run(store: AbstractStore, caller: Caller, key: RunKey, changes: RunChanges) -> Run:
     return store.update_run(key, changes)
+
+
+def update_runs(store: AbstractStore, caller: Caller, keys: Sequence[RunKey], changes: RunChanges) -> int:
+    """The same edit (tags added or removed, a group, ...) of many runs, all or nothing."""
+    if not keys:
+        raise InvalidInputError("no runs to update")
+    if len(keys) > MAX_RUNS_PER_UPDATE:
+        raise InvalidInputError(f"{len(keys)} runs in one update; the limit is {MAX_RUNS_PER_UPDATE}")
+    return store.update_runs(keys, changes)
 
 
 def delete_runs(

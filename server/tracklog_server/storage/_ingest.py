@@ -42,7 +42,7 @@ from tracklog._history import FLOAT, dumps
 from tracklog_server._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
 from tracklog_server._entities import IngestResult, RefusedRecord, RunKey, RunState
 from tracklog_server._errors import InvalidInputError, PermissionDeniedError
-from tracklog_server._limits import MAX_JSON_DOC, MAX_PROBLEMS, MAX_SHORT_TEXT, MAX_WRITER_TOKEN
+from tracklog_server._limits import MAX_PROBLEMS, MAX_SHORT_TEXT, MAX_WRITER_TOKEN
 from tracklog_server._records import (
     ColumnChunk,
     ConfigOp,
@@ -60,6 +60,7 @@ from tracklog_server._records import (
 )
 
 from ._capture_ingest import CaptureWriter
+from ._field_times import Edit, apply_edit, dumps_doc, write_time
 from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
 
 
@@ -100,6 +101,7 @@ class LockedRun:
     writer_hash: str
     deleted_at: float | None
     client_tags: list[str]
+    field_times: dict[str, Any]  # see _field_times: when each field was last written
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -154,15 +156,6 @@ def check_not_deleted(run: LockedRun, key: RunKey) -> None:
             f"run {key} was deleted; its id stays reserved in project {key.project}: "
             "start the run with another id"
         )
-
-
-def merge_tags(current: Sequence[str], add: Sequence[str], remove: Sequence[str]) -> list[str]:
-    """``current`` without ``remove``, then each of ``add`` it lacks, in order: edits from the API and
-    from the training process are applied as such differences, so the later write wins per tag."""
-    gone = set(remove) - set(add)
-    out = [t for t in current if t not in gone]
-    out.extend(t for t in dict.fromkeys(add) if t not in out)
-    return out
 
 
 def check_writer(run: LockedRun, key: RunKey, writer: str) -> None:
@@ -246,6 +239,7 @@ def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> Locke
         "writer_hash": writer,
         "deleted_at": None,
         "client_tags": list(op.tags),
+        "field_times": {},  # what the run starts with takes any later write
     }
     row = {_RUN_COLUMNS.get(k, k): v for k, v in values.items()}
     row.update(entity=op.key.entity, project=op.key.project, created_at=op.start_time or now)
@@ -254,11 +248,7 @@ def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> Locke
     return LockedRun(pk=pk, **values)
 
 
-def _dumps_doc(doc: dict[str, Any], what: str) -> str:
-    text = dumps(doc)
-    if len(text) > MAX_JSON_DOC:
-        raise InvalidInputError(f"{what} would be {len(text)} characters; the limit is {MAX_JSON_DOC}")
-    return text
+_dumps_doc = dumps_doc  # the name _daemon_ingest imports
 
 
 class _Applier:
@@ -356,17 +346,18 @@ class _Applier:
 
     def _resume(self, op: StartOp) -> None:
         run = self.run
-        run.name = op.name or run.name
-        if op.notes:
-            run.notes = op.notes
+        # What the resuming process states, as written when it started.
+        t = write_time(op.start_time, self.now)
         if op.tags:
-            self._client_tags(op.tags)
-        if op.group:
-            run.group = op.group
-        if op.job_type:
-            run.job_type = op.job_type
-        if op.config:
-            self._config(ConfigOp(op.config))
+            self._client_tags(op.tags, t)
+        edit = Edit(
+            name=op.name or None,
+            notes=op.notes or None,
+            group=op.group or None,
+            job_type=op.job_type or None,
+            config=op.config,
+        )
+        apply_edit(run, edit, t)
         run.host = op.host or run.host
         run.run_dir = op.run_dir or run.run_dir
         metadata = json.loads(run.metadata_json)
@@ -379,11 +370,8 @@ class _Applier:
         run.heartbeat_at = self.now
 
     def _config(self, op: ConfigOp) -> None:
-        if not op.items:
-            return
-        config = json.loads(self.run.config_json)
-        config.update(op.items)
-        self.run.config_json = _dumps_doc(config, "config")
+        if op.items:
+            apply_edit(self.run, Edit(config=op.items), write_time(op.write_time, self.now))
 
     def _metadata(self, op: MetadataOp) -> None:
         if not op.items:
@@ -393,36 +381,25 @@ class _Applier:
         self.run.metadata_json = _dumps_doc(metadata, "metadata")
 
     def _summary(self, op: SummaryOp) -> None:
-        summary = json.loads(self.run.summary_json)
-        summary.update(op.items)
-        removed = [k for k in self.run.summary_removed if k not in op.items]
-        for k in op.removed:
-            summary.pop(k, None)
-            if k not in removed:
-                removed.append(k)
-        self.run.summary_json = _dumps_doc(summary, "summary")
-        self.run.summary_removed = removed
+        edit = Edit(summary=op.items, summary_removed=op.removed)
+        apply_edit(self.run, edit, write_time(op.write_time, self.now))
 
     def _update(self, op: UpdateOp) -> None:
-        run = self.run
-        if op.name is not None:
-            run.name = op.name or run.run_id
-        if op.notes is not None:
-            run.notes = op.notes
+        t = write_time(op.write_time, self.now)
         if op.tags is not None:
-            self._client_tags(op.tags)
-        if op.group is not None:
-            run.group = op.group
-        if op.job_type is not None:
-            run.job_type = op.job_type
+            self._client_tags(op.tags, t)
+        edit = Edit(name=op.name, notes=op.notes, group=op.group, job_type=op.job_type)
+        apply_edit(self.run, edit, t)
 
-    def _client_tags(self, tags: Sequence[str]) -> None:
+    def _client_tags(self, tags: Sequence[str], t: float) -> None:
         """The training process sends its whole tag list; what changed since its previous list is
-        applied, so tags the API added or removed meanwhile are kept (a run knows only its own)."""
+        applied (per tag, the later write wins), so tags the API added or removed meanwhile are kept:
+        a run knows only its own."""
         run = self.run
         before = set(run.client_tags)
         after = list(tags)
-        run.tags = merge_tags(run.tags, [t for t in after if t not in before], sorted(before - set(after)))
+        added = [tag for tag in after if tag not in before]
+        apply_edit(run, Edit(add_tags=added, remove_tags=sorted(before - set(after))), t)
         run.client_tags = after
 
     def _finish(self, op: FinishOp) -> None:

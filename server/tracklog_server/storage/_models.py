@@ -34,6 +34,8 @@ Invariants the store relies on:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -127,6 +129,9 @@ class RunRow(Base):
     # this one, so that tags added or removed through the API meanwhile are kept (later write wins
     # per tag).
     client_tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # When each mutable field (per item: tag, config key, summary key) was last written, by whichever
+    # writer won: the later write wins (see storage/_field_times.py).
+    field_times: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class HistoryChunkRow(Base):

@@ -1,13 +1,12 @@
 """The SQLAlchemy store's mutations of runs through the API: edit, delete, stop request.
 
 Each runs in one write transaction on the locked run row (the same lock ingest takes), so an edit and
-a batch of the training process's frames are applied one after the other, never interleaved: the one
-applied later wins per field, and tags merge per tag (``merge_tags``).
+a batch of the training process's frames are applied one after the other, never interleaved; per
+field the later write wins, by write time (``_field_times``), and tags merge per tag.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,9 +15,9 @@ from sqlalchemy.engine import Connection
 
 from tracklog_server._entities import RunChanges, RunKey, RunState
 from tracklog_server._errors import InvalidInputError, RunDeletedError, RunNotFoundError
-from tracklog_server._limits import MAX_TAGS
 
-from ._ingest import LockedRun, _dumps_doc, lock_run, merge_tags
+from ._field_times import Edit, apply_edit
+from ._ingest import LockedRun, lock_run
 from ._models import (
     FileChunkRow,
     FileVersionRow,
@@ -43,40 +42,44 @@ def _locked(conn: Connection, key: RunKey) -> LockedRun:
     return run
 
 
-def update_run(conn: Connection, key: RunKey, changes: RunChanges) -> None:
+def update_run(conn: Connection, key: RunKey, changes: RunChanges, now: float) -> None:
+    """Applies an API edit as written at ``now`` (the store's clock): per field, it wins unless the
+    training process wrote the field later (see ``_field_times``)."""
     run = _locked(conn, key)
-    if changes.name is not None:
-        run.name = changes.name or run.run_id  # an empty name falls back to the id, as at creation
-    if changes.notes is not None:
-        run.notes = changes.notes
-    if changes.group is not None:
-        run.group = changes.group
-    if changes.job_type is not None:
-        run.job_type = changes.job_type
-    if changes.add_tags or changes.remove_tags:
-        tags = merge_tags(run.tags, changes.add_tags, changes.remove_tags)
-        if len(tags) > MAX_TAGS:
-            raise InvalidInputError(f"the run would have {len(tags)} tags; the limit is {MAX_TAGS}")
-        run.tags = tags
-    if changes.config or changes.config_removed:
-        config = json.loads(run.config_json)
-        for k in changes.config_removed:
-            config.pop(k, None)
-        config.update(changes.config)
-        run.config_json = _dumps_doc(config, "config")
-    if changes.summary or changes.summary_removed:
-        # As a SummaryOp from the training process: explicit values override logged ones, and a
-        # removed key hides its logged value until the key is logged again.
-        summary = json.loads(run.summary_json)
-        summary.update(changes.summary)
-        removed = [k for k in run.summary_removed if k not in changes.summary]
-        for k in changes.summary_removed:
-            summary.pop(k, None)
-            if k not in removed:
-                removed.append(k)
-        run.summary_json = _dumps_doc(summary, "summary")
-        run.summary_removed = removed
+    _apply_changes(run, changes, now)
     run.save(conn)
+
+
+def update_runs(conn: Connection, keys: Sequence[RunKey], changes: RunChanges, now: float) -> int:
+    """The same edit of many runs, all or nothing: an unknown or deleted run among them, or one the
+    edit would take over a limit, fails the whole call, naming it."""
+    # Locked in one order, so that two bulk edits of overlapping runs cannot deadlock.
+    ordered = sorted(set(keys), key=lambda k: (k.entity, k.project, k.id))
+    runs = [_locked(conn, key) for key in ordered]
+    for key, run in zip(ordered, runs, strict=True):
+        try:
+            _apply_changes(run, changes, now)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"run {key}: {exc}") from exc
+    for run in runs:
+        run.save(conn)
+    return len(runs)
+
+
+def _apply_changes(run: LockedRun, changes: RunChanges, now: float) -> None:
+    edit = Edit(
+        name=changes.name,
+        notes=changes.notes,
+        group=changes.group,
+        job_type=changes.job_type,
+        add_tags=changes.add_tags,
+        remove_tags=changes.remove_tags,
+        config=changes.config,
+        config_removed=changes.config_removed,
+        summary=changes.summary,
+        summary_removed=changes.summary_removed,
+    )
+    apply_edit(run, edit, now)
 
 
 def delete_runs(conn: Connection, keys: Sequence[RunKey], delete_files: bool, now: float) -> int:

@@ -295,8 +295,12 @@ class SqlAlchemyStore(AbstractStore):
 
     def update_run(self, key: RunKey, changes: RunChanges) -> Run:
         with translate_db_errors(f"update run {key}"), self._write_engine.begin() as conn:
-            _sql_mutations.update_run(conn, key, changes)
+            _sql_mutations.update_run(conn, key, changes, self._clock())
         return self.get_run(key)
+
+    def update_runs(self, keys: Sequence[RunKey], changes: RunChanges) -> int:
+        with translate_db_errors("update runs"), self._write_engine.begin() as conn:
+            return _sql_mutations.update_runs(conn, keys, changes, self._clock())
 
     def delete_runs(self, keys: Sequence[RunKey], delete_files: bool = False) -> int:
         with translate_db_errors("delete runs"), self._write_engine.begin() as conn:

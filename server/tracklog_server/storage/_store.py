@@ -107,10 +107,17 @@ class AbstractStore(abc.ABC):
 
     @abc.abstractmethod
     def update_run(self, key: RunKey, changes: RunChanges) -> Run:
-        """Applies an edit from the API under the run's lock and returns the run after it. Fields are
-        written as they come (the later write, from the API or the training process, wins); tags are
-        added and removed, never replaced. RunNotFoundError, RunDeletedError, InvalidInputError (the
+        """Applies an edit from the API under the run's lock and returns the run after it. The edit
+        counts as written at the store's clock: per field (per tag, per config and summary key) it
+        wins unless the training process wrote the field later (its records carry their write time);
+        tags are added and removed, never replaced. RunNotFoundError, RunDeletedError, InvalidInputError (the
         merged config or summary over its limit, too many tags) apply nothing."""
+
+    @abc.abstractmethod
+    def update_runs(self, keys: Sequence[RunKey], changes: RunChanges) -> int:
+        """Applies the same edit to many runs in one transaction, all or nothing, as ``update_run``
+        does to one; returns how many. An unknown or deleted run among ``keys``, or one the edit
+        would take over a limit, fails the call, naming it."""
 
     @abc.abstractmethod
     def delete_runs(self, keys: Sequence[RunKey], delete_files: bool = False) -> int:

@@ -115,6 +115,7 @@ class StoreService:
                 "UpdateRun": unary(self.update_run),
                 "DeleteRuns": unary(self.delete_runs),
                 "StopRun": unary(self.stop_run),
+                "UpdateRuns": unary(self.update_runs),
             },
         )
 
@@ -260,6 +261,13 @@ class StoreService:
             self._store, _app_runs.ANONYMOUS, keys, delete_files=request.delete_files
         )
         return store_pb2.DeleteRunsResponse(deleted=deleted)
+
+    def update_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.UpdateRunsResponse:
+        request = _parse(store_pb2.UpdateRunsRequest, data)
+        keys = [run_key(ref) for ref in request.refs]
+        changes = run_changes(request.changes)
+        updated = _app_runs.update_runs(self._store, _app_runs.ANONYMOUS, keys, changes)
+        return store_pb2.UpdateRunsResponse(updated=updated)
 
     def stop_run(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.StopRunResponse:
         request = _parse(store_pb2.StopRunRequest, data)
