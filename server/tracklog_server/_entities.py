@@ -83,6 +83,16 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectSummary:
+    """A project with runs: how many (not deleted) and when the latest started (unix seconds)."""
+
+    entity: str
+    project: str
+    run_count: int
+    last_run_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RefusedRecord:
     """A frame the store refused (the rest of its batch was applied): its seq counts as applied."""
 

@@ -25,6 +25,7 @@ from tracklog_server._entities import (
     IngestResult,
     MetricSummary,
     OutputLine,
+    ProjectSummary,
     RefusedRecord,
     Run,
     RunChanges,
@@ -53,6 +54,7 @@ from ._database import create_store_engine, upgrade_schema, writer
 from ._history_read import read_history
 from ._ingest import apply_frames, writer_hash
 from ._models import MetricSummaryRow, RunRow
+from ._sql_projects import list_projects
 from ._store import AbstractStore
 from ._system_read import latest_system, read_system
 
@@ -225,6 +227,10 @@ class SqlAlchemyStore(AbstractStore):
             rows = session.execute(stmt).scalars().all()
             metrics = _metric_rows(session, [row.pk for row in rows])
             return [_to_run(row, metrics.get(row.pk, [])) for row in rows]
+
+    def list_projects(self, entity: str = "") -> list[ProjectSummary]:
+        with translate_db_errors("list projects"), self._read() as session:
+            return list_projects(session, entity)
 
     def history(self, key: RunKey, query: HistoryQuery) -> Iterator[HistoryPage]:
         with translate_db_errors(f"read history of run {key}"), self._read() as session:

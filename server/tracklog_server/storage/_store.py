@@ -14,6 +14,7 @@ from tracklog_server._entities import (
     HistoryQuery,
     IngestResult,
     OutputLine,
+    ProjectSummary,
     Run,
     RunChanges,
     RunFilter,
@@ -74,6 +75,11 @@ class AbstractStore(abc.ABC):
     @abc.abstractmethod
     def list_runs(self, run_filter: RunFilter) -> list[Run]:
         """Runs matching the filter, in its order."""
+
+    @abc.abstractmethod
+    def list_projects(self, entity: str = "") -> list[ProjectSummary]:
+        """Projects (of ``entity``, empty: every entity) with runs that are not deleted, the most
+        recently started first."""
 
     @abc.abstractmethod
     def history(self, key: RunKey, query: HistoryQuery) -> Iterator[HistoryPage]:
