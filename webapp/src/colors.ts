@@ -115,7 +115,7 @@ export interface KeyColoring {
 
 /**
  * Colours for runs by the value of one key: `values` maps run id -> the run's value for the key (already
- * aggregated: Latest, Min or Max). Each bucket's legend label is its range "lo – hi".
+ * aggregated: Latest, Min or Max). Each bucket's legend label is its range "lo to hi".
  */
 export function keyColoring(values: ReadonlyMap<string, number | null>, buckets: number): KeyColoring {
   const edges = bucketEdges([...values.values()], buckets);
@@ -137,7 +137,7 @@ export function keyColoring(values: ReadonlyMap<string, number | null>, buckets:
   }
   const legend = counts.map((count, i) => ({
     color: bucketColor(i, n),
-    label: `${formatEdge(edges[i] ?? 0)} – ${formatEdge(edges[i + 1] ?? 0)}`,
+    label: `${formatEdge(edges[i] ?? 0)} to ${formatEdge(edges[i + 1] ?? 0)}`,
     count,
   }));
   return { colorOf, legend };

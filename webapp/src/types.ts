@@ -44,6 +44,15 @@ export interface RunMetadata {
   [key: string]: JsonValue | GitInfo | undefined;
 }
 
+/** Per metric key: its last, min and max over the whole history (kept by the store on ingest). */
+export interface MetricStats {
+  key: string;
+  last: JsonValue;
+  min: JsonValue;
+  max: JsonValue;
+  last_step: number | null;
+}
+
 export interface Run {
   entity: string;
   project: string;
@@ -64,6 +73,7 @@ export interface Run {
   config: Record<string, JsonValue>;
   summary: Record<string, JsonValue>;
   metadata: RunMetadata;
+  metrics?: MetricStats[];
   rows: number;
   rows_lost: number;
   problems: string[];

@@ -29,7 +29,7 @@ describe("key-based colour buckets", () => {
       ["d", null],
     ]);
     const { colorOf, legend } = keyColoring(values, 4);
-    expect(legend.map((b) => b.label)).toEqual(["0.1 – 0.3", "0.3 – 0.5", "0.5 – 0.7", "0.7 – 0.9"]);
+    expect(legend.map((b) => b.label)).toEqual(["0.1 to 0.3", "0.3 to 0.5", "0.5 to 0.7", "0.7 to 0.9"]);
     expect(legend.map((b) => b.count)).toEqual([1, 1, 0, 1]);
     expect(colorOf.get("a")).toBe(bucketColor(0, 4));
     expect(colorOf.get("c")).toBe(bucketColor(3, 4));

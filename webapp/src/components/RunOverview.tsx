@@ -1,7 +1,7 @@
 // The run's Overview: every field of W&B's Overview section, with the description (notes) and tags
 // editable in place, then the config and the summary.
 import type { ComponentChildren } from "preact";
-import { formatDuration, formatTime, formatValue } from "../format";
+import { formatBytes, formatDuration, formatTime, formatValue } from "../format";
 import type { JsonValue, Run } from "../types";
 import { EditableText, TagEditor } from "./common";
 
@@ -18,13 +18,25 @@ function text(v: JsonValue | undefined): string {
   return v === undefined || v === null ? "" : formatValue(v);
 }
 
+const BYTE_KEYS = new Set(["total", "used", "available", "free", "memory_total"]);
+
+/** A hardware fact; byte counts (memory, disk) read as sizes. */
+function hardwareText(v: JsonValue): string {
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    return Object.entries(v)
+      .map(([k, x]) => `${k} ${typeof x === "number" && BYTE_KEYS.has(k) ? formatBytes(x) : text(x)}`)
+      .join(", ");
+  }
+  return text(v);
+}
+
 function Hardware({ hw }: { hw: Record<string, JsonValue> | null | undefined }) {
   if (!hw || Object.keys(hw).length === 0) return <span class="muted">unknown</span>;
   return (
     <span>
       {Object.entries(hw).map(([k, v]) => (
         <span class="kv" key={k}>
-          {k}: {text(v)}
+          {k}: {hardwareText(v)}
         </span>
       ))}
     </span>

@@ -107,7 +107,7 @@ export function RunsTable(p: RunsTableProps) {
                       {info?.label ?? id}
                       {sortField === id && <span class="sort-mark">{dir === "asc" ? " ▲" : " ▼"}</span>}
                     </span>
-                    {info && info.id !== info.label && <span class="th-kind">{id.split(".")[0]}</span>}
+                    {info && id.includes(".") && <span class="th-kind">{id.split(".")[0]}</span>}
                     <button
                       class="kebab"
                       aria-label={`column menu ${id}`}

@@ -14,7 +14,7 @@ import { ProjectCharts, useRunsHistory } from "../components/ProjectCharts";
 import { RunsTable } from "../components/RunsTable";
 import { BucketLegend, ColorPanel, ColumnsPanel } from "../components/ViewPanels";
 import { filterJson, type FilterJson } from "../filter";
-import { asNumber, valueAt } from "../format";
+import { asNumber } from "../format";
 import { navigate, projectHref } from "../router";
 import type { BulkAction, ProjectDescription, RunGroup, RunPage } from "../types";
 import { orderedColumns, readView, sortOrder, writeView, type ViewState } from "../viewstate";
@@ -102,12 +102,14 @@ export function ProjectPage(props: { entity: string; project: string; search: st
     for (const r of runs) {
       if (spec.key.startsWith("config.")) {
         values.set(r.id, configNumber(r, spec.key.slice("config.".length)));
-      } else if (spec.agg === "latest" && asNumber(valueAt(r.summary, spec.key)) !== null) {
-        const v = asNumber(valueAt(r.summary, spec.key));
-        values.set(r.id, v !== null && Number.isFinite(v) ? v : null);
       } else {
+        // The store keeps each metric's last, min and max over the whole history; the charts' series
+        // (downsampled keeping bucket extremes) stand in for a server that does not send them.
+        const stats = r.metrics?.find((m) => m.key === spec.key);
         const s = history.get(r.id)?.[spec.key];
-        values.set(r.id, s ? aggregate(s.y, spec.agg) : null);
+        const fromStats = stats ? asNumber(spec.agg === "latest" ? stats.last : stats[spec.agg]) : null;
+        const v = fromStats !== null ? fromStats : s ? aggregate(s.y, spec.agg) : null;
+        values.set(r.id, v !== null && Number.isFinite(v) ? v : null);
       }
     }
     return keyColoring(values, spec.buckets);
