@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,7 +78,12 @@ class WebStore:
 
 
 def _states(store: WebStore) -> list[str]:
-    page = store.get(f"/api/v1/projects/local/{PROJECT}/runs?per_page=100")
+    try:
+        page = store.get(f"/api/v1/projects/local/{PROJECT}/runs?per_page=100")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # finish() returned once the daemon holds the rows; the store may lag
+            return []
+        raise
     return [r["state"] for r in page["runs"]]
 
 

@@ -5,9 +5,9 @@ import { formatBytes, formatDuration, formatTime, formatValue } from "../format"
 import type { JsonValue, Run } from "../types";
 import { EditableText, TagEditor } from "./common";
 
-function Row(props: { label: string; testid?: string; children: ComponentChildren }) {
+function Row(props: { label: string; children: ComponentChildren }) {
   return (
-    <tr data-field={props.testid ?? props.label}>
+    <tr data-field={props.label}>
       <th>{props.label}</th>
       <td>{props.children}</td>
     </tr>
@@ -78,7 +78,7 @@ export function RunOverview(props: {
           <Row label="Command">
             <code>{text(m.command)}</code>
           </Row>
-          <Row label="Description" testid="description">
+          <Row label="Description">
             <EditableText
               value={run.notes ?? ""}
               placeholder="Add a description…"
