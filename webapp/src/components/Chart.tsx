@@ -69,6 +69,12 @@ export function Chart(props: ChartProps) {
         ...props.series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, spanGaps: true, points: { show: false } })),
       ],
       hooks: {
+        // When a chart last finished drawing (ms since navigation began): scripts/bench reads it.
+        draw: [
+          () => {
+            document.body.dataset.chartDrawnAt = String(Math.round(performance.now()));
+          },
+        ],
         setSelect: [
           (u: uPlot) => {
             if (u.select.width <= 0) return;
