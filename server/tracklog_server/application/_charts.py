@@ -34,6 +34,7 @@ from tracklog_server.storage._store import AbstractStore
 from ._runs import Caller
 
 X_KEYS = ("_step", "_timestamp", "_runtime")
+MIN_POINTS = 4  # one bucket's minimum and maximum, and the first and last point
 MAX_POINTS = 20_000  # per series; a 4K screen is 3840 pixels wide
 MAX_KEYS = 100  # per request
 DEFAULT_POINTS = 1000
@@ -60,8 +61,8 @@ class Chart:
 def check_request(keys: Sequence[str], points: int, lo: float | None, hi: float | None) -> None:
     if len(keys) > MAX_KEYS:
         raise InvalidInputError(f"{len(keys)} keys in one request; the limit is {MAX_KEYS}")
-    if not 2 <= points <= MAX_POINTS:
-        raise InvalidInputError(f"points must be between 2 and {MAX_POINTS}, not {points}")
+    if not MIN_POINTS <= points <= MAX_POINTS:
+        raise InvalidInputError(f"points must be between {MIN_POINTS} and {MAX_POINTS}, not {points}")
     for name, bound in (("min", lo), ("max", hi)):
         if bound is not None and not math.isfinite(bound):
             raise InvalidInputError(f"{name} must be a finite number")
@@ -73,6 +74,8 @@ def downsample(x: Floats, y: Floats, points: int) -> tuple[Floats, Floats, bool]
     """At most ``points`` of the (x ascending) series: all of them (exact) when they fit, else per
     equal-width x bucket the first point holding the bucket's minimum and the first holding its maximum
     (NaN ignored; an all-NaN bucket keeps its first point), plus the first and last point."""
+    if points < MIN_POINTS:
+        raise ValueError(f"points must be at least {MIN_POINTS}")
     n = len(x)
     if n <= points:
         return x, y, True
