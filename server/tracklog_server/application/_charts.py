@@ -8,9 +8,9 @@ the line drawn from these points covers the same vertical extent per pixel as th
 points of the range fit in what was asked, they are all sent and marked ``exact`` (zooming in to a
 short range gets the true points).
 
-Values are read column by column from the store's pages (``HistoryPage`` holds each key's steps and
-float64 values as packed bytes) and bucketed with numpy, never as row dicts: a million rows of ten
-keys are a few vectorised passes per key.
+Values are read whole, column by column (``AbstractStore.history_columns``: each key's steps and
+float64 values as the chunks store them) and bucketed with numpy, never as row dicts: a million rows
+of ten keys are one query and a few vectorised passes per key.
 
 x for history: ``_step``, ``_timestamp`` (unix seconds) or ``_runtime`` (seconds since the run's start);
 for system metrics: seconds since the run's start. NaN values of history are kept (the chart shows a
@@ -26,14 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tracklog._history import JSON
-from tracklog_server._entities import HistoryQuery, RunKey, SystemQuery
+from tracklog_server._entities import RunKey, SystemQuery
 from tracklog_server._errors import InvalidInputError
 from tracklog_server.storage._store import AbstractStore
 
 from ._runs import Caller
 
 X_KEYS = ("_step", "_timestamp", "_runtime")
+TIMESTAMP = "_timestamp"  # the column of every row's time
+MIN_POINTS = 4  # one bucket's minimum and maximum, and the first and last point
 MAX_POINTS = 20_000  # per series; a 4K screen is 3840 pixels wide
 MAX_KEYS = 100  # per request
 DEFAULT_POINTS = 1000
@@ -60,8 +61,8 @@ class Chart:
 def check_request(keys: Sequence[str], points: int, lo: float | None, hi: float | None) -> None:
     if len(keys) > MAX_KEYS:
         raise InvalidInputError(f"{len(keys)} keys in one request; the limit is {MAX_KEYS}")
-    if not 2 <= points <= MAX_POINTS:
-        raise InvalidInputError(f"points must be between 2 and {MAX_POINTS}, not {points}")
+    if not MIN_POINTS <= points <= MAX_POINTS:
+        raise InvalidInputError(f"points must be between {MIN_POINTS} and {MAX_POINTS}, not {points}")
     for name, bound in (("min", lo), ("max", hi)):
         if bound is not None and not math.isfinite(bound):
             raise InvalidInputError(f"{name} must be a finite number")
@@ -73,6 +74,8 @@ def downsample(x: Floats, y: Floats, points: int) -> tuple[Floats, Floats, bool]
     """At most ``points`` of the (x ascending) series: all of them (exact) when they fit, else per
     equal-width x bucket the first point holding the bucket's minimum and the first holding its maximum
     (NaN ignored; an all-NaN bucket keeps its first point), plus the first and last point."""
+    if points < MIN_POINTS:
+        raise ValueError(f"points must be at least {MIN_POINTS}")
     n = len(x)
     if n <= points:
         return x, y, True
@@ -141,38 +144,28 @@ def history_chart(
     check_request(keys, points, lo, hi)
     run = store.get_run(key)
     wanted = [k for k in dict.fromkeys(keys) if k not in X_KEYS] or [m.key for m in run.metrics]
-    query = HistoryQuery(keys=tuple(wanted))
+    lo_step, hi_step = 0, None
     if x_key == "_step" and (lo is not None or hi is not None):
         # The store cuts by step itself (min inclusive, max exclusive), reading only that range.
-        query = HistoryQuery(
-            keys=tuple(wanted),
-            min_step=max(0, math.ceil(lo)) if lo is not None else 0,
-            max_step=max(0, math.floor(hi) + 1) if hi is not None else None,
-        )
-    row_steps: list[bytes] = []
-    row_times: list[bytes] = []
-    steps: dict[str, list[bytes]] = {k: [] for k in wanted}
-    values: dict[str, list[bytes]] = {k: [] for k in wanted}
-    for page in store.history(key, query):
-        row_steps.append(page.steps)
-        row_times.append(page.timestamps)
-        for column in page.columns:
-            if column.type != JSON and column.key in steps:  # text values are not charted
-                steps[column.key].append(column.steps)
-                values[column.key].append(column.values)
-    all_steps = np.frombuffer(b"".join(row_steps), dtype="<i8")
-    all_times = np.frombuffer(b"".join(row_times), dtype="<f8")
+        lo_step = max(0, math.ceil(lo)) if lo is not None else 0
+        hi_step = max(0, math.floor(hi) + 1) if hi is not None else None
+    columns = store.history_columns(
+        key, [*wanted, TIMESTAMP] if x_key != "_step" else wanted, lo_step, hi_step
+    )
+    row_steps, row_times = columns.pop(TIMESTAMP, (b"", b""))
+    all_steps = np.frombuffer(row_steps, dtype="<i8")
+    all_times = np.frombuffer(row_times, dtype="<f8")
     series: dict[str, Series] = {}
     for k in wanted:
-        s = np.frombuffer(b"".join(steps[k]), dtype="<i8")
-        y = np.frombuffer(b"".join(values[k]), dtype="<f8")
-        if len(s) > 1 and np.any(s[1:] < s[:-1]):  # one key logged with two types: merge in step order
-            order = np.argsort(s, kind="stable")
-            s, y = s[order], y[order]
+        steps_blob, values_blob = columns.get(k, (b"", b""))
+        s = np.frombuffer(steps_blob, dtype="<i8")
+        y = np.frombuffer(values_blob, dtype="<f8")
         if x_key == "_step":
             x = s.astype(np.float64)
         else:
-            x = all_times[np.searchsorted(all_steps, s)] if len(s) else np.zeros(0)
+            # Every row has a time: a key's steps are rows, found in the time column's steps.
+            at = np.minimum(np.searchsorted(all_steps, s), max(0, len(all_times) - 1))
+            x = all_times[at] if len(all_times) else np.zeros(len(s))
             if x_key == "_runtime":
                 x = x - run.created_at
             if len(x) > 1 and np.any(x[1:] < x[:-1]):  # a clock stepped back: chart in x order

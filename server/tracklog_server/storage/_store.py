@@ -87,6 +87,13 @@ class AbstractStore(abc.ABC):
         call itself, before any page is produced."""
 
     @abc.abstractmethod
+    def history_columns(
+        self, key: RunKey, keys: Sequence[str], min_step: int = 0, max_step: int | None = None
+    ) -> dict[str, tuple[bytes, bytes]]:
+        """Per key (``_timestamp`` included) with numeric values in ``[min_step, max_step)``: its
+        steps (int64 LE) and values (float64 LE) in ascending step order, read whole (for charts)."""
+
+    @abc.abstractmethod
     def system_history(self, key: RunKey, query: SystemQuery) -> Iterator[SystemPage]:
         """Pages of system metric rows in ascending time (each row a reporting window). With keys,
         only rows of batches holding one of them, and only the keys the run has. RunNotFoundError is

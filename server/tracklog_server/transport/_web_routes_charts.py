@@ -14,7 +14,7 @@ from ._web_routes_runs import Caller, Key, Store
 
 router = APIRouter(prefix="/api/v1/runs/{entity}/{project}/{run_id}", tags=["charts"])
 
-Points = Annotated[int, Query(ge=2, le=_charts.MAX_POINTS)]
+Points = Annotated[int, Query(ge=_charts.MIN_POINTS, le=_charts.MAX_POINTS)]
 Bound = Annotated[float | None, Query(allow_inf_nan=False)]
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from pathlib import Path
 
 import uvicorn
 
 from tracklog_server.storage._store import AbstractStore
 
 from ._web_app import create_app
+from ._web_static import WEBAPP_DIR
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,18 @@ def bind(host: str, port: int) -> socket.socket:
 class WebServer:
     """The HTTP listener and its serving thread (``start``/``stop``, ``port``)."""
 
-    def __init__(self, store: AbstractStore, host: str, port: int, *, token: str | None = None) -> None:
+    def __init__(
+        self,
+        store: AbstractStore,
+        host: str,
+        port: int,
+        *,
+        token: str | None = None,
+        webapp: Path = WEBAPP_DIR,
+    ) -> None:
         self._sock = bind(host, port)
         self.port = int(self._sock.getsockname()[1])
-        app = create_app(store, token=token, port=self.port)
+        app = create_app(store, token=token, port=self.port, webapp=webapp)
         config = uvicorn.Config(
             app,
             log_config=None,
