@@ -63,8 +63,12 @@ class WebStore:
     run_paths: list[str]
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=10) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            exc.close()  # its response's socket; the code stays readable
+            raise
 
     def script(self, code: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
