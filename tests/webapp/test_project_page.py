@@ -126,6 +126,19 @@ def test_a_pinned_column_sits_after_the_name_and_stays_pinned_on_reload(
     shot(page, "pinned")
 
 
+def test_a_header_dragged_onto_another_moves_its_column_there(web_store: WebStore, page: Any) -> None:
+    _open(page, web_store)
+    cols = page.locator("[data-testid=runs-table] thead th[data-col]")
+    before = cols.evaluate_all("ths => ths.map(th => th.dataset.col)")
+    assert before.index("tags") > before.index("state")
+    page.locator('th[data-col="tags"]').drag_to(page.locator('th[data-col="state"]'))
+    after = cols.evaluate_all("ths => ths.map(th => th.dataset.col)")
+    assert after.index("tags") == before.index("state")
+    assert after[0] == "name"
+    assert sorted(after) == sorted(before)
+    assert "tags" in parse_qs(urlparse(page.url).query)["cols"][0]
+
+
 def test_grouping_shows_each_value_with_its_count_and_min_mean_max(
     web_store: WebStore, page: Any, shot: Callable[[Any, str], Any]
 ) -> None:
@@ -140,6 +153,10 @@ def test_grouping_shows_each_value_with_its_count_and_min_mean_max(
     expect(adam).to_contain_text("0.5 / 0.7 / 0.9")
     assert parse_qs(urlparse(page.url).query)["group"] == ["config.optimizer"]
     shot(page, "grouped")
+    # A group's value filters the table to its runs.
+    adam.get_by_role("button", name="adam").click()
+    expect(page.locator(ROWS)).to_have_count(3)
+    assert sorted(_names(page)) == ["run-0", "run-2", "run-4"]
 
 
 def test_the_search_box_matches_names_and_regular_expressions(web_store: WebStore, page: Any) -> None:
