@@ -1,5 +1,5 @@
-"""The ``tracklog`` command: server, daemon, sync, runs, login, and editing runs (tag, untag, rename,
-group, note, stop, delete)."""
+"""The ``tracklog`` command: server, daemon, sync, runs, ui, login, and editing runs (tag, untag,
+rename, group, note, stop, delete)."""
 
 from __future__ import annotations
 
@@ -399,6 +399,10 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("--delete-files", action="store_true", help="also drop the runs' stored files")
     delete.add_argument("--server", help="host:port of the store server")
     delete.set_defaults(func=_cmd_delete)
+
+    from tracklog import _cli_ui
+
+    _cli_ui.add_parser(sub)
 
     login = sub.add_parser("login", help="remember which store server to use")
     login.add_argument("--server", required=True, help="host:port of the store server")
