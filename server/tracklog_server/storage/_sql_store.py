@@ -25,10 +25,13 @@ from tracklog_server._entities import (
     IngestResult,
     MetricSummary,
     OutputLine,
+    ProjectDescription,
+    ProjectKey,
     RefusedRecord,
     Run,
     RunChanges,
     RunFilter,
+    RunGroup,
     RunKey,
     RunState,
     SystemPage,
@@ -42,11 +45,12 @@ from tracklog_server._errors import (
     StoreConflictError,
     translate_db_errors,
 )
+from tracklog_server._filter_ast import Field, Node, Order, SortKey
 from tracklog_server._limits import MAX_RUNS_PER_HEARTBEAT
 from tracklog_server._records import Op, decode_frames
 from tracklog_server._records import refused as refused_op
 
-from . import _sql_mutations
+from . import _sql_mutations, _sql_search
 from ._capture_read import list_files, open_file, read_chunks, read_logs
 from ._daemon_ingest import apply_daemon_frames, decode_daemon_frames
 from ._database import create_store_engine, upgrade_schema, writer
@@ -305,6 +309,41 @@ class SqlAlchemyStore(AbstractStore):
     def request_stop(self, key: RunKey, when: frozenset[RunState]) -> RunState:
         with translate_db_errors(f"request a stop of run {key}"), self._write_engine.begin() as conn:
             return _sql_mutations.request_stop(conn, key, when, self._clock())
+
+    def search_runs(
+        self,
+        project: ProjectKey,
+        where: Node,
+        order: Order,
+        limit: int,
+        after: SortKey | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[list[tuple[Run, SortKey]], int]:
+        compiler = _sql_search.Compiler(self.engine.dialect.name)
+        with (
+            translate_db_errors(f"search runs of {project}"),
+            self._read() as session,
+            _sql_search.time_limited(session, timeout),
+        ):
+            found, total = _sql_search.search_rows(session, compiler, project, where, order, limit, after)
+            metrics = _metric_rows(session, [row.pk for row, _key in found])
+        return [(_to_run(row, metrics.get(row.pk, [])), key) for row, key in found], total
+
+    def group_runs(
+        self, project: ProjectKey, where: Node, by: Field, timeout: float = 10.0
+    ) -> list[RunGroup]:
+        compiler = _sql_search.Compiler(self.engine.dialect.name)
+        with (
+            translate_db_errors(f"group runs of {project}"),
+            self._read() as session,
+            _sql_search.time_limited(session, timeout),
+        ):
+            return _sql_search.group_rows(session, compiler, project, where, by)
+
+    def describe_project(self, project: ProjectKey) -> ProjectDescription:
+        with translate_db_errors(f"describe project {project}"), self._read() as session:
+            runs, keys = _sql_search.describe_rows(session, project)
+        return ProjectDescription(project, runs, tuple(keys))
 
     @staticmethod
     def _translated(items: Iterator[T], action: str) -> Iterator[T]:
