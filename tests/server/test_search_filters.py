@@ -225,7 +225,12 @@ def test_regex_bombs_and_constructs_databases_read_differently_are_refused(
 )
 def test_any_json_either_parses_or_is_refused_with_invalid_input(doc: Any) -> None:
     for filters in (doc, {"config.a": doc}, {"$or": [doc]}, {"tags": {"$in": doc}}):
+        outcome: object
         try:
-            parse_filters(filters)
-        except InvalidInputError:
-            pass
+            outcome = parse_filters(filters)
+        except InvalidInputError as exc:
+            outcome = exc
+        # A tree, or a refusal that says where (as every refusal does); never another exception.
+        assert isinstance(outcome, And | Or | Not | Cmp | In | Exists | Regex) or str(outcome).startswith(
+            "filters"
+        )
