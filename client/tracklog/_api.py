@@ -7,14 +7,14 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import grpc
 
-from tracklog import _history, _home, _launch, _refs, _rules, _settings
+from tracklog import _api_runs, _history, _home, _launch, _refs, _rules, _settings
 from tracklog._errors import CommError, NotFoundError, UsageError
 from tracklog._tokens import page_url
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2, store_pb2, store_pb2_grpc
@@ -110,37 +110,62 @@ class Api:
     def runs(
         self,
         path: str | None = None,
-        filters: dict[str, Any] | None = None,
-        order: str = "-created_at",
+        filters: Mapping[str, Any] | None = None,
+        order: str | None = "-created_at",
+        per_page: int = 50,
         limit: int = 0,
-    ) -> list[ApiRun]:
-        """Runs of ``entity/project`` (or ``project`` of the default entity; None: every run)."""
-        entity = project = ""
+    ) -> _api_runs.Runs:
+        """Runs of ``entity/project`` (or ``project`` of the default entity) matching ``filters``
+        (MongoDB-style, as wandb's), in ``order``: a lazy sequence fetched ``per_page`` runs at a
+        time (``limit``: at most that many). Without a path, every project's runs, newest first."""
         if path:
-            parts = [p for p in path.strip("/").split("/") if p]
-            if len(parts) == 1:
-                entity, project = _settings.default_entity(), parts[0]
-            elif len(parts) == 2:
-                entity, project = parts
-            else:
-                raise UsageError(f"runs() path {path!r} must look like 'entity/project'")
+            return _api_runs.Runs(self, path, filters, order, per_page, limit)
         request = store_pb2.ListRunsRequest(
-            entity=entity, project=project, filters_json=json.dumps(filters or {}), order=order, limit=limit
+            filters_json=json.dumps(filters or {}), order=order or "-created_at", limit=limit
         )
         out: list[ApiRun] = []
         while True:
             try:
                 response = self._stub.ListRuns(request, timeout=self.timeout)
             except grpc.RpcError as exc:
-                raise translate(exc, f"listing runs of {path or 'every project'}") from exc
+                raise translate(exc, "listing runs of every project") from exc
             out.extend(ApiRun(self, view) for view in response.runs)
             if not response.next_page_token or (limit and len(out) >= limit):
-                return out[:limit] if limit else out
+                return _api_runs.LoadedRuns(self, out[:limit] if limit else out)
             request.page_token = response.next_page_token
 
-    def delete_runs(self, runs: Sequence[ApiRun | str], delete_files: bool = False) -> int:
+    def project(self, path: str) -> _api_runs.Project:
+        """``entity/project``: its run count and the config and summary keys its runs hold, with
+        their types and numeric ranges."""
+        return _api_runs.project(self, path)
+
+    @overload
+    def delete_runs(self, runs: Sequence[ApiRun | str], delete_files: bool = False) -> int: ...
+    @overload
+    def delete_runs(
+        self, runs: str, delete_files: bool = False, *, filters: Mapping[str, Any], dry_run: bool = False
+    ) -> list[str]: ...
+    def delete_runs(
+        self,
+        runs: Sequence[ApiRun | str] | str,
+        delete_files: bool = False,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> int | list[str]:
         """Deletes many runs (``ApiRun`` or ``entity/project/id``) in one call, all or nothing;
-        returns how many. Their ids stay reserved, as with ``ApiRun.delete``."""
+        returns how many. Their ids stay reserved, as with ``ApiRun.delete``.
+
+        With ``filters``, ``runs`` is a project (``entity/project``) and its runs matching them are
+        deleted; returns their paths. ``dry_run=True`` deletes nothing and returns what would go."""
+        if filters is not None or dry_run:
+            if not isinstance(runs, str):
+                raise UsageError("delete_runs(filters=...) takes a project path, 'entity/project'")
+            return _api_runs.delete_by_filter(
+                self, runs, filters or {}, dry_run=dry_run, delete_files=delete_files
+            )
+        if isinstance(runs, str):
+            raise UsageError("delete_runs() takes a list of runs, or a project path with filters=...")
         refs = []
         for run in runs:
             if isinstance(run, ApiRun):

@@ -37,6 +37,7 @@ from typing import Protocol
 import psutil
 
 from tracklog._home import http_token_path, server_info_path, store_db_path, store_socket_path
+from tracklog._launch import unix_answers
 from tracklog._tokens import private_token
 from tracklogd._errors import StoreError, StoreUnavailable
 from tracklogd._ratelimit import RateLimitedLog
@@ -153,6 +154,44 @@ def read_server_info(home: Path) -> tuple[str, int] | None:
         return None
 
 
+def home_server(home: Path, pid: int) -> psutil.Process | None:
+    """The process ``pid`` if it is a running store server of ``home`` (its command line is the one
+    this module spawns for the home), started by this user."""
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        proc = psutil.Process(pid)
+        command = proc.cmdline()
+        ours = proc.uids().real == os.getuid() and _running(proc)
+    except psutil.Error:
+        return None
+    same = "tracklog_server" in command and str(server_info_path(home)) in command
+    return proc if ours and same else None
+
+
+def running_http_link(home: Path) -> tuple[str, int] | None:
+    """(the web app's address with its token, the server's pid) of the home's local store server
+    while it answers on its private socket; None when none does."""
+    try:
+        data = json.loads(server_info_path(home).read_text())
+        target, http, pid = str(data["grpc"]), str(data["http"]), int(data.get("pid", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not target.startswith("unix:") or not http or not unix_answers(Path(target[len("unix:") :])):
+        return None
+    return f"{http}/?token={private_token(http_token_path(home))}", pid
+
+
+def stop_home_server(home: Path, pid: int, timeout: float = 15.0) -> bool:
+    """Stops the home's local store server ``pid`` (SIGTERM, then SIGKILL after ``timeout``); False
+    when that pid is not one."""
+    proc = home_server(home, pid)
+    if proc is None:
+        return False
+    _terminate_adopted(proc, timeout)
+    return True
+
+
 class LocalServer:
     """Invariant: while ``_target`` is set, the server there answered; ``_proc`` is the server we
     spawned, ``_adopted`` one of this home we found running (its command line is the one this module
@@ -182,6 +221,10 @@ class LocalServer:
 
     def start(self, on_ready: Callable[[], None]) -> None:
         self._on_ready = on_ready
+        # Run URLs can be given at once: the server this home runs (or is about to) serves its pages
+        # on the remembered port with the home's token. Finding or starting it may take a while.
+        port = remembered_http_port(self._home) or choose_http_port(self._home)
+        self._http_url = local_http_url(self._home, port)
         self._thread.start()
 
     def target(self) -> str | None:
@@ -304,18 +347,7 @@ class LocalServer:
         return True
 
     def _home_server(self, pid: int) -> psutil.Process | None:
-        """The process ``pid`` if it is a running store server spawned for this home by a daemon."""
-        if pid <= 0 or pid == os.getpid():
-            return None
-        try:
-            proc = psutil.Process(pid)
-            command = proc.cmdline()
-            ours = proc.uids().real == os.getuid() and _running(proc)
-        except psutil.Error:
-            return None
-        wanted = server_command(self._home, self._heartbeat_timeout)
-        same = "tracklog_server" in command and wanted[wanted.index("--address-file") + 1] in command
-        return proc if ours and same else None
+        return home_server(self._home, pid)
 
     def _home_servers(self) -> list[psutil.Process]:
         own = self._proc.pid if self._proc is not None else -1

@@ -10,6 +10,7 @@ preview is text/plain in a sandbox.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from urllib.parse import quote
@@ -18,6 +19,9 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from tracklog_server._entities import FileInfo
+from tracklog_server._errors import StoreError
+
+log = logging.getLogger(__name__)
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 # Characters kept in the plain filename= of a download; the exact name goes in filename*=.
@@ -53,6 +57,15 @@ def parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
     if start >= size:
         return False
     return (start, end)
+
+
+def _guarded(pieces: Iterator[bytes], name: str) -> Iterator[bytes]:
+    """The pieces, until the store fails: the status is sent by then, so all that can be done is to
+    cut the response short (the client sees fewer bytes than Content-Length) and log why."""
+    try:
+        yield from pieces
+    except StoreError as exc:
+        log.warning("web: download of %r failed after it started: %s", name, exc)
 
 
 def _slice(pieces: Iterator[bytes], start: int, end: int) -> Iterator[bytes]:
@@ -94,7 +107,12 @@ def file_response(
             partial = {**common, "Content-Range": f"bytes {start}-{end - 1}/{info.size}"}
             partial["Content-Length"] = str(end - start)
             return StreamingResponse(
-                _slice(pieces, start, end), status_code=206, media_type=media_type, headers=partial
+                _slice(_guarded(pieces, info.name), start, end),
+                status_code=206,
+                media_type=media_type,
+                headers=partial,
             )
     full = {**common, "Content-Length": str(info.size)}
-    return StreamingResponse(pieces, status_code=200, media_type=media_type, headers=full)
+    return StreamingResponse(
+        _guarded(pieces, info.name), status_code=200, media_type=media_type, headers=full
+    )
