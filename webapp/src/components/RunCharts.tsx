@@ -2,7 +2,7 @@
 // The server sends at most POINTS points per series (downsampled keeping each bucket's min and max);
 // a drag-zoom on any chart asks for that x range again, which the server answers with the exact points
 // when they fit. A double click zooms out. `tick` changes while the run is live: the charts refetch.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
 import type { HistoryData } from "../types";
 import { Chart } from "./Chart";
@@ -22,9 +22,15 @@ export function RunCharts(props: { entity: string; project: string; id: string; 
   const [data, setData] = useState<HistoryData | null>(null);
   const [error, setError] = useState<string | null>(null);
   const keys = props.keys.join(",");
-  useEffect(() => {
+  // One request at a time: a new choice (keys, x axis, zoom) cancels the one in flight; a live tick
+  // is skipped while one is in flight, so a slow answer (a long run) is never cancelled by the poll.
+  const inFlight = useRef<AbortController | null>(null);
+  const load = (cancel: boolean) => {
     if (props.keys.length === 0) return;
+    if (inFlight.current && !cancel) return;
+    inFlight.current?.abort();
     const ctl = new AbortController();
+    inFlight.current = ctl;
     const started = performance.now();
     api
       .history(
@@ -45,9 +51,18 @@ export function RunCharts(props: { entity: string; project: string; id: string; 
           document.body.dataset.chartsShownAt ??= String(Math.round(now));
         });
       })
-      .catch((exc) => ctl.signal.aborted || setError(errorText(exc)));
-    return () => ctl.abort();
-  }, [props.entity, props.project, props.id, keys, x, range?.[0], range?.[1], range ? 0 : props.tick]);
+      .catch((exc) => ctl.signal.aborted || setError(errorText(exc)))
+      .finally(() => {
+        if (inFlight.current === ctl) inFlight.current = null;
+      });
+  };
+  useEffect(() => {
+    load(true);
+  }, [props.entity, props.project, props.id, keys, x, range?.[0], range?.[1]]);
+  useEffect(() => {
+    if (props.tick > 0 && !range) load(false);
+  }, [props.tick]);
+  useEffect(() => () => inFlight.current?.abort(), []);
 
   const label = X_AXES.find((a) => a.key === x)?.label ?? x;
   const shown = props.keys.filter((k) => (data?.series[k]?.x.length ?? 0) > 0);

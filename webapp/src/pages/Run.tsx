@@ -23,7 +23,8 @@ function tabFromHash(): Tab {
 export function RunPage(props: { entity: string; project: string; id: string }) {
   const { entity, project, id } = props;
   const [run, setRun] = useState<Run | null>(null);
-  const [desc, setDesc] = useState<ProjectDescription | null>(null);
+  // undefined while loading: the charts wait for it, so they ask for their keys once.
+  const [desc, setDesc] = useState<ProjectDescription | null | undefined>(undefined);
   const [tab, setTab] = useState<Tab>(tabFromHash());
   const [tick, setTick] = useState(0);
   const [error, setError] = useState<string | null>(null);
@@ -112,6 +113,7 @@ export function RunPage(props: { entity: string; project: string; id: string }) 
     );
   }
   const metricKeys = desc?.metric_keys ?? Object.keys(run.summary).filter((k) => !k.startsWith("_"));
+  const chartsReady = desc !== undefined;
   return (
     <section class="run">
       <p class="crumbs">
@@ -156,7 +158,9 @@ export function RunPage(props: { entity: string; project: string; id: string }) 
       {tab === "overview" && (
         <RunOverview run={run} onNotes={(notes) => edit({ notes })} onTags={(tags) => edit({ tags })} />
       )}
-      {tab === "charts" && <RunCharts entity={entity} project={project} id={id} keys={metricKeys} tick={tick} />}
+      {tab === "charts" && chartsReady && (
+        <RunCharts entity={entity} project={project} id={id} keys={metricKeys} tick={tick} />
+      )}
       {tab === "system" && <SystemCharts entity={entity} project={project} id={id} tick={tick} />}
       {tab === "logs" && <LogsView entity={entity} project={project} id={id} tick={tick} />}
       {tab === "files" && <FilesView entity={entity} project={project} id={id} tick={tick} />}
