@@ -534,6 +534,21 @@ def w_webapp(b: Bench) -> None:
         b.figures[fid].add(TRACKLOG, r[key])
     b.figures["web_sort"].add(TRACKLOG, r["sort_s"])
     b.figures["web_filter"].add(TRACKLOG, r["filter_s"])
+    if MLFLOW_SQLITE not in b.tools or importlib.util.find_spec("mlflow") is None:
+        return
+    progress("webapp: the same data in MLflow's UI (mlflow server, SQLite)")
+    with Sandbox(MLFLOW_SQLITE, "webapp") as box:
+        try:
+            r = box.run("webapp_mlflow.py", *args)
+        except WorkloadFailed as exc:
+            b.failed("webapp", MLFLOW_SQLITE, exc)
+            return
+    b.keep("webapp", r)
+    for fid, key in (("web_table", "table_s"), ("web_charts", "charts_s")):
+        if not math.isnan(r[key]):
+            b.figures[fid].add(MLFLOW_SQLITE, r[key])
+        else:
+            b.figures[fid].notes[MLFLOW_SQLITE] = "not shown in 60 s"
 
 
 WORKLOADS: dict[str, Callable[[Bench], None]] = {
