@@ -7,6 +7,8 @@ Figures, each the median of ``--reps`` fresh page loads in a fresh browser conte
   moment, ``performance.now()`` since navigation, in ``document.body.dataset.tableShownAt``);
 - ``charts_s``: navigation start until the 1M-row run's ten charts are drawn (uPlot's draw hook marks
   the last draw; the page asks the server for 1,000 points per key, downsampled keeping extremes);
+- ``table_render_s`` / ``charts_render_s``: the page's own share of those, from the answer's last
+  byte (Resource Timing) until the paint;
 - ``sort_s`` / ``filter_s``: a column sorted from its menu / a filter applied from the builder, from
   the request the click causes until the new rows are painted (``dataset.tableMs``), each started once
   the page is at rest (the charts' history requests of the rows shown are answered).
@@ -73,12 +75,23 @@ def _ms(page: Any, name: str) -> float:
     return float(page.evaluate(f"() => Number(document.body.dataset.{name})"))
 
 
+def _answered_ms(page: Any, part: str) -> float:
+    """When (ms since navigation) the first response whose URL holds ``part`` had fully arrived."""
+    js = (
+        "part => { const e = performance.getEntriesByType('resource').find(r => r.name.includes(part));"
+        " return e ? e.responseEnd : NaN }"
+    )
+    return float(page.evaluate(js, part))
+
+
 def _measure(browser: Any, base: str, big_run: str, runs: int) -> dict[str, float]:
     out: dict[str, float] = {}
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.goto(f"{base}/bench/query")
     out["table_s"] = _ms(page, "tableShownAt") / 1000
+    # The page's own share: from the runs' answer to the rows painted.
+    out["table_render_s"] = out["table_s"] - _answered_ms(page, "/runs?") / 1000
     rows = page.locator("[data-testid=runs-table] tbody tr[data-run]").count()
     total = page.get_by_test_id("run-total").inner_text()
     if rows == 0 or total != f"{runs} runs":
@@ -117,6 +130,7 @@ def _measure(browser: Any, base: str, big_run: str, runs: int) -> dict[str, floa
     )
     _ms(page, "chartsShownAt")
     out["charts_s"] = _ms(page, "chartDrawnAt") / 1000
+    out["charts_render_s"] = out["charts_s"] - _answered_ms(page, "/history?") / 1000
     points = page.locator("[data-testid=chart]").first.get_attribute("data-points")
     out["chart_points"] = float(points or 0)
     context.close()
