@@ -13,8 +13,12 @@ Sort and filter are not timed: MLflow's table is driven by a search expression, 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import re
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -61,6 +65,7 @@ def _server(uri: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=workdir,
+        start_new_session=True,  # its own process group: it starts a job runner and queue consumers
     )  # fmt: skip
     log.close()
     base = f"http://127.0.0.1:{port}"
@@ -77,6 +82,27 @@ def _server(uri: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, base
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stops the server and every process it started (its job runner and queue consumers outlive a
+    SIGTERM to the server alone): SIGTERM to the group, SIGKILL what is left after 15 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        proc.poll()  # reaps the server, so that only live members keep the group alive
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)  # waiting for other processes to exit
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(15)
+
+
 def _now(page: Any) -> float:
     return float(page.evaluate("() => performance.now()")) / 1000
 
@@ -85,8 +111,8 @@ def _measure(browser: Any, base: str, experiment: str, run_id: str) -> dict[str,
     out: dict[str, float] = {}
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.goto(f"{base}/#/experiments/{experiment}")
-    page.get_by_text("run-1", exact=False).first.wait_for(timeout=TIMEOUT_MS)
+    page.goto(f"{base}/#/experiments/{experiment}/runs")  # MLflow 3 opens its GenAI overview at /
+    page.get_by_role("link", name=re.compile(r"^run-\d+$")).first.wait_for(timeout=TIMEOUT_MS)
     out["table_s"] = _now(page)
     context.close()
     context = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -132,8 +158,7 @@ def main() -> int:
                 samples.append(_measure(browser, base, experiment, run_id))
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(30)
+        _stop(proc)
     out: dict[str, Any] = {
         "tool": "mlflow-sqlite",
         "runs": args.runs,
