@@ -208,3 +208,36 @@ def test_a_live_run_updates_without_reload_then_is_stopped_killed_and_deleted(
         if live.poll() is None:
             live.kill()
         live.communicate()
+
+
+LONG_LOG = """
+import tracklog
+with tracklog.init(project="webtest-logs", name="chatty") as run:
+    for i in range(3000):
+        print(f"line {i} of the long log", flush=True)
+    run.log({"x": 1.0})
+    print("RUN", run.path, flush=True)
+"""
+
+
+def test_a_long_log_keeps_only_the_lines_in_view_in_the_page(
+    web_store: WebStore, page: Any, shot: Callable[[Any, str], Any]
+) -> None:
+    chatty = web_store.script(LONG_LOG)
+    out, err = chatty.communicate(timeout=120)
+    assert chatty.returncode == 0, err
+    path = next(line.split()[1] for line in out.splitlines() if line.startswith("RUN "))
+
+    def stored_lines() -> int:
+        return int(web_store.get(f"/api/v1/runs/{path}/logs?limit=1")["total"])
+
+    wait_for(lambda: stored_lines() >= 3001, 60, "the console output to be stored")
+    page.goto(_run_url(web_store, path) + "#logs")
+    expect(page.get_by_test_id("log-count")).to_contain_text("3001 lines")
+    lines = page.get_by_test_id("log-line")
+    expect(lines.filter(has_text="line 0 of the long log")).to_have_count(1)
+    assert lines.count() < 200  # the lines in view and a margin, not 3,001
+    page.locator(".logbox").evaluate("el => el.scrollTop = el.scrollHeight")
+    expect(lines.filter(has_text="line 2999 of the long log")).to_have_count(1)
+    assert lines.count() < 200
+    shot(page, "long-log")
