@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from forkhost import ForkHost
 from sandbox import ROOT, Sandbox, WorkloadFailed, base_env, empty_trash
 from sandbox import common as _common
 
-WORKLOAD_NAMES = ("import", "init", "hotpath", "idle", "ingest", "query", "training")
+WORKLOAD_NAMES = ("import", "init", "hotpath", "idle", "ingest", "query", "training", "webapp")
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Settings:
     # MLflow with SQLite spends ~10 ms per log call: ~10 s more per training run, too much for the
     # 10-minute suite (its per-call cost is in the hot path); --train-mlflow-sqlite adds it.
     train_tools: tuple[str, ...] = (TRACKLOG, WANDB, MLFLOW_FILE)
+    web_runs: int = 2_000  # the web app in headless Chromium (bench/workloads/webapp.py)
+    web_rows: int = 1_000_000
 
 
 QUICK = Settings(
@@ -66,6 +69,8 @@ QUICK = Settings(
     query_runs=200,
     mlflow_query_runs=200,
     train_steps=100,
+    web_runs=200,
+    web_rows=100_000,
 )
 
 
@@ -163,6 +168,11 @@ def _define_figures(b: Bench) -> None:
     b.fig("train_threads", "  its threads in the training process, CPU", "%", no_ratio=True)
     b.fig("train_background", "  background processes' CPU during the loop", "%")
     b.fig("train_overhead", "  init() + finish() around the loop", "s")
+    web_runs, web_rows = _k(b.s.web_runs), _k(b.s.web_rows)
+    b.fig("web_table", f"web app: {web_runs}-run project's table shown", "s", budget_op="<=", budget=1.0)
+    b.fig("web_charts", f"web app: {web_rows}-row x 10-key run's charts", "s", budget_op="<=", budget=1.0)
+    b.fig("web_sort", "web app: sort the table", "s", budget_op="<=", budget=0.2)
+    b.fig("web_filter", "web app: filter the table", "s", budget_op="<=", budget=0.2)
 
 
 # -- workloads ----------------------------------------------------------------------------------------
@@ -505,6 +515,42 @@ def run_workloads(b: Bench, selected: list[str]) -> None:
         pool.shutdown()
 
 
+def w_webapp(b: Bench) -> None:
+    if TRACKLOG not in b.tools:
+        return
+    if shutil.which("chromium") is None or importlib.util.find_spec("playwright") is None:
+        b.notes.append("webapp skipped: Debian's chromium or playwright is not installed")
+        return
+    progress(f"webapp: {b.s.web_runs:,} runs and a {b.s.web_rows:,}-row run, then headless Chromium")
+    with Sandbox(TRACKLOG, "webapp") as box:
+        args = ["--runs", str(b.s.web_runs), "--rows", str(b.s.web_rows), "--reps", str(b.s.reps)]
+        try:
+            r = box.run("webapp.py", *args)
+        except WorkloadFailed as exc:
+            b.failed("webapp", TRACKLOG, exc)
+            return
+    b.keep("webapp", r)
+    for fid, key in (("web_table", "table_s"), ("web_charts", "charts_s")):
+        b.figures[fid].add(TRACKLOG, r[key])
+    b.figures["web_sort"].add(TRACKLOG, r["sort_s"])
+    b.figures["web_filter"].add(TRACKLOG, r["filter_s"])
+    if MLFLOW_SQLITE not in b.tools or importlib.util.find_spec("mlflow") is None:
+        return
+    progress("webapp: the same data in MLflow's UI (mlflow server, SQLite)")
+    with Sandbox(MLFLOW_SQLITE, "webapp") as box:
+        try:
+            r = box.run("webapp_mlflow.py", *args)
+        except WorkloadFailed as exc:
+            b.failed("webapp", MLFLOW_SQLITE, exc)
+            return
+    b.keep("webapp", r)
+    for fid, key in (("web_table", "table_s"), ("web_charts", "charts_s")):
+        if not math.isnan(r[key]):
+            b.figures[fid].add(MLFLOW_SQLITE, r[key])
+        else:
+            b.figures[fid].notes[MLFLOW_SQLITE] = "not shown in 60 s"
+
+
 WORKLOADS: dict[str, Callable[[Bench], None]] = {
     "import": w_import,
     "init": w_init,
@@ -513,6 +559,7 @@ WORKLOADS: dict[str, Callable[[Bench], None]] = {
     "ingest": w_ingest,
     "query": w_query,
     "training": w_training,
+    "webapp": w_webapp,
 }
 
 

@@ -20,11 +20,11 @@ def _fresh_python(*lines: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
 
-def test_import_tracklog_loads_neither_sqlalchemy_psutil_nor_tenacity() -> None:
+def test_import_tracklog_loads_neither_sqlalchemy_psutil_tenacity_nor_the_web_apps_libraries() -> None:
     out = _fresh_python(
         "import sys, tracklog",
         "heavy = sorted(m for m in ('sqlalchemy', 'psutil', 'tenacity', 'alembic', 'psycopg', 'tracklogd',"
-        " 'tracklog_server') if m in sys.modules)",
+        " 'tracklog_server', 'fastapi', 'starlette', 'uvicorn', 'pydantic', 'numpy') if m in sys.modules)",
         "print(','.join(heavy))",
     )
     assert out.strip() == ""

@@ -7,16 +7,17 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, overload
 
 import grpc
 
 from tracklog import (
     _api_edit,
     _api_history,
+    _api_runs,
     _api_settle,
     _history,
     _home,
@@ -148,37 +149,62 @@ class Api:
     def runs(
         self,
         path: str | None = None,
-        filters: dict[str, Any] | None = None,
-        order: str = "-created_at",
+        filters: Mapping[str, Any] | None = None,
+        order: str | None = "-created_at",
+        per_page: int = 50,
         limit: int = 0,
-    ) -> list[ApiRun]:
-        """Runs of ``entity/project`` (or ``project`` of the default entity; None: every run)."""
-        entity = project = ""
+    ) -> _api_runs.Runs:
+        """Runs of ``entity/project`` (or ``project`` of the default entity) matching ``filters``
+        (MongoDB-style, as wandb's), in ``order``: a lazy sequence fetched ``per_page`` runs at a
+        time (``limit``: at most that many). Without a path, every project's runs, newest first."""
         if path:
-            parts = [p for p in path.strip("/").split("/") if p]
-            if len(parts) == 1:
-                entity, project = _settings.default_entity(), parts[0]
-            elif len(parts) == 2:
-                entity, project = parts
-            else:
-                raise UsageError(f"project path {path!r} must look like 'entity/project' or 'project'")
+            return _api_runs.Runs(self, path, filters, order, per_page, limit)
         request = store_pb2.ListRunsRequest(
-            entity=entity, project=project, filters_json=json.dumps(filters or {}), order=order, limit=limit
+            filters_json=json.dumps(filters or {}), order=order or "-created_at", limit=limit
         )
         out: list[ApiRun] = []
         while True:
             try:
                 response = self._stub.ListRuns(request, timeout=self.timeout)
             except grpc.RpcError as exc:
-                raise translate(exc, f"listing runs of {path or 'every project'}") from exc
+                raise translate(exc, "listing runs of every project") from exc
             out.extend(ApiRun(self, view) for view in response.runs)
             if not response.next_page_token or (limit and len(out) >= limit):
-                return out[:limit] if limit else out
+                return _api_runs.LoadedRuns(self, out[:limit] if limit else out)
             request.page_token = response.next_page_token
 
-    def delete_runs(self, runs: Sequence[ApiRun | str], delete_files: bool = False) -> int:
+    def project(self, path: str) -> _api_runs.Project:
+        """``entity/project``: its run count and the config and summary keys its runs hold, with
+        their types and numeric ranges."""
+        return _api_runs.project(self, path)
+
+    @overload
+    def delete_runs(self, runs: Sequence[ApiRun | str], delete_files: bool = False) -> int: ...
+    @overload
+    def delete_runs(
+        self, runs: str, delete_files: bool = False, *, filters: Mapping[str, Any], dry_run: bool = False
+    ) -> list[str]: ...
+    def delete_runs(
+        self,
+        runs: Sequence[ApiRun | str] | str,
+        delete_files: bool = False,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> int | list[str]:
         """Deletes many runs (``ApiRun`` or ``entity/project/id``) in one call, all or nothing;
-        returns how many. Their ids stay reserved, as with ``ApiRun.delete``."""
+        returns how many. Their ids stay reserved, as with ``ApiRun.delete``.
+
+        With ``filters``, ``runs`` is a project (``entity/project``) and its runs matching them are
+        deleted; returns their paths. ``dry_run=True`` deletes nothing and returns what would go."""
+        if filters is not None or dry_run:
+            if not isinstance(runs, str):
+                raise UsageError("delete_runs(filters=...) takes a project path, 'entity/project'")
+            return _api_runs.delete_by_filter(
+                self, runs, filters or {}, dry_run=dry_run, delete_files=delete_files
+            )
+        if isinstance(runs, str):
+            raise UsageError("delete_runs() takes a list of runs, or a project path with filters=...")
         refs = _api_edit.run_refs(runs)
         request = store_pb2.DeleteRunsRequest(refs=refs, delete_files=delete_files)
         response = self._mutate("DeleteRuns", request, f"deleting {len(refs)} runs")

@@ -1,5 +1,5 @@
-"""The ``tracklog`` command: server, daemon, sync, runs, login, and editing runs (tag, untag, rename,
-group, note, stop, delete)."""
+"""The ``tracklog`` command: server, daemon, sync, runs, ui, login, and editing runs (tag, untag,
+rename, group, note, stop, delete)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracklog import _cli_show, _home, _spool
+from tracklog import _cli_runs, _cli_show, _home, _spool
 from tracklog._errors import TracklogError, UsageError
 
 if TYPE_CHECKING:
@@ -239,6 +239,8 @@ def _cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
 
     if not args.server and not _settings.configured_server(os.environ, _home.home()):
         _await_local_sync()
+    if _cli_runs.wants_search(args):
+        return _cli_runs.cmd_runs(args)
     with Api(args.server) as api:
         runs = api.runs(args.path, limit=args.limit)
     if not runs:
@@ -325,6 +327,9 @@ def _cmd_stop(args: argparse.Namespace, rest: list[str]) -> int:
 def _cmd_delete(args: argparse.Namespace, rest: list[str]) -> int:
     from tracklog._api import Api
 
+    if args.filter or args.dry_run:
+        return _cli_runs.cmd_delete_by_filter(args)
+
     with Api(args.server) as api:
         runs = [api.run(path) for path in args.paths]  # every path exists before anything goes
         if not args.yes:
@@ -369,6 +374,7 @@ def parser() -> argparse.ArgumentParser:
     runs.add_argument("path", nargs="?", metavar="ENTITY/PROJECT")
     runs.add_argument("--limit", type=int, default=50, help="at most this many runs (0: all)")
     runs.add_argument("--server", help="host:port of the store server")
+    _cli_runs.add_arguments(runs)
     runs.set_defaults(func=_cmd_runs)
 
     def editor(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -390,12 +396,21 @@ def parser() -> argparse.ArgumentParser:
     stop.set_defaults(func=_cmd_stop)
 
     delete = sub.add_parser("delete", help="delete runs (their ids stay reserved)")
-    delete.add_argument("paths", nargs="+", metavar="PATH", help="runs, as entity/project/id")
+    delete.add_argument(
+        "paths", nargs="+", metavar="PATH", help="runs, as entity/project/id (with --filter: entity/project)"
+    )
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.add_argument("--delete-files", action="store_true", help="also drop the runs' stored files")
     delete.add_argument("--server", help="host:port of the store server")
+    delete.add_argument("--filter", metavar="JSON", help="delete the runs of ENTITY/PROJECT matching it")
+    delete.add_argument(
+        "--dry-run", action="store_true", help="with --filter: list what would go, delete nothing"
+    )
     delete.set_defaults(func=_cmd_delete)
 
+    from tracklog import _cli_ui
+
+    _cli_ui.add_parser(sub)
     _cli_show.add_parser(sub)
     _cli_habits.add_commands(sub)  # offline, online, disabled, status, login, logout
     _cli_habits.add_version(top)

@@ -64,6 +64,9 @@ class Printer:
             return
         self.line(f"Tracking run {run.name} ({run.path})")
         if run.url:
+            project = project_url(run.url)
+            if project:
+                self.line(f"View project at {project}")
             self.line(f"View run at {run.url}")
         self.line(f"Run data is saved locally in {relative(run.dir)}")
 
@@ -105,3 +108,11 @@ class Printer:
         else:
             self.line(f"Run {run.name} ({state}): {run.path}")
         self.line(f"Find logs at: {relative(run.dir)}")
+
+
+def project_url(run_url: str) -> str:
+    """The project's page for a run's page ``.../<entity>/<project>/runs/<id>[?query]`` (a query such
+    as the local store's token is kept); "" when the URL has another shape."""
+    base, sep, query = run_url.partition("?")
+    head, runs, _ = base.rpartition("/runs/")
+    return f"{head}{sep}{query}" if runs and head else ""

@@ -3,8 +3,14 @@
 At daemon start a supervisor thread reuses the server named in ``server.json`` if it answers, else
 spawns ``python -m tracklog_server`` (detached, output to ``server.log``) and waits for it to write
 ``server.json`` and answer. It keeps checking: a server that goes away is replaced (with backoff).
-A server the daemon spawned is stopped (SIGTERM) when the daemon exits, and so is one that an earlier
-daemon of this home spawned and left behind when it was killed; any other reused server is left alone.
+
+The server outlives the daemon. Its web app is where the run URLs printed by ``init()`` point, and
+they must keep answering after the daemon has gone idle (as ``mlflow ui`` keeps serving): so the
+daemon leaves the server it spawned (or took over) running when it exits, and the next daemon reuses
+it. Its HTTP port is stable: the one this home had last time (``local-ports.json``), else
+``DEFAULT_HTTP_PORT`` when free, else any free port, remembered from then on. ``tracklog ui`` runs the
+same server in the foreground when none answers (or says where it answers), ``tracklog ui --stop``
+stops it.
 
 The local store is its user's alone: its gRPC is a 0600 unix socket in the 0700 home (``store.sock``),
 never a TCP port; its web pages stay on loopback TCP for the browser but need the token kept in
@@ -31,6 +37,7 @@ from typing import Protocol
 import psutil
 
 from tracklog._home import http_token_path, server_info_path, store_db_path, store_socket_path
+from tracklog._launch import unix_answers
 from tracklog._tokens import private_token
 from tracklogd._errors import StoreError, StoreUnavailable
 from tracklogd._ratelimit import RateLimitedLog
@@ -41,6 +48,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 60.0  # a first start migrates a new database; later starts take about a second
 CHECK_INTERVAL = 5.0
 MAX_RESPAWN_DELAY = 60.0
+DEFAULT_HTTP_PORT = 7007  # the web app's first choice of port (mlflow's is 5000, TensorBoard's 6006)
 
 
 class LocalServerLike(Protocol):
@@ -58,7 +66,7 @@ class LocalServerLike(Protocol):
         the server answers; "" when unknown."""
 
     def close(self) -> None:
-        """Stops the server if this object started it."""
+        """Stops looking after the server (which may keep running)."""
 
 
 def ports_path(home: Path) -> Path:
@@ -67,6 +75,9 @@ def ports_path(home: Path) -> Path:
 
 def _bindable(port: int) -> bool:
     with socket.socket() as sock:
+        # As the server binds (SO_REUSEADDR): a port whose old connections linger in TIME_WAIT after
+        # the last server stopped is free for the next, so the URLs printed earlier stay valid.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -82,16 +93,30 @@ def _free_port(preferred: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def choose_http_port(home: Path) -> int:
-    """The HTTP port for this home's local server: the one it had last time when it is free (so run
-    URLs stay valid across daemon restarts), else a new one, remembered for next time."""
+def remembered_http_port(home: Path) -> int:
+    """The HTTP port this home's local server had last time, or 0."""
     try:
-        preferred = int(json.loads(ports_path(home).read_text())["http"])
+        return int(json.loads(ports_path(home).read_text())["http"])
     except (OSError, ValueError, KeyError, TypeError):
-        preferred = 0
+        return 0
+
+
+def remember_http_port(home: Path, port: int) -> None:
+    ports_path(home).write_text(json.dumps({"http": port}) + "\n")
+
+
+def choose_http_port(home: Path, wanted: int = 0) -> int:
+    """The HTTP port for this home's local server: ``wanted`` if given (free or not: binding says),
+    else the one it had last time when it is free (so run URLs stay valid across daemon restarts),
+    else DEFAULT_HTTP_PORT when free, else a new one; remembered for next time."""
+    if wanted:
+        if wanted != remembered_http_port(home):
+            remember_http_port(home, wanted)
+        return wanted
+    preferred = remembered_http_port(home) or DEFAULT_HTTP_PORT
     port = _free_port(preferred)
-    if port != preferred:
-        ports_path(home).write_text(json.dumps({"http": port}) + "\n")
+    if port != remembered_http_port(home):
+        remember_http_port(home, port)
     return port
 
 
@@ -129,10 +154,48 @@ def read_server_info(home: Path) -> tuple[str, int] | None:
         return None
 
 
+def home_server(home: Path, pid: int) -> psutil.Process | None:
+    """The process ``pid`` if it is a running store server of ``home`` (its command line is the one
+    this module spawns for the home), started by this user."""
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        proc = psutil.Process(pid)
+        command = proc.cmdline()
+        ours = proc.uids().real == os.getuid() and _running(proc)
+    except psutil.Error:
+        return None
+    same = "tracklog_server" in command and str(server_info_path(home)) in command
+    return proc if ours and same else None
+
+
+def running_http_link(home: Path) -> tuple[str, int] | None:
+    """(the web app's address with its token, the server's pid) of the home's local store server
+    while it answers on its private socket; None when none does."""
+    try:
+        data = json.loads(server_info_path(home).read_text())
+        target, http, pid = str(data["grpc"]), str(data["http"]), int(data.get("pid", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not target.startswith("unix:") or not http or not unix_answers(Path(target[len("unix:") :])):
+        return None
+    return f"{http}/?token={private_token(http_token_path(home))}", pid
+
+
+def stop_home_server(home: Path, pid: int, timeout: float = 15.0) -> bool:
+    """Stops the home's local store server ``pid`` (SIGTERM, then SIGKILL after ``timeout``); False
+    when that pid is not one."""
+    proc = home_server(home, pid)
+    if proc is None:
+        return False
+    _terminate_adopted(proc, timeout)
+    return True
+
+
 class LocalServer:
-    """Invariant: while ``_target`` is set, the server there answered; the server process is ours to
-    stop at exit when we spawned it (``_proc``) or took it over from a daemon that was killed
-    (``_adopted``: its command line is the one this module spawns for this home)."""
+    """Invariant: while ``_target`` is set, the server there answered; ``_proc`` is the server we
+    spawned, ``_adopted`` one of this home we found running (its command line is the one this module
+    spawns for this home): either is watched, and replaced when it exits."""
 
     def __init__(
         self,
@@ -158,6 +221,10 @@ class LocalServer:
 
     def start(self, on_ready: Callable[[], None]) -> None:
         self._on_ready = on_ready
+        # Run URLs can be given at once: the server this home runs (or is about to) serves its pages
+        # on the remembered port with the home's token. Finding or starting it may take a while.
+        port = remembered_http_port(self._home) or choose_http_port(self._home)
+        self._http_url = local_http_url(self._home, port)
         self._thread.start()
 
     def target(self) -> str | None:
@@ -167,16 +234,13 @@ class LocalServer:
         return self._http_url
 
     def close(self) -> None:
-        """Stops supervising (the daemon's stop event must be set) and stops the server if ours."""
+        """Stops supervising (the daemon's stop event must be set). The server keeps running: it
+        serves the run URLs printed so far, and the next daemon reuses it."""
         if self._thread.is_alive():
             self._thread.join(10.0)
         self._target = None
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            _terminate(proc)
-        adopted, self._adopted = self._adopted, None
-        if adopted is not None:
-            _terminate_adopted(adopted)
+        self._proc = None
+        self._adopted = None
 
     # -- supervisor thread -------------------------------------------------------------------------
 
@@ -248,7 +312,7 @@ class LocalServer:
         if found is not None:
             return found[0]
         if self._stop.is_set():
-            return None  # close() stops it
+            return None  # it goes on starting; the next daemon reuses it
         self._proc = None
         if proc.returncode is not None:
             self._ratelog.log(
@@ -283,18 +347,7 @@ class LocalServer:
         return True
 
     def _home_server(self, pid: int) -> psutil.Process | None:
-        """The process ``pid`` if it is a running store server spawned for this home by a daemon."""
-        if pid <= 0 or pid == os.getpid():
-            return None
-        try:
-            proc = psutil.Process(pid)
-            command = proc.cmdline()
-            ours = proc.uids().real == os.getuid() and _running(proc)
-        except psutil.Error:
-            return None
-        wanted = server_command(self._home, self._heartbeat_timeout)
-        same = "tracklog_server" in command and wanted[wanted.index("--address-file") + 1] in command
-        return proc if ours and same else None
+        return home_server(self._home, pid)
 
     def _home_servers(self) -> list[psutil.Process]:
         own = self._proc.pid if self._proc is not None else -1

@@ -269,6 +269,26 @@ class FakeStore(store_pb2_grpc.StoreServicer):
     ) -> store_pb2.UpdateRunsResponse:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not edit runs")
 
+    def SearchRuns(
+        self, request: store_pb2.SearchRunsRequest, context: grpc.ServicerContext
+    ) -> store_pb2.SearchRunsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not search runs")
+
+    def GroupRuns(
+        self, request: store_pb2.GroupRunsRequest, context: grpc.ServicerContext
+    ) -> store_pb2.GroupRunsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not group runs")
+
+    def DescribeProject(
+        self, request: store_pb2.DescribeProjectRequest, context: grpc.ServicerContext
+    ) -> store_pb2.ProjectDescription:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not describe projects")
+
+    def DeleteRunsByFilter(
+        self, request: store_pb2.DeleteRunsByFilterRequest, context: grpc.ServicerContext
+    ) -> store_pb2.DeleteRunsByFilterResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "FakeStore does not delete runs")
+
     def GetFile(
         self, request: store_pb2.GetFileRequest, context: grpc.ServicerContext
     ) -> Iterator[records_pb2.FileChunk]:

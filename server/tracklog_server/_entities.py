@@ -92,6 +92,16 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectSummary:
+    """A project with runs: how many (not deleted) and when the latest started (unix seconds)."""
+
+    entity: str
+    project: str
+    run_count: int
+    last_run_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RefusedRecord:
     """A frame the store refused (the rest of its batch was applied): its seq counts as applied."""
 
@@ -219,3 +229,66 @@ class FileInfo:
     sha256: str
     updated_at: float  # unix seconds of the last chunk received
     complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectKey:
+    """``entity/project``, already validated."""
+
+    entity: str
+    project: str
+
+    def __str__(self) -> str:
+        return f"{self.entity}/{self.project}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of a search: ``runs`` in order, ``next_cursor`` ("" on the last page) and how many
+    runs match in all."""
+
+    runs: tuple[Run, ...]
+    next_cursor: str
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMetric:
+    """A numeric summary key over a group's runs that have it as a number (NaN left out)."""
+
+    key: str
+    count: int
+    min: float
+    mean: float
+    max: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunGroup:
+    """The runs sharing one value of the grouping key. ``type`` is how that value is stored
+    (``_filter_ast.ValueType``), "" for the group of runs without the key (``value`` None)."""
+
+    value: Any
+    type: str
+    count: int
+    metrics: tuple[GroupMetric, ...]  # sorted by key
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDescription:
+    """One config or summary key of a project: how many runs have it, as which types, and the range
+    of its numeric values (None when it has none)."""
+
+    kind: str  # "config" or "summary"
+    key: str
+    count: int
+    types: tuple[tuple[str, int], ...]  # (type, runs), most common first
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectDescription:
+    project: ProjectKey
+    runs: int
+    keys: tuple[KeyDescription, ...]  # config keys, then summary keys, each sorted

@@ -6,7 +6,8 @@ before anything is visible. stop() reverses it and closes the database engine.
 
 A server that is its user's alone (the daemon's embedded store) takes ``unix_socket``: gRPC then
 listens on that socket, mode 0600, instead of a TCP port, and ``http_token``: every HTTP request must
-carry the token (see ``_http``). A standalone server keeps TCP and open pages unless told otherwise.
+carry the token (see ``transport._web_auth``). A standalone server keeps TCP and open pages unless
+told otherwise.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .application._crash import CrashDetector
 from .storage._sql_store import Clock, SqlAlchemyStore
 from .storage._store import AbstractStore
 from .transport._grpc import StoreService
-from .transport._http import HttpEndpoint
+from .transport._web_server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class StoreServer:
         self.store: AbstractStore = store if store is not None else SqlAlchemyStore(db_url, clock=clock)
         self._detector = CrashDetector(self.store, heartbeat_timeout, crash_check_interval)
         self._grpc: grpc.Server | None = None
-        self._http: HttpEndpoint | None = None
+        self._http: WebServer | None = None
         self.grpc_port = 0
         self.http_port = 0
 
@@ -155,7 +156,7 @@ class StoreServer:
             self.grpc_port = _bind(server, _hostport(self.host, self._port))
         if self._http_port is not None:
             try:
-                self._http = HttpEndpoint(self.store, self.host, self._http_port, token=self.http_token)
+                self._http = WebServer(self.store, self.host, self._http_port, token=self.http_token)
             except OSError as exc:
                 where = _hostport(self.host, self._http_port)
                 raise OSError(f"cannot listen for HTTP on {where}: {exc.strerror or exc}") from exc

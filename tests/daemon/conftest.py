@@ -24,6 +24,7 @@ from tests.daemon.helpers import (
     StartTrainer,
     run_git,
 )
+from tests.e2e.conftest import stop_home_servers
 from tracklog import _home
 from tracklogd import Daemon, DaemonConfig
 from tracklogd.testing import FakePids, FakeStoreServer, StaticLocalServer
@@ -33,6 +34,7 @@ from tracklogd.testing import FakePids, FakeStoreServer, StaticLocalServer
 def home(tmp_path: Path) -> Iterator[Path]:
     path = _home.ensure_home(tmp_path / "home")
     yield path
+    stop_home_servers(path)  # a local store outlives its daemon
     short = _home.socket_path(path).parent
     if short != path:  # the short socket directory a long home path gets under the temp dir
         shutil.rmtree(short, ignore_errors=True)

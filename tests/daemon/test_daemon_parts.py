@@ -104,6 +104,24 @@ def test_the_local_server_keeps_its_http_port_across_restarts_while_it_is_free(t
     assert choose_http_port(tmp_path) == moved
 
 
+def test_a_port_asked_for_is_used_and_remembered_and_one_in_time_wait_stays_free(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        asked = int(probe.getsockname()[1])
+    assert choose_http_port(tmp_path, asked) == asked
+    assert choose_http_port(tmp_path) == asked  # remembered for the next server
+    # A server that stopped while a connection was open leaves it in TIME_WAIT: still the same port.
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", asked))
+        server.listen()
+        client = socket.create_connection(("127.0.0.1", asked))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end waits in TIME_WAIT
+        client.close()
+    assert choose_http_port(tmp_path) == asked
+
+
 def test_a_finish_is_recognised_from_its_first_byte_and_nothing_else_is() -> None:
     assert is_finish(finish())
     assert is_finish(crashed_finish(7, 1.0))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -89,7 +91,7 @@ def test_a_vanished_client_leaves_a_crashed_run_in_the_real_store(
 
 
 @pytest.mark.slow
-def test_a_daemon_process_starts_its_own_local_store_and_stops_it_when_it_exits(
+def test_a_daemon_process_starts_its_own_local_store_which_outlives_it_and_keeps_serving_the_run_url(
     home: Path, run_dir: Path
 ) -> None:
     daemon = DaemonProcess(home, {**os.environ, "TRACKLOG_HEARTBEAT_TIMEOUT": "30"}).wait_ready()
@@ -110,13 +112,19 @@ def test_a_daemon_process_starts_its_own_local_store_and_stops_it_when_it_exits(
         assert (home / "store.db").exists()
 
         assert daemon.kill(signal.SIGTERM) == 0
-        assert not _alive(server_pid)  # the daemon stopped the server it had started
+        assert _alive(server_pid)  # the run URL printed earlier keeps answering
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with opener.open(attached.url, timeout=10) as page:
+            assert page.status == 200
+        api = attached.url.split("?")[0].replace("/me/proj/runs/run1", "/api/v1/runs/me/proj/run1")
+        with opener.open(api, timeout=10) as answer:
+            assert json.loads(answer.read())["state"] == "finished"
     finally:
         daemon.kill()
 
 
 @pytest.mark.slow
-def test_a_local_store_left_by_a_killed_daemon_is_taken_over_and_stopped_by_the_next(home: Path) -> None:
+def test_a_local_store_left_by_a_killed_daemon_is_taken_over_by_the_next_and_left_running(home: Path) -> None:
     env = {**os.environ, "TRACKLOG_HEARTBEAT_TIMEOUT": "30"}
     first = DaemonProcess(home, env).wait_ready()
     assert wait_until(lambda: home_servers(home), timeout=30)  # spawned, perhaps still starting
@@ -130,8 +138,8 @@ def test_a_local_store_left_by_a_killed_daemon_is_taken_over_and_stopped_by_the_
 
         assert second.kill(signal.SIGTERM) == 0
 
-        assert not _alive(server)
-        assert home_servers(home) == []
+        assert _alive(server)
+        assert home_servers(home) == [server]  # still one: the next daemon reuses it
     finally:
         second.kill()
 

@@ -56,14 +56,36 @@ def _terminate(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def home_server_pids(home: Path) -> list[int]:
+    """Pids of the running local store servers of ``home`` (their command line names its server.json),
+    whether or not one has written server.json yet."""
+    import psutil
+
+    address_file = str(_home.server_info_path(home))
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        command = proc.info["cmdline"] or []
+        if "tracklog_server" in command and address_file in command:
+            found.append(proc.pid)
+    return found
+
+
 def stop_home_processes(home: Path) -> None:
-    """Stops the daemon and the local store server a test's TRACKLOG_HOME started."""
+    """Stops the daemon and the local store servers a test's TRACKLOG_HOME started (a local store
+    outlives its daemon, so each is stopped here)."""
     for info in (_home.daemon_info_path(home), _home.server_info_path(home)):
         try:
             pid = int(json.loads(info.read_text())["pid"])
         except (OSError, ValueError, KeyError):
             continue
         _terminate(pid)
+    stop_home_servers(home)
+
+
+def stop_home_servers(home: Path) -> None:
+    for pid in home_server_pids(home):
+        if pid != os.getpid():
+            _terminate(pid)
 
 
 def daemon_pid(home: Path) -> int | None:

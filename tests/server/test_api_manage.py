@@ -151,7 +151,7 @@ def test_a_deleted_run_says_so_and_its_id_stays_reserved(
     api.run(path(key)).delete()
     with pytest.raises(NotFoundError, match=f"run {path(key)} was deleted"):
         api.run(path(key))
-    assert api.runs(f"{key.entity}/{key.project}") == []
+    assert list(api.runs(f"{key.entity}/{key.project}")) == []
     with pytest.raises(grpc.RpcError) as caught:
         Training(stub, key)  # a new run with the id
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED

@@ -11,6 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from tracklog_server import RunKey, RunState, SqlAlchemyStore
+from tracklog_server._entities import ProjectKey
+from tracklog_server.application._filters import parse_filters, parse_order
 from tracklog_server.storage._database import create_store_engine, upgrade_schema
 from tracklog_server.storage._models import Base
 
@@ -133,6 +135,10 @@ def test_a_database_made_at_the_first_schema_upgrades_with_its_runs_intact(db_ur
             [],
             None,
         )
+        # 0005 backfilled its searchable values from its documents.
+        query = parse_filters({"config.lr": 0.1, "tags": "t", "name": "old-run"})
+        found, total = store.search_runs(ProjectKey("e", "p"), query, parse_order(None), 10)
+        assert ([run.key for run, _key in found], total) == ([old], 1)
         # The upgraded run takes the new records.
         more = [
             output_record([(170.0, STDOUT, "resumed")]),

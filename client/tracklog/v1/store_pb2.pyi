@@ -849,3 +849,360 @@ class UpdateRunsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateRunsResponse: _TypeAlias = UpdateRunsResponse  # noqa: Y015
+
+@_typing.final
+class SearchRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    FILTERS_JSON_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    PER_PAGE_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    entity: _builtins.str
+    project: _builtins.str
+    filters_json: _builtins.str
+    """a JSON object, MongoDB-style as wandb's ({"config.lr": {"$lt": 0.1}}); "": all"""
+    order: _builtins.str
+    """"-created_at" (default), "+summary.acc", "config.lr" ..."""
+    per_page: _builtins.int
+    """0: 50"""
+    cursor: _builtins.str
+    """next_cursor of the previous page; "": the first page"""
+    def __init__(
+        self,
+        *,
+        entity: _builtins.str = ...,
+        project: _builtins.str = ...,
+        filters_json: _builtins.str = ...,
+        order: _builtins.str = ...,
+        per_page: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "entity", b"entity", "filters_json", b"filters_json", "order", b"order", "per_page", b"per_page", "project", b"project"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchRunsRequest: _TypeAlias = SearchRunsRequest  # noqa: Y015
+
+@_typing.final
+class SearchRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """"": this was the last page"""
+    total: _builtins.int
+    """runs matching the filter in all"""
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunView]: ...
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___RunView] | None = ...,
+        next_cursor: _builtins.str = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "runs", b"runs", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchRunsResponse: _TypeAlias = SearchRunsResponse  # noqa: Y015
+
+@_typing.final
+class GroupRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    FILTERS_JSON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    entity: _builtins.str
+    project: _builtins.str
+    filters_json: _builtins.str
+    by: _builtins.str
+    """a field as in filters: "config.optimizer", "state", "group" ..."""
+    def __init__(
+        self,
+        *,
+        entity: _builtins.str = ...,
+        project: _builtins.str = ...,
+        filters_json: _builtins.str = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "entity", b"entity", "filters_json", b"filters_json", "project", b"project"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupRunsRequest: _TypeAlias = GroupRunsRequest  # noqa: Y015
+
+@_typing.final
+class GroupMetric(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    MIN_FIELD_NUMBER: _builtins.int
+    MEAN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    count: _builtins.int
+    """runs of the group with a numeric value of the key"""
+    min: _builtins.float
+    mean: _builtins.float
+    max: _builtins.float
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        count: _builtins.int = ...,
+        min: _builtins.float = ...,
+        mean: _builtins.float = ...,
+        max: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "key", b"key", "max", b"max", "mean", b"mean", "min", b"min"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupMetric: _TypeAlias = GroupMetric  # noqa: Y015
+
+@_typing.final
+class RunGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_JSON_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    value_json: _builtins.str
+    """the group's value as JSON; "null" with type "" for runs without the key"""
+    type: _builtins.str
+    """int, float, str, bool, null, other; "": the key is missing"""
+    count: _builtins.int
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupMetric]: ...
+    def __init__(
+        self,
+        *,
+        value_json: _builtins.str = ...,
+        type: _builtins.str = ...,
+        count: _builtins.int = ...,
+        metrics: _abc.Iterable[Global___GroupMetric] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "metrics", b"metrics", "type", b"type", "value_json", b"value_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunGroup: _TypeAlias = RunGroup  # noqa: Y015
+
+@_typing.final
+class GroupRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunGroup]: ...
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___RunGroup] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupRunsResponse: _TypeAlias = GroupRunsResponse  # noqa: Y015
+
+@_typing.final
+class DescribeProjectRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    entity: _builtins.str
+    project: _builtins.str
+    def __init__(
+        self,
+        *,
+        entity: _builtins.str = ...,
+        project: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entity", b"entity", "project", b"project"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeProjectRequest: _TypeAlias = DescribeProjectRequest  # noqa: Y015
+
+@_typing.final
+class TypeCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypeCount: _TypeAlias = TypeCount  # noqa: Y015
+
+@_typing.final
+class KeyDescription(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"config" or "summary" """
+    key: _builtins.str
+    """dotted for nested config values"""
+    count: _builtins.int
+    """runs that have the key"""
+    min: _builtins.float
+    """of its numeric values; unset when it has none"""
+    max: _builtins.float
+    @_builtins.property
+    def types(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeCount]:
+        """most common first"""
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        key: _builtins.str = ...,
+        count: _builtins.int = ...,
+        types: _abc.Iterable[Global___TypeCount] | None = ...,
+        min: _builtins.float | None = ...,
+        max: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "max", b"max", "min", b"min"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "count", b"count", "key", b"key", "kind", b"kind", "max", b"max", "min", b"min", "types", b"types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max: _TypeAlias = _typing.Literal["max"]  # noqa: Y015
+    _WhichOneofArgType__max: _TypeAlias = _typing.Literal["_max", b"_max"]  # noqa: Y015
+    _WhichOneofReturnType__min: _TypeAlias = _typing.Literal["min"]  # noqa: Y015
+    _WhichOneofArgType__min: _TypeAlias = _typing.Literal["_min", b"_min"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max) -> _WhichOneofReturnType__max | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min) -> _WhichOneofReturnType__min | None: ...
+
+Global___KeyDescription: _TypeAlias = KeyDescription  # noqa: Y015
+
+@_typing.final
+class ProjectDescription(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    entity: _builtins.str
+    project: _builtins.str
+    runs: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyDescription]: ...
+    def __init__(
+        self,
+        *,
+        entity: _builtins.str = ...,
+        project: _builtins.str = ...,
+        runs: _builtins.int = ...,
+        keys: _abc.Iterable[Global___KeyDescription] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entity", b"entity", "keys", b"keys", "project", b"project", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectDescription: _TypeAlias = ProjectDescription  # noqa: Y015
+
+@_typing.final
+class DeleteRunsByFilterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    FILTERS_JSON_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    DELETE_FILES_FIELD_NUMBER: _builtins.int
+    entity: _builtins.str
+    project: _builtins.str
+    filters_json: _builtins.str
+    """must not be empty"""
+    dry_run: _builtins.bool
+    """list what would be deleted, delete nothing"""
+    delete_files: _builtins.bool
+    def __init__(
+        self,
+        *,
+        entity: _builtins.str = ...,
+        project: _builtins.str = ...,
+        filters_json: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
+        delete_files: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete_files", b"delete_files", "dry_run", b"dry_run", "entity", b"entity", "filters_json", b"filters_json", "project", b"project"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRunsByFilterRequest: _TypeAlias = DeleteRunsByFilterRequest  # noqa: Y015
+
+@_typing.final
+class DeleteRunsByFilterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.bool
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[_records_pb2.RunRef]:
+        """deleted (or, with dry_run, those that would be)"""
+
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[_records_pb2.RunRef] | None = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRunsByFilterResponse: _TypeAlias = DeleteRunsByFilterResponse  # noqa: Y015

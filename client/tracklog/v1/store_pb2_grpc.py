@@ -105,6 +105,26 @@ class StoreStub:
                 request_serializer=tracklog_dot_v1_dot_store__pb2.UpdateRunsRequest.SerializeToString,
                 response_deserializer=tracklog_dot_v1_dot_store__pb2.UpdateRunsResponse.FromString,
                 _registered_method=True)
+        self.SearchRuns = channel.unary_unary(
+                '/tracklog.v1.Store/SearchRuns',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.SearchRunsRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.SearchRunsResponse.FromString,
+                _registered_method=True)
+        self.GroupRuns = channel.unary_unary(
+                '/tracklog.v1.Store/GroupRuns',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.GroupRunsRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.GroupRunsResponse.FromString,
+                _registered_method=True)
+        self.DescribeProject = channel.unary_unary(
+                '/tracklog.v1.Store/DescribeProject',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.DescribeProjectRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.ProjectDescription.FromString,
+                _registered_method=True)
+        self.DeleteRunsByFilter = channel.unary_unary(
+                '/tracklog.v1.Store/DeleteRunsByFilter',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServicer:
@@ -203,6 +223,34 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchRuns(self, request, context):
+        """One page of a project's runs matching a wandb-style filter, in an order, by keyset cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GroupRuns(self, request, context):
+        """A project's matching runs grouped by one key: counts and numeric summary min/mean/max per group.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeProject(self, request, context):
+        """A project's config and summary keys with their types and ranges.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRunsByFilter(self, request, context):
+        """Deletes a project's runs matching a filter, all or nothing (or, with dry_run, lists them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -275,6 +323,26 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.UpdateRuns,
                     request_deserializer=tracklog_dot_v1_dot_store__pb2.UpdateRunsRequest.FromString,
                     response_serializer=tracklog_dot_v1_dot_store__pb2.UpdateRunsResponse.SerializeToString,
+            ),
+            'SearchRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchRuns,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.SearchRunsRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.SearchRunsResponse.SerializeToString,
+            ),
+            'GroupRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.GroupRuns,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.GroupRunsRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.GroupRunsResponse.SerializeToString,
+            ),
+            'DescribeProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeProject,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.DescribeProjectRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.ProjectDescription.SerializeToString,
+            ),
+            'DeleteRunsByFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRunsByFilter,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -655,6 +723,114 @@ class Store:
             '/tracklog.v1.Store/UpdateRuns',
             tracklog_dot_v1_dot_store__pb2.UpdateRunsRequest.SerializeToString,
             tracklog_dot_v1_dot_store__pb2.UpdateRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/SearchRuns',
+            tracklog_dot_v1_dot_store__pb2.SearchRunsRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.SearchRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GroupRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/GroupRuns',
+            tracklog_dot_v1_dot_store__pb2.GroupRunsRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.GroupRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/DescribeProject',
+            tracklog_dot_v1_dot_store__pb2.DescribeProjectRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.ProjectDescription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRunsByFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/DeleteRunsByFilter',
+            tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,14 @@ class StoreStub:
     """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
     UpdateRuns: _grpc.UnaryUnaryMultiCallable[_store_pb2.UpdateRunsRequest, _store_pb2.UpdateRunsResponse]
     """Applies one edit (tags added and removed, a group, ...) to many runs, all or nothing."""
+    SearchRuns: _grpc.UnaryUnaryMultiCallable[_store_pb2.SearchRunsRequest, _store_pb2.SearchRunsResponse]
+    """One page of a project's runs matching a wandb-style filter, in an order, by keyset cursor."""
+    GroupRuns: _grpc.UnaryUnaryMultiCallable[_store_pb2.GroupRunsRequest, _store_pb2.GroupRunsResponse]
+    """A project's matching runs grouped by one key: counts and numeric summary min/mean/max per group."""
+    DescribeProject: _grpc.UnaryUnaryMultiCallable[_store_pb2.DescribeProjectRequest, _store_pb2.ProjectDescription]
+    """A project's config and summary keys with their types and ranges."""
+    DeleteRunsByFilter: _grpc.UnaryUnaryMultiCallable[_store_pb2.DeleteRunsByFilterRequest, _store_pb2.DeleteRunsByFilterResponse]
+    """Deletes a project's runs matching a filter, all or nothing (or, with dry_run, lists them)."""
 
 @_typing.type_check_only
 class StoreAsyncStub(StoreStub):
@@ -82,6 +90,14 @@ class StoreAsyncStub(StoreStub):
     """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
     UpdateRuns: _aio.UnaryUnaryMultiCallable[_store_pb2.UpdateRunsRequest, _store_pb2.UpdateRunsResponse]  # type: ignore[assignment]
     """Applies one edit (tags added and removed, a group, ...) to many runs, all or nothing."""
+    SearchRuns: _aio.UnaryUnaryMultiCallable[_store_pb2.SearchRunsRequest, _store_pb2.SearchRunsResponse]  # type: ignore[assignment]
+    """One page of a project's runs matching a wandb-style filter, in an order, by keyset cursor."""
+    GroupRuns: _aio.UnaryUnaryMultiCallable[_store_pb2.GroupRunsRequest, _store_pb2.GroupRunsResponse]  # type: ignore[assignment]
+    """A project's matching runs grouped by one key: counts and numeric summary min/mean/max per group."""
+    DescribeProject: _aio.UnaryUnaryMultiCallable[_store_pb2.DescribeProjectRequest, _store_pb2.ProjectDescription]  # type: ignore[assignment]
+    """A project's config and summary keys with their types and ranges."""
+    DeleteRunsByFilter: _aio.UnaryUnaryMultiCallable[_store_pb2.DeleteRunsByFilterRequest, _store_pb2.DeleteRunsByFilterResponse]  # type: ignore[assignment]
+    """Deletes a project's runs matching a filter, all or nothing (or, with dry_run, lists them)."""
 
 class StoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -190,5 +206,37 @@ class StoreServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.UpdateRunsResponse, _abc.Awaitable[_store_pb2.UpdateRunsResponse]]:
         """Applies one edit (tags added and removed, a group, ...) to many runs, all or nothing."""
+
+    @_abc_1.abstractmethod
+    def SearchRuns(
+        self,
+        request: _store_pb2.SearchRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.SearchRunsResponse, _abc.Awaitable[_store_pb2.SearchRunsResponse]]:
+        """One page of a project's runs matching a wandb-style filter, in an order, by keyset cursor."""
+
+    @_abc_1.abstractmethod
+    def GroupRuns(
+        self,
+        request: _store_pb2.GroupRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.GroupRunsResponse, _abc.Awaitable[_store_pb2.GroupRunsResponse]]:
+        """A project's matching runs grouped by one key: counts and numeric summary min/mean/max per group."""
+
+    @_abc_1.abstractmethod
+    def DescribeProject(
+        self,
+        request: _store_pb2.DescribeProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.ProjectDescription, _abc.Awaitable[_store_pb2.ProjectDescription]]:
+        """A project's config and summary keys with their types and ranges."""
+
+    @_abc_1.abstractmethod
+    def DeleteRunsByFilter(
+        self,
+        request: _store_pb2.DeleteRunsByFilterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.DeleteRunsByFilterResponse, _abc.Awaitable[_store_pb2.DeleteRunsByFilterResponse]]:
+        """Deletes a project's runs matching a filter, all or nothing (or, with dry_run, lists them)."""
 
 def add_StoreServicer_to_server(servicer: StoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

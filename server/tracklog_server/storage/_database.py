@@ -30,6 +30,8 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from tracklog_server._errors import InvalidInputError, SchemaError, translate_db_errors
 
+from ._sql_search import regexp
+
 log = logging.getLogger(__name__)
 
 _WRITE_OPTION = "tracklog_write"
@@ -92,6 +94,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # Hand transaction control to the "begin" hook below (pysqlite would otherwise BEGIN lazily
         # and DEFERRED, right before the first write).
         dbapi_connection.isolation_level = None
+        # Searches' $regex (see ``_sql_search``): Python's re, with the query's deadline checked.
+        dbapi_connection.create_function("tracklog_regexp", 2, regexp, deterministic=True)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")

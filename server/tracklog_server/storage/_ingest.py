@@ -9,8 +9,11 @@ Invariants:
   row's SELECT ... FOR UPDATE and one UPDATE (for a new run an INSERT, then the UPDATE), one bulk
   INSERT of all history chunks of all frames, one SELECT, one bulk INSERT and one bulk UPDATE of the
   metric summaries, and for automatic capture at most six more (see ``_capture_ingest``): at most 12
-  for a run the store knows, 13 for a new one. (PostgreSQL's driver may send one bulk INSERT as
-  several multi-row statements of up to 1000 rows each.)
+  for a run the store knows, 13 for a new one; plus what keeps ``run_values`` in step
+  (``_values.sync``): one UPDATE for a history batch (the summary values that moved), and up to a
+  DELETE, an INSERT and an UPDATE per kind whose document changed (config, summary, tags, user).
+  (PostgreSQL's driver may send one bulk INSERT as several multi-row statements of up to 1000 rows
+  each.)
   Statements are prebuilt at import so their compiled form is cached.
 * Metadata merges into the run's metadata by top-level key; the latest Timing wins.
 * A run's frames come only from its writer: ``runs.writer_hash`` is the sha256 of the writer token of
@@ -59,6 +62,7 @@ from tracklog_server._records import (
     through,
 )
 
+from . import _values as _run_values
 from ._capture_ingest import CaptureWriter
 from ._field_times import Edit, apply_edit, dumps_doc, write_time
 from ._models import TIMESTAMP_KEY, HistoryChunkRow, MetricSummaryRow, RunRow
@@ -123,11 +127,17 @@ class LockedRun:
             more = int(problems[-1].split(" ", 1)[0]) + 1
             problems[-1] = f"{more} more problems"
 
-    def save(self, conn: Connection) -> None:
+    def save(
+        self, conn: Connection, metrics: tuple[_run_values.MetricRows, _run_values.MetricRows] | None = None
+    ) -> None:
+        """Writes the changed run row; ``metrics``: its metric summary rows before and after, when
+        this change logged history."""
         values = self._values()
         if values != self._loaded:
             # One prepared UPDATE of every field: cheaper than building a statement per change set.
             conn.execute(_SAVE_RUN, {"b_pk": self.pk, **{f"b_{k}": v for k, v in values.items()}})
+            # The searchable copy of config, summary, tags and user, in the same transaction.
+            _run_values.sync(conn, self, self._loaded, metrics)
             self._loaded = values
 
 
@@ -195,7 +205,7 @@ def apply_frames(
     applier = _Applier(conn, run, now)
     applier.apply(fresh)
     run.last_seq = through(*frames[-1])  # past the frames a trailing FramesLost accounts for
-    run.save(conn)
+    run.save(conn, applier.metrics)
     return IngestResult(True, run.last_seq, tuple(applier.refused))
 
 
@@ -245,7 +255,9 @@ def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> Locke
     row.update(entity=op.key.entity, project=op.key.project, created_at=op.start_time or now)
     result = cast(CursorResult[Any], conn.execute(insert(_RUNS).values(row)))
     pk = result.inserted_primary_key[0]  # type: ignore[index]  # the chunks reference it
-    return LockedRun(pk=pk, **values)
+    run = LockedRun(pk=pk, **values)
+    _run_values.sync(conn, run, None)
+    return run
 
 
 _dumps_doc = dumps_doc  # the name _daemon_ingest imports
@@ -262,6 +274,7 @@ class _Applier:
         self.metric_cols: list[ColumnChunk] = []
         self.capture = CaptureWriter(conn, run, now)
         self.refused: list[RefusedRecord] = []
+        self.metrics: tuple[_run_values.MetricRows, _run_values.MetricRows] | None = None  # before, after
 
     def apply(self, ops: Sequence[tuple[int, Op]]) -> None:
         for seq, op in ops:
@@ -298,7 +311,7 @@ class _Applier:
         if self.chunks:
             # Core executemany on the table: the ORM's bulk path would add per-row bookkeeping.
             self.conn.execute(insert(_CHUNKS), self.chunks)
-            _merge_metric_summaries(self.conn, self.run.pk, self.metric_cols)
+            self.metrics = _merge_metric_summaries(self.conn, self.run.pk, self.metric_cols)
 
     def _history(self, seq: int, batch: HistoryOp) -> None:
         cut = batch.after(self.run.last_step)
@@ -414,8 +427,11 @@ def _nan_to_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _merge_metric_summaries(conn: Connection, run_pk: int, columns: Sequence[ColumnChunk]) -> None:
+def _merge_metric_summaries(
+    conn: Connection, run_pk: int, columns: Sequence[ColumnChunk]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Folds the new columns into ``metric_summaries``: one SELECT, one bulk INSERT, one bulk UPDATE.
+    Returns the run's rows before and after (the searchable summary is derived from them).
 
     Columns arrive in ascending step order per key, but a later chunk can still end below an earlier
     one of another type (a key that switched between numeric and JSON in one batch), so "last" is
@@ -463,6 +479,8 @@ def _merge_metric_summaries(conn: Connection, run_pk: int, columns: Sequence[Col
         conn.execute(insert(_SUMMARIES), inserts)
     if updates:
         conn.execute(_UPDATE_SUMMARY, updates)
+    before = [dict(row) for row in existing.values()]
+    return before, [dict(row) for key, row in existing.items() if key not in merged] + list(merged.values())
 
 
 _RUNS = cast(Table, RunRow.__table__)

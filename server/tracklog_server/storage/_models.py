@@ -28,6 +28,8 @@ Invariants the store relies on:
 * ``runs.runtime``/``tracked_seconds`` are NULL until a Timing record arrives.
 * ``runs.last_seq`` counts the training process's frames and ``runs.daemon_seq`` the daemon's own:
   each source's frames are applied at most once, in order, under the run row's lock.
+* ``run_values`` derives typed rows from each run's config, summary, tags and user (``_values``), in
+  the same transaction as they change, so that searches filter and sort inside the database.
 * JSON documents that may hold NaN/Infinity (config, summary, metadata) are TEXT, because the
   databases' JSON types reject those values; tags are plain string lists and use the JSON type.
 """
@@ -225,3 +227,20 @@ class FileChunkRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     byte_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RunValueRow(Base):
+    """A run's config, summary, tags and user as typed rows, for filters and sorts (see ``_values``).
+    Derived from the run's JSON documents and written in the same transaction as they are."""
+
+    __tablename__ = "run_values"
+    __table_args__ = (Index("ix_run_values_kind_key_num", "kind", "key", "num"),)
+
+    run_pk: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # _values.KIND_*
+    key: Mapped[str] = mapped_column(Text, primary_key=True)  # dotted; a tag; "user"
+    vtype: Mapped[str] = mapped_column(String(8))  # _filter_ast.ValueType
+    num: Mapped[float | None] = mapped_column(Double, nullable=True)  # numbers, bools as 1/0; NULL: NaN
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)  # strings

@@ -25,6 +25,7 @@ from ._models import (
     MetricSummaryRow,
     OutputLineRow,
     RunRow,
+    RunValueRow,
     SystemChunkRow,
 )
 
@@ -94,6 +95,7 @@ def delete_runs(conn: Connection, keys: Sequence[RunKey], delete_files: bool, no
     conn.execute(delete(MetricSummaryRow).where(MetricSummaryRow.run_pk.in_(pks)))
     conn.execute(delete(SystemChunkRow).where(SystemChunkRow.run_pk.in_(pks)))
     conn.execute(delete(OutputLineRow).where(OutputLineRow.run_pk.in_(pks)))
+    conn.execute(delete(RunValueRow).where(RunValueRow.run_pk.in_(pks)))  # searches skip them anyway
     if delete_files:  # chunks first: they reference their version
         conn.execute(delete(FileChunkRow).where(FileChunkRow.run_pk.in_(pks)))
         conn.execute(delete(FileVersionRow).where(FileVersionRow.run_pk.in_(pks)))

@@ -25,10 +25,14 @@ from tracklog_server._entities import (
     IngestResult,
     MetricSummary,
     OutputLine,
+    ProjectDescription,
+    ProjectKey,
+    ProjectSummary,
     RefusedRecord,
     Run,
     RunChanges,
     RunFilter,
+    RunGroup,
     RunKey,
     RunState,
     SystemPage,
@@ -42,17 +46,20 @@ from tracklog_server._errors import (
     StoreConflictError,
     translate_db_errors,
 )
+from tracklog_server._filter_ast import Field, Node, Order, SortKey
 from tracklog_server._limits import MAX_RUNS_PER_HEARTBEAT
 from tracklog_server._records import Op, decode_frames
 from tracklog_server._records import refused as refused_op
 
-from . import _sql_mutations
+from . import _sql_mutations, _sql_search
 from ._capture_read import list_files, open_file, read_chunks, read_logs
 from ._daemon_ingest import apply_daemon_frames, decode_daemon_frames
 from ._database import create_store_engine, upgrade_schema, writer
+from ._history_columns import read_columns
 from ._history_read import read_history
 from ._ingest import apply_frames, writer_hash
 from ._models import MetricSummaryRow, RunRow
+from ._sql_projects import list_projects, project_series_keys
 from ._store import AbstractStore
 from ._system_read import latest_system, read_system
 
@@ -226,6 +233,14 @@ class SqlAlchemyStore(AbstractStore):
             metrics = _metric_rows(session, [row.pk for row in rows])
             return [_to_run(row, metrics.get(row.pk, [])) for row in rows]
 
+    def list_projects(self, entity: str = "") -> list[ProjectSummary]:
+        with translate_db_errors("list projects"), self._read() as session:
+            return list_projects(session, entity)
+
+    def project_series_keys(self, project: ProjectKey) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        with translate_db_errors(f"read the keys of project {project}"), self._read() as session:
+            return project_series_keys(session, project)
+
     def history(self, key: RunKey, query: HistoryQuery) -> Iterator[HistoryPage]:
         with translate_db_errors(f"read history of run {key}"), self._read() as session:
             run_pk = _run_pk(session, key)
@@ -239,6 +254,12 @@ class SqlAlchemyStore(AbstractStore):
                     ).scalars()
                 )
         return self._translated(read_history(self._read, run_pk, keys, query), f"read history of run {key}")
+
+    def history_columns(
+        self, key: RunKey, keys: Sequence[str], min_step: int = 0, max_step: int | None = None
+    ) -> dict[str, tuple[bytes, bytes]]:
+        with translate_db_errors(f"read history of run {key}"), self._read() as session:
+            return read_columns(session, _run_pk(session, key), keys, min_step, max_step)
 
     def system_history(self, key: RunKey, query: SystemQuery) -> Iterator[SystemPage]:
         action = f"read system metrics of run {key}"
@@ -309,6 +330,41 @@ class SqlAlchemyStore(AbstractStore):
     def request_stop(self, key: RunKey, when: frozenset[RunState]) -> RunState:
         with translate_db_errors(f"request a stop of run {key}"), self._write_engine.begin() as conn:
             return _sql_mutations.request_stop(conn, key, when, self._clock())
+
+    def search_runs(
+        self,
+        project: ProjectKey,
+        where: Node,
+        order: Order,
+        limit: int,
+        after: SortKey | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[list[tuple[Run, SortKey]], int]:
+        compiler = _sql_search.Compiler(self.engine.dialect.name)
+        with (
+            translate_db_errors(f"search runs of {project}"),
+            self._read() as session,
+            _sql_search.time_limited(session, timeout),
+        ):
+            found, total = _sql_search.search_rows(session, compiler, project, where, order, limit, after)
+            metrics = _metric_rows(session, [row.pk for row, _key in found])
+        return [(_to_run(row, metrics.get(row.pk, [])), key) for row, key in found], total
+
+    def group_runs(
+        self, project: ProjectKey, where: Node, by: Field, timeout: float = 10.0
+    ) -> list[RunGroup]:
+        compiler = _sql_search.Compiler(self.engine.dialect.name)
+        with (
+            translate_db_errors(f"group runs of {project}"),
+            self._read() as session,
+            _sql_search.time_limited(session, timeout),
+        ):
+            return _sql_search.group_rows(session, compiler, project, where, by)
+
+    def describe_project(self, project: ProjectKey) -> ProjectDescription:
+        with translate_db_errors(f"describe project {project}"), self._read() as session:
+            runs, keys = _sql_search.describe_rows(session, project)
+        return ProjectDescription(project, runs, tuple(keys))
 
     @staticmethod
     def _translated(items: Iterator[T], action: str) -> Iterator[T]:

@@ -14,15 +14,20 @@ from tracklog_server._entities import (
     HistoryQuery,
     IngestResult,
     OutputLine,
+    ProjectDescription,
+    ProjectKey,
+    ProjectSummary,
     Run,
     RunChanges,
     RunFilter,
+    RunGroup,
     RunKey,
     RunState,
     SystemPage,
     SystemQuery,
     SystemSnapshot,
 )
+from tracklog_server._filter_ast import Field, Node, Order, SortKey
 
 
 class AbstractStore(abc.ABC):
@@ -76,9 +81,25 @@ class AbstractStore(abc.ABC):
         """Runs matching the filter, in its order."""
 
     @abc.abstractmethod
+    def list_projects(self, entity: str = "") -> list[ProjectSummary]:
+        """Projects (of ``entity``, empty: every entity) with runs that are not deleted, the most
+        recently started first."""
+
+    @abc.abstractmethod
+    def project_series_keys(self, project: ProjectKey) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The numeric history keys and the system metric keys of the project's runs, each sorted."""
+
+    @abc.abstractmethod
     def history(self, key: RunKey, query: HistoryQuery) -> Iterator[HistoryPage]:
         """Pages of complete history rows in ascending step order. RunNotFoundError is raised by the
         call itself, before any page is produced."""
+
+    @abc.abstractmethod
+    def history_columns(
+        self, key: RunKey, keys: Sequence[str], min_step: int = 0, max_step: int | None = None
+    ) -> dict[str, tuple[bytes, bytes]]:
+        """Per key (``_timestamp`` included) with numeric values in ``[min_step, max_step)``: its
+        steps (int64 LE) and values (float64 LE) in ascending step order, read whole (for charts)."""
 
     @abc.abstractmethod
     def system_history(self, key: RunKey, query: SystemQuery) -> Iterator[SystemPage]:
@@ -131,6 +152,31 @@ class AbstractStore(abc.ABC):
     def request_stop(self, key: RunKey, when: frozenset[RunState]) -> RunState:
         """Records a stop request if the run is in one of the states ``when`` and not finished, so
         that ``heartbeat`` answers it; returns the state the run was in either way."""
+
+    @abc.abstractmethod
+    def search_runs(
+        self,
+        project: ProjectKey,
+        where: Node,
+        order: Order,
+        limit: int,
+        after: SortKey | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[list[tuple[Run, SortKey]], int]:
+        """Up to ``limit`` runs of the project (deleted ones never) matching ``where``, in ``order``,
+        strictly after ``after``, each with its sort key; and how many match in all. Past ``timeout``
+        seconds the query stops with InvalidInputError."""
+
+    @abc.abstractmethod
+    def group_runs(
+        self, project: ProjectKey, where: Node, by: Field, timeout: float = 10.0
+    ) -> list[RunGroup]:
+        """The matching runs grouped by their value of ``by`` (runs without it in a last group):
+        counts and, per numeric summary key, min/mean/max. InvalidInputError past MAX_GROUPS groups."""
+
+    @abc.abstractmethod
+    def describe_project(self, project: ProjectKey) -> ProjectDescription:
+        """The project's config and summary keys, with the types and ranges of their values."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -33,6 +33,7 @@ from tracklog_server._validate import check_text, loads_object
 from tracklog_server.application import _runs as _app_runs
 from tracklog_server.storage._store import AbstractStore
 
+from . import _grpc_search
 from ._convert import file_info, history_batch, output_lines, run_ref, run_view, system_batch
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,10 @@ class StoreService:
                 "DeleteRuns": unary(self.delete_runs),
                 "StopRun": unary(self.stop_run),
                 "UpdateRuns": unary(self.update_runs),
+                "SearchRuns": unary(self.search_runs),
+                "GroupRuns": unary(self.group_runs),
+                "DescribeProject": unary(self.describe_project),
+                "DeleteRunsByFilter": unary(self.delete_runs_by_filter),
             },
         )
 
@@ -273,6 +278,21 @@ class StoreService:
         request = _parse(store_pb2.StopRunRequest, data)
         _app_runs.stop_run(self._store, _app_runs.ANONYMOUS, run_key(request.ref))
         return store_pb2.StopRunResponse()
+
+    def search_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.SearchRunsResponse:
+        return _grpc_search.search_runs(self._store, _parse(store_pb2.SearchRunsRequest, data))
+
+    def group_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.GroupRunsResponse:
+        return _grpc_search.group_runs(self._store, _parse(store_pb2.GroupRunsRequest, data))
+
+    def describe_project(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ProjectDescription:
+        return _grpc_search.describe_project(self._store, _parse(store_pb2.DescribeProjectRequest, data))
+
+    def delete_runs_by_filter(
+        self, data: bytes, _context: grpc.ServicerContext
+    ) -> store_pb2.DeleteRunsByFilterResponse:
+        request = _parse(store_pb2.DeleteRunsByFilterRequest, data)
+        return _grpc_search.delete_by_filter(self._store, request)
 
     def server_info(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ServerInfoResponse:
         _parse(store_pb2.ServerInfoRequest, data)
