@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracklog import _home, _spool
+from tracklog import _cli_sync, _home, _spool
 from tracklog._errors import TracklogError, UsageError
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
     failed = lossy = 0
     for spool in spools:
         label = spool.parent.name
+        failed += _cli_sync.take_rescued(spool, label)
         last, damage = 0, list[_spool.Damage]()
         try:
             with _spool.scan(spool) as found:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracklog import _history, _lifecycle, _names, _settings, _spool, _tokens
+from tracklog import _history, _lifecycle, _names, _rescue, _settings, _spool, _tokens
 from tracklog._capture import Capture, OutputChunk
 from tracklog._config import Config
 from tracklog._console import Console
@@ -71,7 +71,12 @@ def _resume_point(spool: Path) -> _ResumePoint:
     last_seq, next_step, config, writer_token = 0, 0, dict[str, Any](), ""
     if not spool.exists():
         return _ResumePoint()
-    for frame in _spool.frames(spool):  # damage is the sync's to report
+    # Frames rescued beside the spool (``_rescue``) belong to the run too: its daemon adds them
+    # before this process's first frame, which must come after them.
+    rescued = [f for path in _rescue.rescue_files(spool) for f in _rescue.read_rescue(path)[0]]
+    for frame in [*_spool.frames(spool), *sorted(rescued, key=lambda f: f.seq)]:  # damage: the sync's
+        if frame.seq <= last_seq:
+            continue  # a rescued frame the spool holds already
         last_seq = frame.seq
         record = records_pb2.Record.FromString(frame.payload)
         kind = record.WhichOneof("kind")
@@ -87,13 +92,29 @@ def _resume_point(spool: Path) -> _ResumePoint:
     return _ResumePoint(last_seq, next_step, config, writer_token)
 
 
-def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], None]:
-    def write(frames: list[tuple[int, bytes]]) -> None:
-        writer = _spool.SpoolWriter(spool)
+def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], str]:
+    """finish()'s last resort for frames the daemon did not acknowledge: the run's spool when no
+    daemon holds it (gone for good), else a rescue file beside it (``_rescue``: a stalled daemon
+    still holds the spool's lock, and merges the file when it goes on). Says where they went."""
+
+    def write(frames: list[tuple[int, bytes]]) -> str:
+        try:
+            writer = _spool.SpoolWriter(spool)
+        except _spool.SpoolError:  # held: the daemon is alive but did not answer in time
+            path = _rescue.write_rescue(spool, frames)
+            return (
+                f"they were written to {path}; the daemon holds the run's spool and adds them to it "
+                "when it goes on (or when it starts again), as `tracklog sync` on the run directory "
+                "does once no daemon holds it"
+            )
         try:
             writer.append(frames)
         finally:
             writer.close()
+        return (
+            f"they were written to the run's spool {spool}; the next daemon start, or `tracklog sync` "
+            "on the run directory, sends them"
+        )
 
     return write
 

@@ -66,7 +66,7 @@ class Sender:
         flush_interval: float = FLUSH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
-        fallback: Callable[[list[tuple[int, bytes]]], None] | None = None,
+        fallback: Callable[[list[tuple[int, bytes]]], str | None] | None = None,
         finish_timeout: float = 15.0,
         last_seq: int = 0,
         capture: Capture | None = None,
@@ -177,25 +177,32 @@ class Sender:
         return not self.queue and not self._unacked
 
     def _spool_rest(self) -> None:
+        """Hands the frames the daemon did not acknowledge to ``fallback``, which writes them where
+        the next owner of the spool finds them (the spool itself, or a rescue file beside it when a
+        stalled daemon still holds the spool) and says where, or raises: then they are lost, and the
+        user is told exactly how many."""
         if not self._unacked or self._fallback is None:
             return
+        count, rows = len(self._unacked), sum(history_rows(p) for _, p in self._unacked)
+        what = f"{count} frame{'s' if count != 1 else ''} ({rows} history rows)"
         try:
-            count = len(self._unacked)
-            self._fallback(list(self._unacked))
-            self._unacked.clear()
-            self._unacked_bytes = 0
-            self._warn(
-                f"the daemon could not be reached; {count} frames were written to the run's "
-                "spool instead; the next daemon start, or `tracklog sync` on the run dir, sends them"
-            )
+            where = self._fallback(list(self._unacked))
         except Exception as exc:
-            # E.g. the daemon still holds the spool (its lock refuses a second writer): these
-            # frames are lost, and the user is told exactly how many.
-            count, rows = len(self._unacked), sum(history_rows(p) for _, p in self._unacked)
             self._warn(
-                f"{count} frame{'s' if count != 1 else ''} ({rows} history rows) of this run could not "
-                f"be kept: the daemon did not acknowledge them and the spool refused them ({exc})"
+                f"{what} of this run could not be kept: the daemon did not acknowledge them and the "
+                f"spool refused them ({exc})"
             )
+            return
+        self._unacked.clear()
+        self._unacked_bytes = 0
+        self._warn(
+            f"the tracklog daemon did not acknowledge {what} in time; "
+            + (
+                where
+                or "they were written to the run's spool instead; the next daemon start, or "
+                "`tracklog sync` on the run dir, sends them"
+            )
+        )
 
     @property
     def pending_frames(self) -> int:

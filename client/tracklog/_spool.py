@@ -146,7 +146,8 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     return 0, len(data)
 
 
-def _frame_bytes(seq: int, payload: bytes, rows: int) -> bytes:
+def frame_bytes(seq: int, payload: bytes, rows: int) -> bytes:
+    """One frame as it lies in a spool (header and payload). Raises SpoolError when oversized."""
     if len(payload) > MAX_FRAME_BYTES:
         raise SpoolError(f"frame {seq} is {len(payload)} bytes; the limit is {MAX_FRAME_BYTES}")
     body = _HEADER_BODY.pack(MARKER, len(payload), rows, seq, zlib.crc32(payload))
@@ -161,6 +162,18 @@ def _header(data: bytes) -> tuple[int, int, int, int] | None:
     if marker != MARKER or zlib.crc32(data[: _HEADER_BODY.size]) != header_crc or length > MAX_FRAME_BYTES:
         return None
     return length, rows, seq, payload_crc
+
+
+def first_header_seq(path: str | os.PathLike[str]) -> int:
+    """The seq in the first frame header of a spool when that header checks, else 0 (also when the
+    file cannot be read). A rescue file (``_rescue``) starts at any seq; a spool at 1."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + HEADER.size)
+    except OSError:
+        return 0
+    header = _header(head[len(MAGIC) :])
+    return header[2] if header is not None else 0
 
 
 class Scan:
@@ -547,7 +560,7 @@ class SpoolWriter:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            chunks = [MAGIC, *(_frame_bytes(f.seq, f.payload, f.rows) for f in frames(self.path))]
+            chunks = [MAGIC, *(frame_bytes(f.seq, f.payload, f.rows) for f in frames(self.path))]
             data = b"".join(chunks)
             offset = 0
             while offset < len(data):
@@ -590,7 +603,7 @@ class SpoolWriter:
             if seq != expected:
                 raise SpoolError(f"{self.path.name}: expected frame {expected}, got {seq}")
             rows = frame[2] if len(frame) > 2 else history_rows(payload)
-            chunks.append(_frame_bytes(seq, payload, rows or 0))
+            chunks.append(frame_bytes(seq, payload, rows or 0))
             expected += 1
         if not chunks:
             return self.last_seq
