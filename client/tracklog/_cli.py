@@ -157,6 +157,13 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
                 else ""
             )
             print(f"{label}: synced {result.frames_sent} new frames to {server}{refused}")
+            if result.start_lost:
+                print(
+                    f"{label}: frame 1, the run's start record, is damaged: the run was stored as "
+                    f"{result.ref} (its id from the file's name; the default entity and project, no name, "
+                    "config or tags)",
+                    file=sys.stderr,
+                )
             lossy += _report_damage(label, damage)
             if result.tail_bytes:  # after a crash mid-write: those frames were never acked to anyone
                 print(
