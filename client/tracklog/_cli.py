@@ -127,6 +127,7 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
     for spool in spools:
         label = spool.parent.name
         failed += _cli_sync.take_rescued(spool, label)
+        lossy += _cli_sync.seal_abandoned_end(spool, label)
         last, damage = 0, list[_spool.Damage]()
         try:
             with _spool.scan(spool) as found:

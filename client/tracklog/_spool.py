@@ -116,6 +116,7 @@ class Recovery:
     truncated_bytes: int  # a torn end, cut
     damage: tuple[Damage, ...] = ()  # found before the end, left in place
     tail_reason: str = ""
+    tail_rows: int = 0  # history rows of the cut frame, as far as its header tells
 
 
 def history_rows(payload: bytes) -> int:
@@ -194,6 +195,7 @@ class Scan:
         self.size = 0
         self.tail_bytes = 0
         self.tail_reason = ""
+        self.tail_rows = 0  # history rows of the frame the tail begins, as far as its header tells
         self.version = 2
         self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close() / exhaustion
         self._items = self._read(start)
@@ -401,6 +403,10 @@ class Scan:
     def _tail(self, offset: int, reason: str) -> None:
         self.tail_bytes = max(0, self.size - offset)
         self.tail_reason = reason
+        # What the tail's first header (if it checks) tells of the frame cut short: its rows.
+        header = _header(self._pread(offset, HEADER.size)) if self.version == 2 else None
+        if header is not None and header[2] == self.last_seq + 1:
+            self.tail_rows = header[1]
 
 
 def _all(data: bytes, needle: bytes, limit: int) -> Iterator[int]:
@@ -437,7 +443,8 @@ def recover(path: str | os.PathLike[str]) -> Recovery:
         with open(path, "r+b") as f:
             f.truncate(good)
             os.fsync(f.fileno())
-    return Recovery(found.last_seq, good, size - good, tuple(damage), found.tail_reason)
+    tail = (found.tail_reason, found.tail_rows)
+    return Recovery(found.last_seq, good, size - good, tuple(damage), *tail)
 
 
 class FileOps(Protocol):

@@ -31,6 +31,7 @@ import grpc
 
 from tracklog._rescue import merge_rescues
 from tracklog._spool import FileOps, SpoolError, SpoolWriter, history_rows
+from tracklog._torn import describe, seal_torn_end
 from tracklog.v1 import daemon_pb2, records_pb2
 from tracklogd._errors import SpoolUnusable, StreamRefused
 from tracklogd._own import OwnSpool, own_spool_path
@@ -529,6 +530,18 @@ class RunRegistry:
         if writer.last_seq == 0:
             log.info("run %s: training process %d vanished before its run started", slot.key, slot.pid)
             return False  # no RunStart: the store never heard of the run; retire_if_done drops it
+        try:
+            # A torn end cut at recovery that its training process did not send again: lost.
+            lost = seal_torn_end(writer)
+        except OSError as exc:
+            self._ratelog.log(
+                logging.ERROR, f"crash:{slot.key}", "cannot record the torn end of %s: %s", slot.spool, exc
+            )
+            slot.watching = True  # tried again on the pid watcher's next tick
+            return False
+        if lost is not None:
+            log.warning("damaged spool %s: %s (recorded on the run)", slot.spool, describe(lost))
+            slot.durable_seq = writer.last_seq
         seq = writer.last_seq + 1
         try:
             writer.append([(seq, crashed_finish(slot.pid, self._wall_clock()))])

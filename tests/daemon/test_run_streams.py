@@ -479,10 +479,12 @@ def test_a_new_daemon_recovers_a_torn_spool_and_finishes_a_run_whose_process_is_
     make_daemon()
 
     records = spool_records(run_dir)
-    assert [r.WhichOneof("kind") for r in records] == ["start", "history", "history", "history", "finish"]
+    # The torn frame's process is gone (it cannot send it again): its loss is recorded in its place.
+    kinds = ["start", "history", "history", "history", "lost", "finish"]
+    assert [r.WhichOneof("kind") for r in records] == kinds
     assert records[-1].finish.state == records_pb2.RUN_STATE_CRASHED
-    assert spool.stat().st_size > good  # the torn tail was cut, then the Finish appended
-    assert store.store.wait_for_seq(KEY, 5)
+    assert spool.stat().st_size > good  # the torn tail was cut, then the loss and the Finish appended
+    assert store.store.wait_for_seq(KEY, 6)
     assert wait_until(lambda: not (home / "pending" / "me+proj+run1.json").exists())
 
 

@@ -5,6 +5,7 @@ the exit status says so. The spool on disk is left as it was."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -192,3 +193,27 @@ def test_a_daemon_stores_a_run_whose_start_record_is_damaged_with_every_later_ro
         assert run.problems[0].startswith("frame 1 of run-dmg1.tlog lost to damage on disk")
     assert spool.read_bytes() == damaged
     assert "damaged spool" in (home / "daemon.log").read_text()
+
+
+def test_a_finished_offline_run_whose_spool_was_cut_mid_frame_reports_the_loss_and_sync_fails(
+    store: Callable[..., StoreProcess], env: dict[str, str], tmp_path: Path
+) -> None:
+    spool = offline_spool(tmp_path)
+    ends = {frame.seq: frame.end for frame in frames(spool)}
+    os.truncate(spool, ends[39] + HEADER.size + 100)  # frame 40 (the 39th history frame) cut short
+    server = store()
+    server.start()
+    sync_env = {**env, "TRACKLOG_SERVER": server.address}
+
+    first = _tracklog(sync_env, "sync", str(spool.parent))
+
+    assert first.returncode == 1, first.stderr
+    assert "run-dmg1.tlog: frame 40 and any after it lost (at least 1000 history rows)" in first.stderr
+    with tracklog.Api(server.address) as api:
+        run = api.run("me/damage/dmg1")
+        assert (run.history_rows, run.rows_lost) == (38_000, 1_000)
+        assert run.problems[0].startswith(
+            "frame 40 of run-dmg1.tlog lost to damage on disk (at least 1,000 history rows"
+        )
+    listed = _tracklog(sync_env, "runs", "me/damage")
+    assert "38000 (1000 lost)" in listed.stdout
