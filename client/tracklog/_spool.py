@@ -242,9 +242,13 @@ class Scan:
                 self.tail_bytes, self.tail_reason = len(head), "a spool whose magic is not fully written"
                 return  # created, its magic not yet fully written: no frames
             if _header(self._pread(len(MAGIC), HEADER.size)) is None:
-                if not self._v1_first_frame_checks():
+                if self._v1_first_frame_checks():
+                    head = MAGIC_V1
+                elif self._resync(len(MAGIC)) is None:
+                    # No good frame anywhere: not a spool (or nothing of it is left to read).
                     raise SpoolError(f"{self.path} is not a tracklog spool")
-                head = MAGIC_V1
+                # Else a spool whose start (magic and first header) is damaged: read on from the
+                # first good frame, reporting what was skipped.
         self.version = 1 if head == MAGIC_V1 else 2
         offset = len(MAGIC) if start is None or start < len(MAGIC) else start
         self.good_end = offset

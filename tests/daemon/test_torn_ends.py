@@ -75,3 +75,25 @@ def test_a_torn_end_of_a_run_whose_training_process_is_gone_is_lost_and_recorded
     lost = store.store.records(KEY)[4].lost
     assert (lost.first_seq, lost.last_seq, lost.rows, lost.rows_known) == (5, 5, 1, False)
     assert store.store.records(KEY)[5].finish.state == records_pb2.RUN_STATE_CRASHED
+
+
+def test_a_daemons_own_spool_whose_start_is_damaged_is_read_from_its_next_good_frame_and_the_loss_sent(
+    make_daemon: MakeDaemon, run_dir: Path, store: FakeStoreServer, home: Path
+) -> None:
+    _pending_run(home, run_dir, 3)
+    own = own_spool_path(run_dir, "run1")
+    writer = SpoolWriter(own)
+    windows = [system_record([(1.7e9 + i, {"cpu": float(i)})]) for i in range(3)]
+    writer.append(list(enumerate(windows, 1)))
+    writer.close()
+    data = bytearray(own.read_bytes())
+    data[0:20] = bytes(20)  # the magic and the first frame's header: no longer a spool by its start
+    own.write_bytes(bytes(data))
+
+    make_daemon()
+
+    assert store.store.wait_for(lambda: len(store.store.daemon_seqs(KEY)) >= 2)
+    lost, *kept = store.store.daemon_records(KEY)[:3]
+    assert store.store.daemon_seqs(KEY)[:2] == [1, 2]
+    assert (lost.lost.first_seq, lost.lost.last_seq) == (1, 1)
+    assert [r.WhichOneof("kind") for r in kept] == ["system", "system"]
