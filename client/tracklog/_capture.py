@@ -62,7 +62,8 @@ class Capture:
 
     # -- items from the queue -----------------------------------------------------------------------
 
-    def expand(self, item: object) -> list[records_pb2.Record]:
+    def expand(self, item: object) -> list[records_pb2.Record | _files.FileSend]:
+        """The records ``item`` stands for; files as ``FileSend``, read later by the sender."""
         try:
             if isinstance(item, OutputChunk):
                 return [self._output(item.lines)]
@@ -90,16 +91,10 @@ class Capture:
         )
         return record
 
-    def _send(self, found: list[tuple[str, Path]]) -> list[records_pb2.Record]:
-        out: list[records_pb2.Record] = []
-        for name, path in found:
-            try:
-                out.extend(_files.chunks(name, self._files.next_version(name), path))
-            except (OSError, ValueError) as exc:
-                self._warn(f"cannot save {path} with the run: {exc}")
-        return out
+    def _send(self, found: list[tuple[str, Path]]) -> list[records_pb2.Record | _files.FileSend]:
+        return [_files.FileSend(name, self._files.next_version(name), path) for name, path in found]
 
-    def _end(self) -> list[records_pb2.Record]:
+    def _end(self) -> list[records_pb2.Record | _files.FileSend]:
         records = self._send(self._files.at_end())
         if self._run_dir is not None and self._wrote_output and self._output_log is not None:
             records.extend(self._send([("output.log", self._output_log)]))
@@ -117,11 +112,11 @@ class Capture:
 
     # -- periodic -----------------------------------------------------------------------------------
 
-    def tick(self) -> list[records_pb2.Record]:
+    def tick(self) -> list[records_pb2.Record | _files.FileSend]:
         """Called every sender cycle: accounts time, re-sends changed live files, reports timing."""
         self.tick_time_only()
         now = self._last_tick
-        out: list[records_pb2.Record] = []
+        out: list[records_pb2.Record | _files.FileSend] = []
         if now - self._last_live >= _files.LIVE_INTERVAL:
             self._last_live = now
             try:

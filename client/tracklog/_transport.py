@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import grpc
 
@@ -133,6 +133,8 @@ class DaemonTransport:
         self._acks = 0  # acks received: wait_durable returns early on one that reports an error
         self._broken = True
         self._channel: grpc.Channel | None = None
+        self._call: grpc.Future[Any] | None = None  # the stream: cancelled at close if frames are unacked
+        self._sent_seq = 0  # the highest seq handed to send() on this stream
         self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
 
     def connect(self) -> int:
@@ -151,6 +153,8 @@ class DaemonTransport:
             self._write_error = ""
             self._queued = 0
         call = stub.RunStream(self._outgoing(requests, generation))
+        self._call = cast("grpc.Future[Any]", call)
+        self._sent_seq = 0
         reader = threading.Thread(
             target=self._read, args=(call, generation), name="tracklog-acks", daemon=True
         )
@@ -216,6 +220,7 @@ class DaemonTransport:
         if size:
             with self._cond:
                 self._queued += size
+                self._sent_seq = max(self._sent_seq, frames[-1][0])
         self._requests.put((daemon_pb2.ClientMessage(frames=batch), size))
 
     @property
@@ -247,6 +252,14 @@ class DaemonTransport:
 
     def close(self) -> None:
         self._requests.put(_CLOSE)
+        call, self._call = self._call, None
+        if call is not None and self._durable < self._sent_seq:
+            # The daemon did not ack everything (stalled, e.g. SIGSTOP): gRPC may be blocked writing
+            # to it, and closing the channel waits for that write, forever if the daemon never reads
+            # again. The stream is cancelled and the channel left to the process's exit; what was not
+            # acked is the sender's to keep (the spool fallback).
+            call.cancel()
+            self._channel = None
         if self._channel is not None:
             self._channel.close()
             self._channel = None

@@ -96,3 +96,66 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+FILES, FILE_MB, CAP_MB = 12, 16, 8  # 192 MB of files; 8 MB may be held for the daemon
+
+
+def test_files_saved_while_the_daemon_is_stopped_stay_under_the_memory_cap_and_those_not_sent_are_named(
+    script: Callable[..., Script],
+    store: Callable[..., StoreProcess],
+    home: Path,
+    tmp_path: Path,
+) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    for i in range(FILES):
+        (files / f"part{i}.bin").write_bytes(os.urandom(FILE_MB * 2**20))
+    server = store()
+    server.start()
+    go = tmp_path / "go"
+    s = script(
+        f"""
+        import os, time, tracklog
+
+        def status(field):
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith(field + ":"))
+
+        run = tracklog.init(project="stall")
+        print("RUN", run.path, flush=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
+            time.sleep(0.01)  # waiting for the test to stop the daemon
+        before = status("VmRSS")
+        run.save({str(files / "*.bin")!r}, base_path={str(files)!r}, policy="now")
+        for i in range(100):
+            run.log({{"x": float(i)}})
+        run.finish()
+        print("GREW_KB", status("VmHWM") - before, flush=True)
+        """,
+        TRACKLOG_SERVER=server.address,
+        TRACKLOG_MAX_BUFFER_MB=str(CAP_MB),
+    )
+    path = s.wait_line("RUN ")
+    pid = daemon_pid(home)
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        go.touch()
+        assert s.wait(timeout=120) == 0, s.err
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    grew_mb = int(next(line for line in s.lines if line.startswith("GREW_KB")).split()[1]) / 1024
+    # Without the cap the process read all 192 MB of files into memory (twice: chunks and frames). With
+    # it, what it holds is bounded by the cap, whatever the files' size; the copies gRPC and the
+    # rescue file's write make of what is held come on top.
+    assert grew_mb < FILES * FILE_MB / 4, f"the training process grew by {grew_mb:.0f} MB"
+    named = [f"part{i}.bin (saved with the run as part{i}.bin) was not sent" for i in range(FILES)]
+    assert sum(text in s.err for text in named) >= FILES - 2, s.err  # at most half the cap was read
+    with tracklog.Api(server.address) as api:
+        wait_for(lambda: _state(api, path) == "finished", 60, "the run to end finished")
+        run = api.run(path)
+        assert run.history_rows == 100
+        assert any("file part" in problem and "was not sent" in problem for problem in run.problems)
