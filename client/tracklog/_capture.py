@@ -9,10 +9,12 @@ Everything runs on the sender thread; it never raises (a failure becomes one war
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from tracklog import _files
 from tracklog._console import Line
@@ -27,6 +29,13 @@ SUSPEND_GAP = 2.0
 @dataclass(frozen=True, slots=True)
 class OutputChunk:
     lines: list[Line]
+
+
+def _private_file(path: Path, flag: int) -> TextIO:
+    """``path`` opened for writing text, created 0600 like the run's spool: the run's files are its
+    user's alone (console output and config may hold secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | flag, 0o600)
+    return open(fd, "w", encoding="utf-8")
 
 
 class _End:
@@ -78,7 +87,7 @@ class Capture:
     def _output(self, lines: list[Line]) -> records_pb2.Record:
         if self._output_log is not None:
             try:
-                with open(self._output_log, "a", encoding="utf-8") as f:
+                with _private_file(self._output_log, os.O_APPEND) as f:
                     f.writelines(text + "\n" for _, _, text in lines)
                 self._wrote_output = True
             except OSError as exc:
@@ -103,7 +112,8 @@ class Capture:
         if config and self._run_dir is not None:
             path = self._run_dir / "config.json"
             try:
-                path.write_text(json.dumps(config, indent=2, allow_nan=True) + "\n")
+                with _private_file(path, os.O_TRUNC) as f:
+                    f.write(json.dumps(config, indent=2, allow_nan=True) + "\n")
                 records.extend(self._send([("config.json", path)]))
             except OSError as exc:
                 self._warn(f"cannot write config.json: {exc}")
