@@ -128,7 +128,7 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
         label = spool.parent.name
         failed += _cli_sync.take_rescued(spool, label)
         lossy += _cli_sync.seal_abandoned_end(spool, label)
-        last, damage = 0, list[_spool.Damage]()
+        last, damage, recorded = 0, list[_spool.Damage](), list[bytes]()
         try:
             with _spool.scan(spool) as found:
                 for item in found:
@@ -136,6 +136,8 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
                         damage.append(item)
                     else:
                         last = item.seq
+                        if item.payload[:1] == _cli_sync.LOST_TAG:
+                            recorded.append(item.payload)
                 last = max(last, found.last_seq)
         except (OSError, _spool.SpoolError) as exc:
             print(f"{label}: cannot read {spool}: {exc}", file=sys.stderr)
@@ -144,7 +146,7 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
         already = _spool.read_synced(spool)
         if already >= last:
             print(f"{label}: already synced ({last} frames)")
-            lossy += _report_damage(label, damage)
+            lossy += _report_damage(label, damage) | _cli_sync.report_recorded(label, recorded)
         else:
             try:
                 result = tracklogd.sync_spool(spool, server, progress=_Progress(label, last), on_damage=None)

@@ -95,3 +95,15 @@ def _writer_alive(spool: Path) -> bool:
     except PermissionError:
         return True  # a process of another user has the pid: not ours, but cannot tell
     return True
+
+
+LOST_TAG = bytes([(12 << 3) | 2])  # a serialized Record holding FramesLost starts with this tag
+
+
+def report_recorded(label: str, payloads: list[bytes]) -> int:
+    """Prints the losses a spool records in frames of its own (``FramesLost`` in a cut end's place),
+    for a spool synced before: 1 if there are any, else 0."""
+    for payload in payloads:
+        lost = records_pb2.Record.FromString(payload).lost
+        print(f"{label}: {_torn.describe(lost)} (recorded on the run)", file=sys.stderr)
+    return 1 if payloads else 0

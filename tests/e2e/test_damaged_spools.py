@@ -217,3 +217,7 @@ def test_a_finished_offline_run_whose_spool_was_cut_mid_frame_reports_the_loss_a
         )
     listed = _tracklog(sync_env, "runs", "me/damage")
     assert "38000 (1000 lost)" in listed.stdout
+    again = _tracklog(sync_env, "sync", str(spool.parent))
+    assert again.returncode == 1
+    assert "already synced" in again.stdout
+    assert "frame 40 and any after it lost (at least 1000 history rows)" in again.stderr
