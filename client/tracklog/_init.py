@@ -15,7 +15,7 @@ from tracklog import _history, _lifecycle, _names, _rescue, _settings, _spool, _
 from tracklog._capture import Capture, OutputChunk
 from tracklog._config import Config
 from tracklog._console import Console
-from tracklog._errors import UsageError
+from tracklog._errors import RunBusy, UsageError
 from tracklog._run import Run
 from tracklog._sender import MAX_BUFFER_BYTES, Sender
 from tracklog._terminal import Printer
@@ -211,7 +211,7 @@ def init(
         writer_token=resumed.writer_token or _tokens.new_token(),
     )
     sender.queue.append(records_pb2.Record(start=start_record))
-    connected = sender.connect_now(timeout=DAEMON_START_TIMEOUT)
+    connected = _connect(sender, transport)
     sender.start()
     if not connected and not offline:
         printer.warn("the tracklog daemon is not answering yet; the run goes on and its data is kept")
@@ -219,6 +219,16 @@ def init(
     printer.opening(run)
     run._console = _start_console(sender)
     return run
+
+
+def _connect(sender: Sender, transport: Transport) -> bool:
+    """The first connection (see ``Sender.connect_now``). RunBusy (another live process writes this
+    run) propagates to init()'s caller: nothing of this run was written then."""
+    try:
+        return sender.connect_now(timeout=DAEMON_START_TIMEOUT)
+    except RunBusy:
+        transport.close()
+        raise
 
 
 def _start_console(sender: Sender) -> Console | None:

@@ -28,7 +28,7 @@ from itertools import groupby, repeat
 from typing import Any
 
 from tracklog._capture import Capture, OutputChunk
-from tracklog._errors import CommError
+from tracklog._errors import CommError, RunBusy
 from tracklog._files import FileSend
 from tracklog._history import BatchBuilder
 from tracklog._losses import Losses
@@ -125,7 +125,7 @@ class Sender:
         is queued (the RunStart) and waits until it is durable, so that a run exists in its spool
         once init() returns, whatever happens to the training process next."""
         try:
-            self._try_connect()
+            self._try_connect(busy_raises=True)
             if not self._connected:
                 return False
             self._encode()
@@ -134,6 +134,8 @@ class Sender:
                 self.transport.wait_durable(self._unacked[-1][0], timeout)
                 self._trim()
             return self._connected
+        except RunBusy:
+            raise  # another live process writes this run: init() says so
         except Exception as exc:  # init() goes on; the thread keeps trying
             self._internal_error(exc)
             return False
@@ -543,10 +545,14 @@ class Sender:
         while unacked and unacked[0][0] <= durable:
             self._unacked_bytes -= len(unacked.popleft()[1])
 
-    def _try_connect(self) -> None:
+    def _try_connect(self, *, busy_raises: bool = False) -> None:
+        """Connects; ``busy_raises``: a RunBusy (another live process writes the run) propagates,
+        else it is one more failure to retry, as any other."""
         try:
             durable = self.transport.connect()
-        except (CommError, OSError) as exc:
+        except (CommError, OSError, RunBusy) as exc:
+            if busy_raises and isinstance(exc, RunBusy):
+                raise
             self._connected = False
             self._next_attempt = self._clock() + self._backoff
             self._backoff = min(self._backoff * 2, 5.0)

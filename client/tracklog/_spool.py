@@ -48,6 +48,7 @@ from tracklog._spool_format import (
     Damage,
     FrameAt,
     Recovery,
+    SpoolBusy,
     SpoolError,
     check_header,
     frame_bytes,
@@ -70,6 +71,7 @@ __all__ = [
     "OsFileOps",
     "Recovery",
     "Scan",
+    "SpoolBusy",
     "SpoolError",
     "SpoolWriter",
     "first_header_seq",
@@ -401,9 +403,7 @@ class SpoolWriter:
             except BlockingIOError:
                 os.close(fd)
                 holder = lock_holder(self.path) or "another writer"
-                raise SpoolError(
-                    f"{self.path} is being written by {holder}; a spool has one writer"
-                ) from None
+                raise SpoolBusy(f"{self.path} is being written by {holder}; a spool has one writer") from None
             except OSError:
                 os.close(fd)
                 raise

@@ -29,6 +29,10 @@ class SpoolError(Exception):
     another process is writing."""
 
 
+class SpoolBusy(SpoolError):
+    """The spool's lock is held: another writer (a process, or another writer in this one) has it."""
+
+
 @dataclass(frozen=True, slots=True)
 class FrameAt:
     seq: int

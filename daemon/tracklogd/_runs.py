@@ -259,6 +259,15 @@ class RunRegistry:
                     sync=SpoolSync(spool, attach.ref),
                 )
             with slot.lock:
+                # One writer per run: a second live training process with the run's id (resume=
+                # "allow" twice at once) would number its frames over the first one's, and one of
+                # them would lose its rows. The same process re-attaching (a reconnect) wins.
+                holder = slot.pid if slot.attached or slot.watching else 0
+                if holder and holder != attach.pid and self._pid_alive(holder):
+                    raise StreamRefused(
+                        f"run {key} is being written by process {holder}, which is still running",
+                        grpc.StatusCode.ALREADY_EXISTS,
+                    )
                 try:
                     if slot.writer is None:
                         run_dir.mkdir(parents=True, exist_ok=True)
