@@ -9,10 +9,12 @@ Everything runs on the sender thread; it never raises (a failure becomes one war
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from tracklog import _files
 from tracklog._console import Line
@@ -27,6 +29,13 @@ SUSPEND_GAP = 2.0
 @dataclass(frozen=True, slots=True)
 class OutputChunk:
     lines: list[Line]
+
+
+def _private_file(path: Path, flag: int) -> TextIO:
+    """``path`` opened for writing text, created 0600 like the run's spool: the run's files are its
+    user's alone (console output and config may hold secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | flag, 0o600)
+    return open(fd, "w", encoding="utf-8")
 
 
 class _End:
@@ -62,7 +71,8 @@ class Capture:
 
     # -- items from the queue -----------------------------------------------------------------------
 
-    def expand(self, item: object) -> list[records_pb2.Record]:
+    def expand(self, item: object) -> list[records_pb2.Record | _files.FileSend]:
+        """The records ``item`` stands for; files as ``FileSend``, read later by the sender."""
         try:
             if isinstance(item, OutputChunk):
                 return [self._output(item.lines)]
@@ -77,7 +87,7 @@ class Capture:
     def _output(self, lines: list[Line]) -> records_pb2.Record:
         if self._output_log is not None:
             try:
-                with open(self._output_log, "a", encoding="utf-8") as f:
+                with _private_file(self._output_log, os.O_APPEND) as f:
                     f.writelines(text + "\n" for _, _, text in lines)
                 self._wrote_output = True
             except OSError as exc:
@@ -90,16 +100,10 @@ class Capture:
         )
         return record
 
-    def _send(self, found: list[tuple[str, Path]]) -> list[records_pb2.Record]:
-        out: list[records_pb2.Record] = []
-        for name, path in found:
-            try:
-                out.extend(_files.chunks(name, self._files.next_version(name), path))
-            except (OSError, ValueError) as exc:
-                self._warn(f"cannot save {path} with the run: {exc}")
-        return out
+    def _send(self, found: list[tuple[str, Path]]) -> list[records_pb2.Record | _files.FileSend]:
+        return [_files.FileSend(name, self._files.next_version(name), path) for name, path in found]
 
-    def _end(self) -> list[records_pb2.Record]:
+    def _end(self) -> list[records_pb2.Record | _files.FileSend]:
         records = self._send(self._files.at_end())
         if self._run_dir is not None and self._wrote_output and self._output_log is not None:
             records.extend(self._send([("output.log", self._output_log)]))
@@ -108,7 +112,8 @@ class Capture:
         if config and self._run_dir is not None:
             path = self._run_dir / "config.json"
             try:
-                path.write_text(json.dumps(config, indent=2, allow_nan=True) + "\n")
+                with _private_file(path, os.O_TRUNC) as f:
+                    f.write(json.dumps(config, indent=2, allow_nan=True) + "\n")
                 records.extend(self._send([("config.json", path)]))
             except OSError as exc:
                 self._warn(f"cannot write config.json: {exc}")
@@ -117,11 +122,11 @@ class Capture:
 
     # -- periodic -----------------------------------------------------------------------------------
 
-    def tick(self) -> list[records_pb2.Record]:
+    def tick(self) -> list[records_pb2.Record | _files.FileSend]:
         """Called every sender cycle: accounts time, re-sends changed live files, reports timing."""
         self.tick_time_only()
         now = self._last_tick
-        out: list[records_pb2.Record] = []
+        out: list[records_pb2.Record | _files.FileSend] = []
         if now - self._last_live >= _files.LIVE_INTERVAL:
             self._last_live = now
             try:

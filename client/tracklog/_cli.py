@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracklog import _cli_runs, _cli_show, _home, _spool
+from tracklog import _cli_repair, _cli_runs, _cli_show, _home, _spool
 from tracklog._errors import TracklogError, UsageError
 
 if TYPE_CHECKING:
@@ -135,7 +135,9 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
         label = spool.parent.name
         ref = _cli_sync.ref_for(spool, args)
         _cli_sync.say_where(ref, label)
-        last, damage = 0, list[_spool.Damage]()
+        failed += _cli_repair.take_rescued(spool, label)
+        lossy += _cli_repair.seal_abandoned_end(spool, label)
+        last, damage, recorded = 0, list[_spool.Damage](), list[bytes]()
         try:
             with _spool.scan(spool) as found:
                 for item in found:
@@ -143,6 +145,8 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
                         damage.append(item)
                     else:
                         last = item.seq
+                        if item.payload[:1] == _cli_repair.LOST_TAG:
+                            recorded.append(item.payload)
                 last = max(last, found.last_seq)
         except (OSError, _spool.SpoolError) as exc:
             print(f"{label}: cannot read {spool}: {exc}", file=sys.stderr)
@@ -151,7 +155,7 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
         already = _spool.read_synced(spool)
         if already >= last:
             print(f"{label}: already synced ({last} frames)")
-            lossy += _report_damage(label, damage)
+            lossy += _report_damage(label, damage) | _cli_repair.report_recorded(label, recorded)
         else:
             try:
                 result = tracklogd.sync_spool(
@@ -167,6 +171,13 @@ def _cmd_sync(args: argparse.Namespace, rest: list[str]) -> int:
                 else ""
             )
             print(f"{label}: synced {result.frames_sent} new frames to {server}{refused}")
+            if result.start_lost:
+                print(
+                    f"{label}: frame 1, the run's start record, is damaged: the run was stored as "
+                    f"{result.ref} (its id from the file's name; the default entity and project, no name, "
+                    "config or tags)",
+                    file=sys.stderr,
+                )
             lossy += _report_damage(label, damage)
             if result.tail_bytes:  # after a crash mid-write: those frames were never acked to anyone
                 print(

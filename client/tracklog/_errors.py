@@ -15,5 +15,10 @@ class CommError(TracklogError):
     """The daemon or the store server could not be reached or refused a request."""
 
 
+class RunBusy(UsageError):
+    """The run is being written by another live process: a run has one writer at a time (two
+    processes with the same id would collide on the run's sequence and lose rows)."""
+
+
 class NotFoundError(CommError, LookupError):
     """The store server has no such run."""

@@ -48,10 +48,24 @@ def resolve(request: SaveRequest) -> list[tuple[str, Path]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class FileSend:
+    """One version of a file to send. Its chunks are read from disk as the sender frames them
+    (``chunks``), never all at once: what the sender holds stays under its memory cap."""
+
+    name: str
+    version: int
+    path: Path
+
+    def chunks(self) -> Iterator[records_pb2.Record]:
+        return chunks(self.name, self.version, self.path)
+
+
 def chunks(name: str, version: int, path: Path) -> Iterator[records_pb2.Record]:
     """The FileChunk records of one version of a file (at least one, even for an empty file).
 
-    Raises OSError when it cannot be read, ValueError when it is over the size limit.
+    Lazy: the file is opened at the first chunk and read a chunk at a time. Raises OSError when it
+    cannot be read, ValueError when it is over the size limit.
     """
     size = path.stat().st_size
     if size > MAX_FILE:

@@ -17,6 +17,7 @@ from tracklog import (
     _lifecycle,
     _metrics,
     _names,
+    _rescue,
     _settings,
     _spool,
     _tokens,
@@ -25,7 +26,7 @@ from tracklog import (
 from tracklog._capture import Capture, OutputChunk
 from tracklog._config import Config
 from tracklog._console import Console
-from tracklog._errors import UsageError
+from tracklog._errors import RunBusy, UsageError
 from tracklog._run import Run
 from tracklog._sender import MAX_BUFFER_BYTES, Sender
 from tracklog._terminal import Printer
@@ -82,7 +83,12 @@ def _resume_point(spool: Path) -> _ResumePoint:
     last_seq, next_step, config, writer_token = 0, 0, dict[str, Any](), ""
     if not spool.exists():
         return _ResumePoint()
-    for frame in _spool.frames(spool):  # damage is the sync's to report
+    # Frames rescued beside the spool (``_rescue``) belong to the run too: its daemon adds them
+    # before this process's first frame, which must come after them.
+    rescued = [f for path in _rescue.rescue_files(spool) for f in _rescue.read_rescue(path)[0]]
+    for frame in [*_spool.frames(spool), *sorted(rescued, key=lambda f: f.seq)]:  # damage: the sync's
+        if frame.seq <= last_seq:
+            continue  # a rescued frame the spool holds already
         last_seq = frame.seq
         record = records_pb2.Record.FromString(frame.payload)
         kind = record.WhichOneof("kind")
@@ -106,13 +112,29 @@ def _history_rows(spool: Path) -> Iterator[dict[str, Any]]:
             yield from _history.decode_rows([records_pb2.HistoryBatch.FromString(record.history)])
 
 
-def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], None]:
-    def write(frames: list[tuple[int, bytes]]) -> None:
-        writer = _spool.SpoolWriter(spool)
+def _spool_fallback(spool: Path) -> Callable[[list[tuple[int, bytes]]], str]:
+    """finish()'s last resort for frames the daemon did not acknowledge: the run's spool when no
+    daemon holds it (gone for good), else a rescue file beside it (``_rescue``: a stalled daemon
+    still holds the spool's lock, and merges the file when it goes on). Says where they went."""
+
+    def write(frames: list[tuple[int, bytes]]) -> str:
+        try:
+            writer = _spool.SpoolWriter(spool)
+        except _spool.SpoolError:  # held: the daemon is alive but did not answer in time
+            path = _rescue.write_rescue(spool, frames)
+            return (
+                f"they were written to {path}; the daemon holds the run's spool and adds them to it "
+                "when it goes on (or when it starts again), as `tracklog sync` on the run directory "
+                "does once no daemon holds it"
+            )
         try:
             writer.append(frames)
         finally:
             writer.close()
+        return (
+            f"they were written to the run's spool {spool}; the next daemon start, or `tracklog sync` "
+            "on the run directory, sends them"
+        )
 
     return write
 
@@ -300,7 +322,7 @@ def _start(
         writer_token=resumed.writer_token or _tokens.new_token(),
     )
     sender.queue.append(records_pb2.Record(start=start_record))
-    connected = sender.connect_now(timeout=DAEMON_START_TIMEOUT)
+    connected = _connect(sender, transport)
     sender.start()
     if not connected and not offline:
         printer.warn("the tracklog daemon is not answering yet; the run goes on and its data is kept")
@@ -328,6 +350,16 @@ def _mark_auto_resume(run: Run, marker: Path) -> None:
             pass  # gone already, or another run's now
 
     run._on_finished.append(forget)
+
+
+def _connect(sender: Sender, transport: Transport) -> bool:
+    """The first connection (see ``Sender.connect_now``). RunBusy (another live process writes this
+    run) propagates to init()'s caller: nothing of this run was written then."""
+    try:
+        return sender.connect_now(timeout=DAEMON_START_TIMEOUT)
+    except RunBusy:
+        transport.close()
+        raise
 
 
 def _start_console(sender: Sender) -> Console | None:

@@ -6,6 +6,7 @@ stays light; the command line is the daemon's own: ``python -m tracklogd --home 
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -40,14 +41,18 @@ def unix_answers(path: Path) -> bool:
     return True
 
 
+_spawned: list[subprocess.Popen[bytes]] = []  # daemons this process started
+
+
 def spawn(home: Path) -> None:
     """Starts a daemon detached from this process (its own session, so Ctrl+C here does not reach it).
 
     Two processes may both spawn one: the daemon's flock lets exactly one of them serve.
     """
     _home.ensure_home(home)
+    _spawned[:] = [proc for proc in _spawned if proc.poll() is None]  # reaps daemons that exited
     with open(_home.daemon_log_path(home), "ab") as log:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "tracklogd", "--home", os.fspath(home)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -55,6 +60,20 @@ def spawn(home: Path) -> None:
             start_new_session=True,
             close_fds=True,
         )
+    # Kept, not dropped: a dropped Popen of a running child is a ResourceWarning, and a daemon that
+    # exits (idle) is reaped by the next spawn's poll above instead of staying a zombie.
+    if not _spawned:
+        atexit.register(_outlive)
+    _spawned.append(proc)
+
+
+def _outlive() -> None:
+    """At this process's exit: the daemons it started outlive it by design (their own session), so
+    their Popen objects are marked done rather than warning that the child still runs."""
+    for proc in _spawned:
+        if proc.poll() is None:
+            proc.returncode = 0  # not waited for: the daemon is detached, and init reparents it
+    _spawned.clear()
 
 
 def ensure_daemon(home: Path, *, timeout: float, start: bool = True) -> str:

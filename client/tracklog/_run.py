@@ -414,8 +414,11 @@ class Run:
     def _end_run(self, state: int, exit_code: int, reason: str, timeout: float, prompt: bool) -> None:
         # Bounded: a SIGTERM ends the run on another thread while the interrupted main thread may
         # hold the lock (inside log()); then the row being accumulated is left out, not waited for.
+        # The fast path of log() takes only keys in ``_known``: emptied here (under the lock that
+        # orders rows), every later log() goes the slow way, which says the run has finished.
         if self._lock.acquire(timeout=min(timeout, 2.0)):
             try:
+                self._known.clear()
                 if self._pending is not None:
                     self._commit()
                 if self._metrics is not None:
@@ -424,6 +427,8 @@ class Run:
                         self._emit(record)
             finally:
                 self._lock.release()
+        else:
+            self._known.clear()
         from tracklog import _lifecycle  # the current-run registry; imported late to avoid a cycle
 
         _lifecycle.forget(self)

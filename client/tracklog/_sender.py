@@ -23,12 +23,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby, repeat
 from typing import Any
 
 from tracklog._capture import Capture, OutputChunk
-from tracklog._errors import CommError
+from tracklog._errors import CommError, RunBusy
+from tracklog._files import FileSend
 from tracklog._history import BatchBuilder
 from tracklog._losses import Losses
 from tracklog._sparkline import Series
@@ -66,7 +67,7 @@ class Sender:
         flush_interval: float = FLUSH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
-        fallback: Callable[[list[tuple[int, bytes]]], None] | None = None,
+        fallback: Callable[[list[tuple[int, bytes]]], str | None] | None = None,
         finish_timeout: float = 15.0,
         last_seq: int = 0,
         capture: Capture | None = None,
@@ -97,6 +98,10 @@ class Sender:
         self._backoff = 0.1
         self._warned_at = -1e9
         self._builder = BatchBuilder()
+        # Files to send, oldest first, each with its chunk reader once opened; under the memory cap
+        # they are read as acks make room (``_pull_files``), and a Finish waits for them.
+        self._files: deque[tuple[FileSend, Iterator[records_pb2.Record] | None]] = deque()
+        self._held_finish: records_pb2.Record | None = None
         self._closing: list[Any] = []  # END and the Finish, queued by this thread after its last cycle
         self._ended = False  # a Finish was framed: nothing follows it
         self.losses = Losses(warn)
@@ -120,7 +125,7 @@ class Sender:
         is queued (the RunStart) and waits until it is durable, so that a run exists in its spool
         once init() returns, whatever happens to the training process next."""
         try:
-            self._try_connect()
+            self._try_connect(busy_raises=True)
             if not self._connected:
                 return False
             self._encode()
@@ -129,6 +134,8 @@ class Sender:
                 self.transport.wait_durable(self._unacked[-1][0], timeout)
                 self._trim()
             return self._connected
+        except RunBusy:
+            raise  # another live process writes this run: init() says so
         except Exception as exc:  # init() goes on; the thread keeps trying
             self._internal_error(exc)
             return False
@@ -168,34 +175,42 @@ class Sender:
             return False  # still trying; what it holds stays in this process's memory until exit
         try:
             self._encode()  # whatever came after the thread's last cycle (discarded after a Finish)
+            self._abandon_files()
             self._spool_rest()
         except Exception as exc:  # never raise into the training script at exit
             self._internal_error(exc)
         line = self.losses.closing_line()
         if line is not None:
             self._warn(line)
-        return not self.queue and not self._unacked
+        return not self.queue and not self._unacked and not self._files
 
     def _spool_rest(self) -> None:
+        """Hands the frames the daemon did not acknowledge to ``fallback``, which writes them where
+        the next owner of the spool finds them (the spool itself, or a rescue file beside it when a
+        stalled daemon still holds the spool) and says where, or raises: then they are lost, and the
+        user is told exactly how many."""
         if not self._unacked or self._fallback is None:
             return
+        count, rows = len(self._unacked), sum(history_rows(p) for _, p in self._unacked)
+        what = f"{count} frame{'s' if count != 1 else ''} ({rows} history rows)"
         try:
-            count = len(self._unacked)
-            self._fallback(list(self._unacked))
-            self._unacked.clear()
-            self._unacked_bytes = 0
-            self._warn(
-                f"the daemon could not be reached; {count} frames were written to the run's "
-                "spool instead; the next daemon start, or `tracklog sync` on the run dir, sends them"
-            )
+            where = self._fallback(list(self._unacked))
         except Exception as exc:
-            # E.g. the daemon still holds the spool (its lock refuses a second writer): these
-            # frames are lost, and the user is told exactly how many.
-            count, rows = len(self._unacked), sum(history_rows(p) for _, p in self._unacked)
             self._warn(
-                f"{count} frame{'s' if count != 1 else ''} ({rows} history rows) of this run could not "
-                f"be kept: the daemon did not acknowledge them and the spool refused them ({exc})"
+                f"{what} of this run could not be kept: the daemon did not acknowledge them and the "
+                f"spool refused them ({exc})"
             )
+            return
+        self._unacked.clear()
+        self._unacked_bytes = 0
+        self._warn(
+            f"the tracklog daemon did not acknowledge {what} in time; "
+            + (
+                where
+                or "they were written to the run's spool instead; the next daemon start, or "
+                "`tracklog sync` on the run dir, sends them"
+            )
+        )
 
     @property
     def pending_frames(self) -> int:
@@ -236,7 +251,9 @@ class Sender:
         self.queue.extend(self._closing)
         self._encode()
         deadline = self._clock() + deadline_s
-        while self._unacked and self._clock() < deadline:
+        while (self._unacked or self._files) and self._clock() < deadline:
+            self._trim()
+            self._pull_files()
             self._ship(ack=True)
             if self._connected and self._unacked:
                 self.transport.wait_durable(self._unacked[-1][0], min(1.0, deadline - self._clock()))
@@ -268,11 +285,62 @@ class Sender:
                 elif kind is records_pb2.Record:
                     for record in group:
                         self._record(record)
+                elif kind is FileSend:
+                    self._files.extend((send, None) for send in group)
                 elif self.capture is not None:
                     for item in group:
                         console = isinstance(item, OutputChunk)
                         for record in self.capture.expand(item):
-                            self._record(record, droppable=console)
+                            if isinstance(record, FileSend):
+                                self._files.append((record, None))
+                            else:
+                                self._record(record, droppable=console)
+        self._pull_files()  # outside the lock: it reads files from disk
+
+    def _pull_files(self) -> None:
+        """Frames the chunks of files to send, read from disk one at a time while what this process
+        holds for the daemon is under half the memory cap; the rest stays on disk until acks make
+        room. A Finish waits behind them (``_held_finish``)."""
+        files = self._files
+        while files:
+            # Files take at most half of the cap, so that history rows logged meanwhile still fit.
+            if self.buffered_bytes >= self._max_buffer // 2:
+                return  # read on once the daemon acks what is held
+            send, reading = files[0]
+            if reading is None:
+                reading = send.chunks()
+                files[0] = (send, reading)
+            try:
+                record = next(reading, None)
+            except (OSError, ValueError) as exc:
+                self._warn(f"cannot save {send.path} with the run: {exc}")
+                record = None
+            if record is None:
+                files.popleft()
+                continue
+            self._frame(record.SerializeToString())
+        held, self._held_finish = self._held_finish, None
+        if held is not None:
+            self._record(held)
+
+    def _abandon_files(self) -> None:
+        """At the end, when the daemon did not take the run's data in time: the files not yet read
+        are not sent, each named, counted as lost records (they are still on disk), and the Finish
+        goes in."""
+        while self._files:
+            send, reading = self._files.popleft()
+            sent = "the rest of it was" if reading is not None else "it was"
+            self.losses.drop(
+                records=1,
+                reason=f"file {send.name} was not sent: the daemon did not take the run's data in time",
+                kind=f"file:{send.path}",
+                warning=f"{send.path} (saved with the run as {send.name}) was not sent: the daemon did "
+                f"not take the run's data in time and this process holds at most "
+                f"{self._max_buffer / 2**20:g} MiB for it; {sent} not read (the file is still on disk)",
+            )
+        held, self._held_finish = self._held_finish, None
+        if held is not None:
+            self._record(held)
 
     def _history(self, rows: list[Row]) -> None:
         if self._ended:
@@ -346,6 +414,9 @@ class Sender:
 
     def _record(self, record: records_pb2.Record, *, droppable: bool = False) -> None:
         if self._ended:
+            return
+        if self._files and _is_finish(record):
+            self._held_finish = record  # after the files still to read (``_pull_files``)
             return
         try:
             if _is_finish(record):
@@ -474,10 +545,14 @@ class Sender:
         while unacked and unacked[0][0] <= durable:
             self._unacked_bytes -= len(unacked.popleft()[1])
 
-    def _try_connect(self) -> None:
+    def _try_connect(self, *, busy_raises: bool = False) -> None:
+        """Connects; ``busy_raises``: a RunBusy (another live process writes the run) propagates,
+        else it is one more failure to retry, as any other."""
         try:
             durable = self.transport.connect()
-        except (CommError, OSError) as exc:
+        except (CommError, OSError, RunBusy) as exc:
+            if busy_raises and isinstance(exc, RunBusy):
+                raise
             self._connected = False
             self._next_attempt = self._clock() + self._backoff
             self._backoff = min(self._backoff * 2, 5.0)

@@ -30,137 +30,74 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import struct
 import zlib
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-MAGIC = b"TLSPOOL2"
-MAGIC_V1 = b"TLSPOOL1"
-MARKER = b"\xa7TLF"
-HEADER = struct.Struct("<4sIIQII")
-_HEADER_BODY = struct.Struct("<4sIIQI")  # what the header CRC covers
-HEADER_V1 = struct.Struct("<IIQ")
-MAX_FRAME_BYTES = 64 * 1024 * 1024
-_SEARCH_CHUNK = 1 << 20
+from tracklog import _spool_v1
+from tracklog._spool_format import (
+    DISK_ERRNOS,
+    HEADER,
+    HEADER_V1,
+    MAGIC,
+    MAGIC_V1,
+    MARKER,
+    MAX_FRAME_BYTES,
+    SEARCH_CHUNK,
+    Damage,
+    FrameAt,
+    Recovery,
+    SpoolBusy,
+    SpoolError,
+    check_header,
+    frame_bytes,
+    history_rows,
+    rows_text,
+)
 
-# The errors a full or failing disk gives a write, an ftruncate or an fsync.
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
-
-
-class SpoolError(Exception):
-    """A spool cannot be used: not a spool, a gap in sequence numbers, an oversized frame, or a spool
-    another process is writing."""
-
-
-@dataclass(frozen=True, slots=True)
-class FrameAt:
-    seq: int
-    payload: bytes
-    end: int  # file offset just past this frame: where a reader resumes
-    rows: int = 0  # history rows, as the header tells (0 for other kinds, and in TLSPOOL1 spools)
-
-
-@dataclass(frozen=True, slots=True)
-class Damage:
-    """Bytes of a spool that could not be read, between two good frames (or the magic and one).
-
-    ``first_seq``..``last_seq`` (inclusive) are the frames lost; none when the damage lies between two
-    consecutive frames (``first_seq > last_seq``: only bytes were skipped, e.g. a damaged magic).
-    ``rows`` counts the history rows of the lost frames whose headers could still be read;
-    ``rows_known`` is False when some lost frame's header could not.
-    """
-
-    file: str  # the spool's file name
-    first_seq: int
-    last_seq: int
-    rows: int
-    rows_known: bool
-    start: int  # file offsets of the skipped bytes
-    end: int
-    reason: str
-
-    @property
-    def frames(self) -> int:
-        return max(0, self.last_seq - self.first_seq + 1)
-
-    @property
-    def bytes(self) -> int:
-        return self.end - self.start
-
-    def describe(self) -> str:
-        """One line for a log or a terminal."""
-        if not self.frames:
-            lost = "no frame lost"
-        else:
-            span = f"{self.first_seq}" if self.frames == 1 else f"{self.first_seq}-{self.last_seq}"
-            lost = (
-                f"frame{'s' if self.frames > 1 else ''} {span} lost ({rows_text(self.rows, self.rows_known)})"
-            )
-        return f"{self.file}: {lost}; {self.bytes} damaged bytes at offset {self.start}: {self.reason}"
+# The format's names are part of this module's surface (``from tracklog._spool import FrameAt``).
+__all__ = [
+    "DISK_ERRNOS",
+    "HEADER",
+    "HEADER_V1",
+    "MAGIC",
+    "MAGIC_V1",
+    "MARKER",
+    "MAX_FRAME_BYTES",
+    "Damage",
+    "FileOps",
+    "FrameAt",
+    "OsFileOps",
+    "Recovery",
+    "Scan",
+    "SpoolBusy",
+    "SpoolError",
+    "SpoolWriter",
+    "first_header_seq",
+    "frame_bytes",
+    "frames",
+    "history_rows",
+    "lock_holder",
+    "read_synced",
+    "recover",
+    "rows_text",
+    "scan",
+    "synced_path",
+    "write_synced",
+]
 
 
-def rows_text(rows: int, known: bool) -> str:
-    """How many history rows were lost, in words: exact, a lower bound, or unknown."""
-    if known:
-        return f"{rows} history rows"
-    return f"at least {rows} history rows" if rows else "an unknown number of history rows"
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    last_seq: int
-    good_bytes: int
-    truncated_bytes: int  # a torn end, cut
-    damage: tuple[Damage, ...] = ()  # found before the end, left in place
-    tail_reason: str = ""
-
-
-def history_rows(payload: bytes) -> int:
-    """The rows of a serialized ``Record`` holding a history batch, else 0, read from its first bytes.
-
-    Protobuf writes known fields in field-number order, so a history record starts with the tag of
-    ``Record.history`` (field 2, length-delimited) and the batch with ``HistoryBatch.steps`` (field 1):
-    8 bytes per row. Anything else, or anything malformed, counts 0.
-    """
-    if not payload or payload[0] != 0x12:
+def first_header_seq(path: str | os.PathLike[str]) -> int:
+    """The seq in the first frame header of a spool when that header checks, else 0 (also when the
+    file cannot be read). A rescue file (``_rescue``) starts at any seq; a spool at 1."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + HEADER.size)
+    except OSError:
         return 0
-    _, pos = _varint(payload, 1)
-    if pos >= len(payload) or payload[pos] != 0x0A:
-        return 0
-    length, _ = _varint(payload, pos + 1)
-    return length // 8
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(data) and shift < 64:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    return 0, len(data)
-
-
-def _frame_bytes(seq: int, payload: bytes, rows: int) -> bytes:
-    if len(payload) > MAX_FRAME_BYTES:
-        raise SpoolError(f"frame {seq} is {len(payload)} bytes; the limit is {MAX_FRAME_BYTES}")
-    body = _HEADER_BODY.pack(MARKER, len(payload), rows, seq, zlib.crc32(payload))
-    return body + struct.pack("<I", zlib.crc32(body)) + payload
-
-
-def _header(data: bytes) -> tuple[int, int, int, int] | None:
-    """``(length, rows, seq, payload crc)`` of a header that checks, else None."""
-    if len(data) < HEADER.size:
-        return None
-    marker, length, rows, seq, payload_crc, header_crc = HEADER.unpack_from(data)
-    if marker != MARKER or zlib.crc32(data[: _HEADER_BODY.size]) != header_crc or length > MAX_FRAME_BYTES:
-        return None
-    return length, rows, seq, payload_crc
+    header = check_header(head[len(MAGIC) :])
+    return header[2] if header is not None else 0
 
 
 class Scan:
@@ -181,6 +118,7 @@ class Scan:
         self.size = 0
         self.tail_bytes = 0
         self.tail_reason = ""
+        self.tail_rows = 0  # history rows of the frame the tail begins, as far as its header tells
         self.version = 2
         self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close() / exhaustion
         self._items = self._read(start)
@@ -226,10 +164,14 @@ class Scan:
                 self.good_end = len(head)
                 self.tail_bytes, self.tail_reason = len(head), "a spool whose magic is not fully written"
                 return  # created, its magic not yet fully written: no frames
-            if _header(self._pread(len(MAGIC), HEADER.size)) is None:
-                if not self._v1_first_frame_checks():
+            if check_header(self._pread(len(MAGIC), HEADER.size)) is None:
+                if _spool_v1.first_frame_checks(self._pread):
+                    head = MAGIC_V1
+                elif self._resync(len(MAGIC)) is None:
+                    # No good frame anywhere: not a spool (or nothing of it is left to read).
                     raise SpoolError(f"{self.path} is not a tracklog spool")
-                head = MAGIC_V1
+                # Else a spool whose start (magic and first header) is damaged: read on from the
+                # first good frame, reporting what was skipped.
         self.version = 1 if head == MAGIC_V1 else 2
         offset = len(MAGIC) if start is None or start < len(MAGIC) else start
         self.good_end = offset
@@ -241,76 +183,27 @@ class Scan:
         else:
             yield from self._read_v2(offset)
 
-    def _v1_first_frame_checks(self) -> bool:
-        data = self._pread(len(MAGIC), HEADER_V1.size)
-        if len(data) < HEADER_V1.size:
-            return False
-        length, crc, seq = HEADER_V1.unpack(data)
-        if seq != 1 or length > MAX_FRAME_BYTES:
-            return False
-        payload = self._pread(len(MAGIC) + HEADER_V1.size, length)
-        return len(payload) == length and zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))) == int(crc)
-
-    def _read_v1(self, offset: int) -> Iterator[FrameAt | Damage]:
+    def _read_v1(self, offset: int) -> Generator[FrameAt | Damage]:
+        items = _spool_v1.read(self._pread, self.size, self.path.name, offset, self.last_seq)
         while True:
-            header = self._pread(offset, HEADER_V1.size)
-            if not header:
+            try:
+                item = next(items)
+            except StopIteration as stop:
+                if stop.value is not None:
+                    self._tail(*stop.value)
                 return
-            frame = self._v1_frame(offset, header)
-            if frame is not None and frame[0] == self.last_seq + 1:
-                seq, payload = frame
-                offset += HEADER_V1.size + len(payload)
-                self.last_seq, self.good_end = seq, offset
-                yield FrameAt(seq, payload, offset, history_rows(payload))
-                continue
-            found = self._resync_v1(offset)
-            if found is None:
-                self._tail(offset, f"a bad or incomplete frame after frame {self.last_seq}")
-                return
-            resume, seq = found
-            reason = f"a bad frame after frame {self.last_seq} at offset {offset}"
-            yield Damage(self.path.name, self.last_seq + 1, seq - 1, 0, False, offset, resume, reason)
-            self.last_seq = seq - 1
-            offset = resume
-
-    def _v1_frame(self, offset: int, header: bytes) -> tuple[int, bytes] | None:
-        if len(header) < HEADER_V1.size:
-            return None
-        length, crc, seq = HEADER_V1.unpack(header)
-        if length > min(MAX_FRAME_BYTES, self.size - offset - HEADER_V1.size):
-            return None
-        payload = self._pread(offset + HEADER_V1.size, length)
-        if len(payload) < length or zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))) != crc:
-            return None
-        return seq, payload
-
-    def _resync_v1(self, damaged: int) -> tuple[int, int] | None:
-        """The first good frame after ``damaged`` in a TLSPOOL1 spool, which has no marker: found by
-        searching for the little-endian bytes of the next few seqs where a header's seq field would
-        be. (An older daemon left a partial frame when a write failed and wrote the client's resend
-        of the same seq after it: that frame is found here.)"""
-        expected = self.last_seq + 1
-        needles = [struct.pack("<Q", seq) for seq in range(expected, expected + 16)]
-        pos = damaged + 1
-        while pos < self.size:
-            chunk = self._pread(pos, _SEARCH_CHUNK + HEADER_V1.size)
-            hits = sorted(at for needle in needles for at in _all(chunk, needle, limit=_SEARCH_CHUNK))
-            for at in hits:
-                start = pos + at - 8  # the seq field is the header's last 8 bytes
-                if start <= damaged:
-                    continue
-                frame = self._v1_frame(start, self._pread(start, HEADER_V1.size))
-                if frame is not None and frame[0] >= expected:
-                    return start, frame[0]
-            pos += _SEARCH_CHUNK
-        return None
+            if isinstance(item, FrameAt):
+                self.last_seq, self.good_end = item.seq, item.end
+            else:
+                self.last_seq = item.last_seq
+            yield item
 
     def _read_v2(self, offset: int) -> Iterator[FrameAt | Damage]:
         while True:
             data = self._pread(offset, HEADER.size)
             if not data:
                 return
-            header = _header(data)
+            header = check_header(data)
             if header is not None and header[2] == self.last_seq + 1:
                 length, rows, seq, payload_crc = header
                 payload = self._pread(offset + HEADER.size, length)
@@ -353,7 +246,7 @@ class Scan:
         rows_of: dict[int, int] = {}
         pos: int | None = damaged
         while pos is not None:
-            header = _header(self._pread(pos, HEADER.size))
+            header = check_header(self._pread(pos, HEADER.size))
             if header is None or header[2] < expected:
                 pos = self._find_marker(pos + 1)
                 continue
@@ -376,7 +269,7 @@ class Scan:
 
     def _find_marker(self, pos: int) -> int | None:
         while pos < self.size:
-            chunk = self._pread(pos, _SEARCH_CHUNK + len(MARKER) - 1)
+            chunk = self._pread(pos, SEARCH_CHUNK + len(MARKER) - 1)
             if len(chunk) < len(MARKER):
                 return None
             at = chunk.find(MARKER)
@@ -388,14 +281,10 @@ class Scan:
     def _tail(self, offset: int, reason: str) -> None:
         self.tail_bytes = max(0, self.size - offset)
         self.tail_reason = reason
-
-
-def _all(data: bytes, needle: bytes, limit: int) -> Iterator[int]:
-    """Every offset below ``limit`` where ``needle`` starts in ``data``."""
-    at = data.find(needle)
-    while 0 <= at < limit:
-        yield at
-        at = data.find(needle, at + 1)
+        # What the tail's first header (if it checks) tells of the frame cut short: its rows.
+        header = check_header(self._pread(offset, HEADER.size)) if self.version == 2 else None
+        if header is not None and header[2] == self.last_seq + 1:
+            self.tail_rows = header[1]
 
 
 def scan(path: str | os.PathLike[str], start: int | None = None, after_seq: int = 0) -> Scan:
@@ -424,7 +313,8 @@ def recover(path: str | os.PathLike[str]) -> Recovery:
         with open(path, "r+b") as f:
             f.truncate(good)
             os.fsync(f.fileno())
-    return Recovery(found.last_seq, good, size - good, tuple(damage), found.tail_reason)
+    tail = (found.tail_reason, found.tail_rows)
+    return Recovery(found.last_seq, good, size - good, tuple(damage), *tail)
 
 
 class FileOps(Protocol):
@@ -513,9 +403,7 @@ class SpoolWriter:
             except BlockingIOError:
                 os.close(fd)
                 holder = lock_holder(self.path) or "another writer"
-                raise SpoolError(
-                    f"{self.path} is being written by {holder}; a spool has one writer"
-                ) from None
+                raise SpoolBusy(f"{self.path} is being written by {holder}; a spool has one writer") from None
             except OSError:
                 os.close(fd)
                 raise
@@ -540,28 +428,9 @@ class SpoolWriter:
         return recovery
 
     def _upgrade(self, keep_original: bool) -> None:
-        """Rewrites a TLSPOOL1 spool (already cut at its last good frame) in the current format:
-        written beside it, fsynced, locked, then renamed over it. Its good frames keep their seqs, so
-        frames lost to damage stay a visible gap; a damaged original is kept as ``<name>.v1-damaged``."""
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.upgrade")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            chunks = [MAGIC, *(_frame_bytes(f.seq, f.payload, f.rows) for f in frames(self.path))]
-            data = b"".join(chunks)
-            offset = 0
-            while offset < len(data):
-                offset += os.pwrite(fd, data[offset:], offset)
-            os.fsync(fd)
-            if keep_original:
-                backup = self.path.with_name(self.path.name + ".v1-damaged")
-                backup.unlink(missing_ok=True)
-                os.link(self.path, backup)
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
+        """Rewrites a TLSPOOL1 spool in the current format (``_spool_v1.upgrade``) and writes the new
+        file from now on."""
+        fd = _spool_v1.upgrade(self.path, frames(self.path), keep_original)
         os.close(self._fd)
         self._fd = fd
 
@@ -590,7 +459,7 @@ class SpoolWriter:
             if seq != expected:
                 raise SpoolError(f"{self.path.name}: expected frame {expected}, got {seq}")
             rows = frame[2] if len(frame) > 2 else history_rows(payload)
-            chunks.append(_frame_bytes(seq, payload, rows or 0))
+            chunks.append(frame_bytes(seq, payload, rows or 0))
             expected += 1
         if not chunks:
             return self.last_seq

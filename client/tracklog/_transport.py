@@ -12,12 +12,12 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import grpc
 
 from tracklog import _launch, _spool
-from tracklog._errors import CommError
+from tracklog._errors import CommError, RunBusy
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2
 
 
@@ -62,6 +62,8 @@ class SpoolTransport:
         if self._writer is None:
             try:
                 self._writer = _spool.SpoolWriter(self.spool)
+            except _spool.SpoolBusy as exc:
+                raise RunBusy(f"{exc}: {_BUSY_HINT}") from exc
             except (OSError, _spool.SpoolError) as exc:
                 raise CommError(f"cannot open {self.spool}: {exc}") from exc
         return self._writer.last_seq
@@ -102,6 +104,9 @@ class SpoolTransport:
 
 
 _CLOSE = object()
+_BUSY_HINT = (
+    "a run has one writer at a time; start this one with another id, or resume it once that process has ended"
+)
 
 
 class DaemonTransport:
@@ -130,9 +135,12 @@ class DaemonTransport:
         self._queued = 0
         self._generation = 0  # which stream the reader thread belongs to; stale readers are ignored
         self._attached = False
+        self._busy = ""  # the daemon's refusal: another live process writes the run
         self._acks = 0  # acks received: wait_durable returns early on one that reports an error
         self._broken = True
         self._channel: grpc.Channel | None = None
+        self._call: grpc.Future[Any] | None = None  # the stream: cancelled at close if frames are unacked
+        self._sent_seq = 0  # the highest seq handed to send() on this stream
         self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
 
     def connect(self) -> int:
@@ -147,10 +155,13 @@ class DaemonTransport:
             self._generation += 1
             generation = self._generation
             self._attached = False
+            self._busy = ""
             self._broken = False
             self._write_error = ""
             self._queued = 0
         call = stub.RunStream(self._outgoing(requests, generation))
+        self._call = cast("grpc.Future[Any]", call)
+        self._sent_seq = 0
         reader = threading.Thread(
             target=self._read, args=(call, generation), name="tracklog-acks", daemon=True
         )
@@ -159,6 +170,8 @@ class DaemonTransport:
             if not self._cond.wait_for(lambda: self._attached or self._broken, self._attach_timeout):
                 self._broken = True
             if not self._attached:
+                if self._busy:
+                    raise RunBusy(f"{self._busy}: {_BUSY_HINT}")
                 raise CommError("the tracklog daemon did not accept the run")
             return self._durable
 
@@ -200,8 +213,12 @@ class DaemonTransport:
                     # Said on stderr, so the run's console log keeps why it ended killed.
                     sys.stderr.write(f"tracklog: stopping the run: {message.stop.reason}\n")
                     _thread.interrupt_main()  # a stop from the API ends the run as killed
-        except grpc.RpcError:
-            pass
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            if code == grpc.StatusCode.ALREADY_EXISTS:  # another live process writes this run
+                with self._cond:
+                    if generation == self._generation:
+                        self._busy = str(exc.details())
         finally:
             with self._cond:
                 if generation == self._generation:
@@ -216,6 +233,7 @@ class DaemonTransport:
         if size:
             with self._cond:
                 self._queued += size
+                self._sent_seq = max(self._sent_seq, frames[-1][0])
         self._requests.put((daemon_pb2.ClientMessage(frames=batch), size))
 
     @property
@@ -247,6 +265,14 @@ class DaemonTransport:
 
     def close(self) -> None:
         self._requests.put(_CLOSE)
+        call, self._call = self._call, None
+        if call is not None and self._durable < self._sent_seq:
+            # The daemon did not ack everything (stalled, e.g. SIGSTOP): gRPC may be blocked writing
+            # to it, and closing the channel waits for that write, forever if the daemon never reads
+            # again. The stream is cancelled and the channel left to the process's exit; what was not
+            # acked is the sender's to keep (the spool fallback).
+            call.cancel()
+            self._channel = None
         if self._channel is not None:
             self._channel.close()
             self._channel = None

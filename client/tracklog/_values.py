@@ -64,9 +64,15 @@ def normalise(key: str, value: Any) -> Any:
         return float(value) if isinstance(value, float) else normalise(key, int(value))
     if isinstance(value, list | tuple):
         items = [normalise(f"{key}[{i}]", v) for i, v in enumerate(value)]
-        if any(isinstance(v, list | dict) for v in items) or len(json.dumps(items)) > MAX_TEXT:
+        if any(isinstance(v, list | dict) for v in items):
             raise TypeError(
                 f"log() value for key {key!r}: only flat lists of numbers and strings are supported"
+            )
+        size = len(json.dumps(items))
+        if size > MAX_TEXT:
+            raise ValueError(
+                f"log() value for key {key!r} is a list of {len(items)} items, {size} characters as "
+                f"JSON; the limit is {MAX_TEXT}"
             )
         return items
     raise TypeError(
@@ -116,6 +122,11 @@ def flatten_into(out: dict[str, Any], data: Mapping[Any, Any], prefix: str = "",
             flatten_into(out, value, nested, what)
         else:
             name = check_key(prefix + key, what)
+            if name in out:  # "a/b" given as such and through {"a": {"b": ...}}: which one is meant?
+                raise ValueError(
+                    f"{what} key {_rules.short(name)} is given twice in one call (as a flattened key and "
+                    "through nested dicts); give it once"
+                )
             out[name] = normalise(name, value)
 
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tracklog._spool import SpoolWriter
+from tracklog._torn import describe, seal_torn_end
 from tracklog.v1 import records_pb2, store_pb2
 from tracklogd._errors import StoreRejected
 from tracklogd._retry import RetryPolicy
@@ -120,6 +121,14 @@ class OwnSpool:
         if writer.recovery.truncated_bytes:
             cut = writer.recovery.truncated_bytes
             log.warning("recovered %s: cut a torn tail of %d bytes", self.path, cut)
+            # Its writer was a daemon that is gone: what the end held is lost, and the run says so.
+            try:
+                lost = seal_torn_end(writer)
+            except OSError as exc:
+                log.error("cannot record the loss of the torn end of %s on its run: %s", self.path, exc)
+            else:
+                if lost is not None:
+                    log.warning("damaged spool %s: %s (recorded on the run)", self.path, describe(lost))
         self.durable_seq = writer.last_seq
         return writer
 

@@ -29,7 +29,9 @@ from typing import NamedTuple, Protocol
 
 import grpc
 
+from tracklog._rescue import merge_rescues
 from tracklog._spool import FileOps, SpoolError, SpoolWriter, history_rows
+from tracklog._torn import describe, seal_torn_end
 from tracklog.v1 import daemon_pb2, records_pb2
 from tracklogd._errors import SpoolUnusable, StreamRefused
 from tracklogd._own import OwnSpool, own_spool_path
@@ -198,6 +200,8 @@ class RunRegistry:
             )
         for damage in writer.recovery.damage:  # left in place; the sync reports it to the store
             log.warning("recovered %s with damage: %s", spool, damage.describe())
+        with slot.lock:
+            self._take_rescues(slot)
         slot.durable_seq = writer.last_seq
         try:
             slot.own.open_existing()  # the daemon's sequence continues where it ended
@@ -255,10 +259,20 @@ class RunRegistry:
                     sync=SpoolSync(spool, attach.ref),
                 )
             with slot.lock:
+                # One writer per run: a second live training process with the run's id (resume=
+                # "allow" twice at once) would number its frames over the first one's, and one of
+                # them would lose its rows. The same process re-attaching (a reconnect) wins.
+                holder = slot.pid if slot.attached or slot.watching else 0
+                if holder and holder != attach.pid and self._pid_alive(holder):
+                    raise StreamRefused(
+                        f"run {key} is being written by process {holder}, which is still running",
+                        grpc.StatusCode.ALREADY_EXISTS,
+                    )
                 try:
                     if slot.writer is None:
                         run_dir.mkdir(parents=True, exist_ok=True)
                         slot.writer = SpoolWriter(spool, ops=self._spool_ops)
+                        self._take_rescues(slot)  # a resumed run's: its new frames follow them
                         slot.durable_seq = slot.writer.last_seq
                     entry = PendingEntry(key, str(run_dir), str(spool), attach.server, attach.pid)
                     if entry != slot.entry:  # durable before the first ack (see _pending)
@@ -352,6 +366,7 @@ class RunRegistry:
             if slot.stream is not stream:
                 return  # replaced by a newer attach, which now owns the run
             slot.stream = None
+            rescued = self._take_rescues(slot)
             if self._stopping.is_set() or slot.finish_seq:
                 pass  # the daemon is going away (clients re-attach to the next), or run complete
             elif self._pid_alive(slot.pid):
@@ -361,7 +376,7 @@ class RunRegistry:
                 crashed = self._finish_crashed(slot)
         if slot.watching:
             self._on_watch()
-        if crashed:
+        if crashed or rescued:
             self._on_frames(slot)
         if gone:
             self._on_gone(slot)
@@ -492,15 +507,50 @@ class RunRegistry:
         except OSError as exc:
             log.error("cannot close %s: %s", slot.own.path, exc)
 
+    def _take_rescues(self, slot: RunSlot) -> bool:
+        """Slot lock held. Adds to the spool the frames its training process rescued beside it (at
+        finish(), when this daemon did not ack in time: ``tracklog._rescue``); whether any came."""
+        writer = slot.writer
+        if writer is None:
+            return False
+        merged = merge_rescues(writer, lambda problem: log.error("run %s: %s", slot.key, problem))
+        if not merged.frames:
+            return False
+        log.warning(
+            "run %s: added %d frames its training process had rescued (this daemon did not ack them "
+            "in time) to %s",
+            slot.key,
+            merged.frames,
+            slot.spool,
+        )
+        slot.durable_seq = writer.last_seq
+        slot.finish_seq = writer.last_seq if is_finish(merged.last_payload) else 0
+        return True
+
     def _finish_crashed(self, slot: RunSlot) -> bool:
         # Slot lock held. The client is gone, so the daemon writes the run's last frame itself.
         slot.watching = False
         writer = slot.writer
         if writer is None or slot.finish_seq:
             return False
+        if self._take_rescues(slot) and slot.finish_seq:
+            log.info("run %s: its rescued frames end with the Finish of process %d", slot.key, slot.pid)
+            return True
         if writer.last_seq == 0:
             log.info("run %s: training process %d vanished before its run started", slot.key, slot.pid)
             return False  # no RunStart: the store never heard of the run; retire_if_done drops it
+        try:
+            # A torn end cut at recovery that its training process did not send again: lost.
+            lost = seal_torn_end(writer)
+        except OSError as exc:
+            self._ratelog.log(
+                logging.ERROR, f"crash:{slot.key}", "cannot record the torn end of %s: %s", slot.spool, exc
+            )
+            slot.watching = True  # tried again on the pid watcher's next tick
+            return False
+        if lost is not None:
+            log.warning("damaged spool %s: %s (recorded on the run)", slot.spool, describe(lost))
+            slot.durable_seq = writer.last_seq
         seq = writer.last_seq + 1
         try:
             writer.append([(seq, crashed_finish(slot.pid, self._wall_clock()))])

@@ -26,6 +26,7 @@ A record the store refuses never holds up the rest of the run:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from typing import Literal
 
 import grpc
 
+from tracklog import _refs, _settings
 from tracklog._spool import Damage, FrameAt, Scan, SpoolError, read_synced, scan, write_synced
 from tracklog.v1 import records_pb2, store_pb2
 from tracklogd._errors import SpoolUnusable, StoreRejected
@@ -80,6 +82,7 @@ class SyncResult:
     tail_bytes: int = 0  # bytes after the last good frame with no good frame after them
     tail_reason: str = ""
     refused: int = 0  # records the server refused (each cost only itself)
+    start_lost: bool = False  # frame 1 was damaged: the run was sent as ``ref`` from the file's name
 
 
 ProgressCallback = Callable[[SyncProgress], None]
@@ -126,6 +129,9 @@ class SpoolSync:
         self.tail_bytes = 0  # as the last scan that reached the end found them
         self.tail_reason = ""
         self.refused = 0  # records the server refused, over all pushes
+        # Frame 1 (the RunStart) is damaged and no ``ref`` was given: the run is sent under the id of
+        # the spool's file name, the default entity and project (``ref_from_name``).
+        self.start_lost = False
         self._ref = ref
         self._writer_token: str | None = None  # from the spool's RunStart, once read
         self._offset: int | None = None
@@ -139,13 +145,20 @@ class SpoolSync:
         if self._ref is None:
             with self._scan(None, 0) as items:
                 first = next((item for item in items if not isinstance(item, Damage) or item.frames), None)
-            if isinstance(first, Damage):
+            if isinstance(first, Damage):  # it lost frame 1: the first of the spool
                 self._met(first)
-                raise SpoolUnusable(
-                    f"{self.spool}: frame 1, the run's start record, is damaged ({first.reason}); a run "
-                    "the store does not know cannot be created without it, so nothing was sent and the "
-                    "spool is kept as it is"
-                )
+                ref = ref_from_name(self.spool)
+                if ref is None:
+                    raise SpoolUnusable(
+                        f"{self.spool}: frame 1, the run's start record, is damaged ({first.reason}) and "
+                        "the file's name does not name a run (run-<id>.tlog); nothing was sent and the "
+                        "spool is kept as it is"
+                    )
+                # The run is created from what is known: its id, the entity and project init()
+                # would default to here; the store notes frame 1's loss on it.
+                self.start_lost = True
+                self._ref = ref
+                return ref
             start = run_start(first.payload) if first is not None and first.seq == 1 else None
             if start is None:
                 raise SpoolUnusable(f"{self.spool} does not begin with a run start record")
@@ -220,7 +233,8 @@ class SpoolSync:
                 if applied == 0 and first == 1 and frames[0].record[:1] == _LOST_TAG:
                     raise StoreRejected(
                         f"frame 1 of {self.spool}, the start record of run {ref_key(ref)}, is damaged and "
-                        "the store does not know the run: it cannot be created; the spool is kept"
+                        "the store does not know the run: this store does not create a run without it "
+                        "(it predates that); the spool is kept"
                     )
                 if applied == self.synced:  # ... or a refusal of frames that continue it exactly
                     raise StoreRejected(
@@ -300,6 +314,7 @@ class SpoolSync:
             self.tail_bytes,
             self.tail_reason,
             self.refused,
+            self.start_lost,
         )
 
     def _scan(self, start: int | None, after_seq: int) -> _ScanIter:
@@ -380,6 +395,23 @@ class SpoolSync:
         if seq > self.last_seq:
             self.last_seq = seq
             self.finish_seq = seq if is_finish(payload) else 0
+
+
+def ref_from_name(spool: Path) -> records_pb2.RunRef | None:
+    """The run of a spool whose RunStart is lost, as far as it is known: the id in its file name
+    (``run-<id>.tlog``), and the entity and project ``init()`` would default to here
+    (``TRACKLOG_ENTITY``/``TRACKLOG_PROJECT``, the user name, ``Uncategorized``). None when the name
+    holds no valid id."""
+    name = spool.name
+    if not (name.startswith("run-") and name.endswith(".tlog")):
+        return None
+    entity = os.environ.get("TRACKLOG_ENTITY") or _settings.default_entity()
+    project = os.environ.get("TRACKLOG_PROJECT") or _refs.DEFAULT_PROJECT
+    try:
+        path = _refs.RunPath(entity, project, name[len("run-") : -len(".tlog")])
+    except ValueError:
+        return None
+    return records_pb2.RunRef(entity=path.entity, project=path.project, id=path.id)
 
 
 def lost_record(damage: Damage, first_seq: int) -> bytes:

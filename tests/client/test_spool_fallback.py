@@ -1,5 +1,6 @@
 """The SDK's last resort at finish (writing unacked frames straight into the spool) never writes into a
-spool another writer holds, such as a live daemon: it is refused, and says how many frames are lost."""
+spool another writer holds, such as a live but stalled daemon: the frames go to a rescue file beside
+it instead, and the warning says where."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from tests.tmpfs import fill, small_tmpfs
 from tracklog import _home
 from tracklog._init import _spool_fallback
+from tracklog._rescue import read_rescue
 from tracklog._sender import Sender
 from tracklog._spool import SpoolWriter
 from tracklog._transport import DaemonTransport, SpoolTransport
@@ -17,7 +19,7 @@ from tracklog.v1 import daemon_pb2, records_pb2
 from tracklogd.testing import wait_until
 
 
-def test_the_fallback_is_refused_by_a_spool_the_daemon_holds_and_says_how_many_frames_are_lost(
+def test_the_fallback_never_writes_into_a_spool_the_daemon_holds_and_rescues_the_frames_beside_it(
     tmp_path: Path,
 ) -> None:
     home = tmp_path / "home"
@@ -39,14 +41,18 @@ def test_the_fallback_is_refused_by_a_spool_the_daemon_holds_and_says_how_many_f
     for step in range(100):
         sender.queue.append((step, 1.0e9 + step, {"x": float(step)}))
 
-    assert not sender.close(timeout=30)
+    assert sender.close(timeout=30)  # nothing is left in memory: all of it is on disk
 
     assert spool.read_bytes() == before  # nothing written behind the daemon's back
-    lost = [w for w in warnings if "could not be kept" in w]
-    assert lost == [
-        "1 frame (100 history rows) of this run could not be kept: the daemon did not acknowledge them "
-        f"and the spool refused them ({spool} is being written by process {os.getpid()} "
-        f"({Path('/proc/self/comm').read_text().strip()}); a spool has one writer)"
+    rescue = tmp_path / f"run-r1.tlog.rescue-{os.getpid()}"
+    found, damage = read_rescue(rescue)
+    assert [(f.seq, f.rows) for f in found] == [(2, 100)]
+    assert damage == []
+    told = [w for w in warnings if "did not acknowledge" in w]
+    assert told == [
+        "the tracklog daemon did not acknowledge 1 frame (100 history rows) in time; they were written "
+        f"to {rescue}; the daemon holds the run's spool and adds them to it when it goes on (or when it "
+        "starts again), as `tracklog sync` on the run directory does once no daemon holds it"
     ]
     daemon_side.close()
 

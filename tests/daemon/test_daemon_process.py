@@ -199,9 +199,11 @@ def test_a_new_daemon_process_cuts_a_torn_spool_and_syncs_what_was_good(
 
     spawn_daemon()
 
-    assert store.store.wait_for_seq(KEY, 5)
+    assert store.store.wait_for_seq(KEY, 6)
     records = spool_records(run_dir)
-    assert [seq for seq, _ in records] == [1, 2, 3, 4, 5]
+    assert [seq for seq, _ in records] == [1, 2, 3, 4, 5, 6]
+    # Its process is gone and cannot send the cut frame again: the loss is recorded in its place.
+    assert records[4][1].lost.first_seq == 5
     assert records[-1][1].finish.state == records_pb2.RUN_STATE_CRASHED
     assert spool.stat().st_size > good
     assert wait_until(lambda: not (home / "pending" / "me+proj+run1.json").exists())

@@ -479,10 +479,12 @@ def test_a_new_daemon_recovers_a_torn_spool_and_finishes_a_run_whose_process_is_
     make_daemon()
 
     records = spool_records(run_dir)
-    assert [r.WhichOneof("kind") for r in records] == ["start", "history", "history", "history", "finish"]
+    # The torn frame's process is gone (it cannot send it again): its loss is recorded in its place.
+    kinds = ["start", "history", "history", "history", "lost", "finish"]
+    assert [r.WhichOneof("kind") for r in records] == kinds
     assert records[-1].finish.state == records_pb2.RUN_STATE_CRASHED
-    assert spool.stat().st_size > good  # the torn tail was cut, then the Finish appended
-    assert store.store.wait_for_seq(KEY, 5)
+    assert spool.stat().st_size > good  # the torn tail was cut, then the loss and the Finish appended
+    assert store.store.wait_for_seq(KEY, 6)
     assert wait_until(lambda: not (home / "pending" / "me+proj+run1.json").exists())
 
 
@@ -546,3 +548,26 @@ def test_a_socket_directory_that_another_user_could_write_is_refused(tmp_path: P
             _home.socket_path(home)
     finally:
         short.rmdir()
+
+
+def test_a_second_live_process_attaching_to_a_run_is_refused_and_the_first_keeps_writing(
+    make_daemon: MakeDaemon, run_dir: Path, store: FakeStoreServer, pids: FakePids
+) -> None:
+    daemon = make_daemon()
+    batch = frames(make_ref(), 6)
+    other_pid = CLIENT_PID + 1
+    pids.alive.add(other_pid)  # a second training process with the same run id, alive
+    other = RunStreamClient(daemon.target, make_ref(), str(run_dir), pid=other_pid)
+    with client_for(daemon.target, run_dir) as first, other:
+        first.attach()
+        first.send(batch[:3])
+
+        with pytest.raises(AssertionError, match="expected Attached"):
+            other.attach()
+        error = other.wait_ended()
+        assert isinstance(error, grpc.Call)
+        assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert f"is being written by process {CLIENT_PID}, which is still running" in str(error.details())
+        assert first.send(batch[3:]) == 7  # the first one was not disturbed
+
+    assert spool_seqs(run_dir) == list(range(1, 8))

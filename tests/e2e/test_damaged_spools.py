@@ -5,6 +5,7 @@ the exit status says so. The spool on disk is left as it was."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -94,22 +95,33 @@ def test_one_flipped_byte_costs_its_frame_of_1000_rows_and_sync_reports_it_and_f
     assert "frame 26 lost (1000 history rows)" in again.stderr
 
 
-def test_a_damaged_start_record_of_a_run_the_store_does_not_know_is_said_clearly_and_the_spool_kept(
+def test_a_run_whose_start_record_is_damaged_is_stored_under_its_file_name_with_every_later_row(
     store: Callable[..., StoreProcess], env: dict[str, str], tmp_path: Path
 ) -> None:
     spool = offline_spool(tmp_path)
     damaged = flip_in_frame(spool, 1, HEADER.size + 2)
     server = store()
     server.start()
+    sync_env = {
+        **env,
+        "TRACKLOG_SERVER": server.address,
+        "TRACKLOG_ENTITY": "me",
+        "TRACKLOG_PROJECT": "damage",
+    }
 
-    result = _tracklog({**env, "TRACKLOG_SERVER": server.address}, "sync", str(spool.parent))
+    result = _tracklog(sync_env, "sync", str(spool.parent))
 
-    assert result.returncode == 1
-    assert "frame 1, the run's start record, is damaged" in result.stderr
-    assert "cannot be created" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert (
+        "frame 1, the run's start record, is damaged: the run was stored as me/damage/dmg1" in result.stderr
+    )
+    assert "run-dmg1.tlog: frame 1 lost" in result.stderr
     assert spool.read_bytes() == damaged
     with tracklog.Api(server.address) as api:
-        assert api.runs("me/damage") == []
+        run = api.run("me/damage/dmg1")
+        assert (run.state, run.history_rows) == ("finished", FRAMES * ROWS)
+        assert run.problems[0].startswith("frame 1 of run-dmg1.tlog lost to damage on disk")
+        assert [r["_step"] for r in run.scan_history(keys=["loss"])] == list(range(FRAMES * ROWS))
 
 
 def leave_pending(home: Path, spool: Path, server: str) -> None:
@@ -161,7 +173,7 @@ def test_a_daemon_syncing_an_online_spool_with_a_flipped_byte_stores_the_rest_an
     assert f"damaged spool {spool}: run-dmg1.tlog: frame 26 lost (1000 history rows)" in log
 
 
-def test_a_daemon_says_clearly_that_a_run_whose_start_record_is_damaged_cannot_be_created(
+def test_a_daemon_stores_a_run_whose_start_record_is_damaged_with_every_later_row_and_the_loss(
     store: Callable[..., StoreProcess], env: dict[str, str], tmp_path: Path, home: Path
 ) -> None:
     spool = offline_spool(tmp_path)
@@ -172,9 +184,40 @@ def test_a_daemon_says_clearly_that_a_run_whose_start_record_is_damaged_cannot_b
 
     assert _tracklog(env, "daemon", "start").returncode == 0
 
-    expected = "the start record of run me/damage/dmg1, is damaged and the store does not know the run"
-    wait_for(lambda: expected in (home / "daemon.log").read_text(), 60, "the daemon to report it")
-    assert "it cannot be created; the spool is kept" in (home / "daemon.log").read_text()
-    assert spool.read_bytes() == damaged
     with tracklog.Api(server.address) as api:
-        assert api.runs("me/damage") == []
+        wait_for(
+            lambda: api.runs("me/damage") and api.run("me/damage/dmg1").state == "finished", 60, "the run"
+        )
+        run = api.run("me/damage/dmg1")
+        assert run.history_rows == FRAMES * ROWS
+        assert run.problems[0].startswith("frame 1 of run-dmg1.tlog lost to damage on disk")
+    assert spool.read_bytes() == damaged
+    assert "damaged spool" in (home / "daemon.log").read_text()
+
+
+def test_a_finished_offline_run_whose_spool_was_cut_mid_frame_reports_the_loss_and_sync_fails(
+    store: Callable[..., StoreProcess], env: dict[str, str], tmp_path: Path
+) -> None:
+    spool = offline_spool(tmp_path)
+    ends = {frame.seq: frame.end for frame in frames(spool)}
+    os.truncate(spool, ends[39] + HEADER.size + 100)  # frame 40 (the 39th history frame) cut short
+    server = store()
+    server.start()
+    sync_env = {**env, "TRACKLOG_SERVER": server.address}
+
+    first = _tracklog(sync_env, "sync", str(spool.parent))
+
+    assert first.returncode == 1, first.stderr
+    assert "run-dmg1.tlog: frame 40 and any after it lost (at least 1000 history rows)" in first.stderr
+    with tracklog.Api(server.address) as api:
+        run = api.run("me/damage/dmg1")
+        assert (run.history_rows, run.rows_lost) == (38_000, 1_000)
+        assert run.problems[0].startswith(
+            "frame 40 of run-dmg1.tlog lost to damage on disk (at least 1,000 history rows"
+        )
+    listed = _tracklog(sync_env, "runs", "me/damage")
+    assert "38000 (1000 lost)" in listed.stdout
+    again = _tracklog(sync_env, "sync", str(spool.parent))
+    assert again.returncode == 1
+    assert "already synced" in again.stdout
+    assert "frame 40 and any after it lost (at least 1000 history rows)" in again.stderr

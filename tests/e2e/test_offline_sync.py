@@ -90,13 +90,18 @@ def test_sync_all_finds_every_offline_run_and_a_torn_spool_syncs_up_to_its_last_
     server = store()
     server.start()
     result = _sync({**env, "TRACKLOG_SERVER": server.address}, "--all")
-    assert result.returncode == 0, result.stderr
+    # The training process that wrote the torn spool is gone: its cut end is a loss, said and recorded.
+    assert result.returncode == 1, result.stderr
+    assert "and any after it lost" in result.stderr
     with tracklog.Api(server.address) as api:
         assert api.run(paths[0][0]).history_rows == 1000
         assert api.run(paths[0][0]).state == "finished"
+        assert not api.run(paths[0][0]).problems
         cut = api.run(paths[1][0])
         assert cut.history_rows == 1000
         assert cut.state == "running"  # its Finish frame was torn off; the store never saw it end
+        assert len(cut.problems) == 1
+        assert "lost to damage on disk" in cut.problems[0]
 
 
 def test_a_daemon_spool_left_in_a_run_dir_is_synced_after_the_runs_own_and_only_once(

@@ -74,10 +74,16 @@ def test_records_the_training_process_dropped_are_noted_as_lost_rows(
     )
 
 
-def test_a_run_whose_start_record_was_lost_cannot_be_created(store: SqlAlchemyStore, key: RunKey) -> None:
+def test_a_run_whose_start_record_was_lost_is_created_from_its_key_with_the_loss_noted(
+    store: SqlAlchemyStore, key: RunKey
+) -> None:
     result = store.ingest(key, [(1, lost_record(1, 1, 0, known=False)), (2, history_record(rows(0, 3)))])
 
-    assert (result.accepted, result.applied_through) == (False, 0)
+    assert (result.accepted, result.applied_through) == (True, 2)
+    run = store.get_run(key)
+    assert (run.name, run.history_rows, run.state) == (key.id, 3, "running")
+    assert len(run.problems) == 1
+    assert run.problems[0].startswith("frame 1 of")
 
 
 @pytest.mark.parametrize(

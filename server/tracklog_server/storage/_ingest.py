@@ -198,8 +198,10 @@ def apply_frames(
         if isinstance(first_op, StartOp):
             run = _create_run(conn, first_op, now, writer)
             fresh = fresh[1:]
-        elif isinstance(first_op, RefusedOp) and first_seq == 1:  # seq 1 is the run's RunStart
-            run = _create_run(conn, _default_start(key, now), now, writer)  # the applier notes the refusal
+        elif isinstance(first_op, RefusedOp | LostOp) and first_seq == 1:  # seq 1 is the RunStart
+            # Refused, or lost to damage on disk: the run is created from its key with defaults,
+            # and the applier notes the loss, so that the rest of the run is kept.
+            run = _create_run(conn, _default_start(key, now), now, writer)
         else:
             return IngestResult(False, 0)
     applier = _Applier(conn, run, now)
