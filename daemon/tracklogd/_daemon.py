@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -37,6 +38,7 @@ from tracklogd._heartbeat import Heartbeats
 from tracklogd._local_server import LocalServer, LocalServerLike
 from tracklogd._pending import PendingDir
 from tracklogd._pids import process_alive
+from tracklogd._probe import probe_run
 from tracklogd._records import run_url
 from tracklogd._retry import RetryPolicy
 from tracklogd._runs import RunRegistry, RunSlot
@@ -133,6 +135,7 @@ class Daemon:
             capture=self._capture,
             ack_interval=self.config.ack_interval,
             clock=self._clock,
+            probe=lambda request: probe_run(self._pool, self._resolve, request, self.stopped),
         )
         daemon_pb2_grpc.add_DaemonServicer_to_server(service, server)
         if not server.add_insecure_port(self.target):
@@ -186,6 +189,7 @@ class Daemon:
                 durable_seq=slot.durable_seq,
                 synced_seq=slot.sync.synced,
                 server=slot.server or (self._local.target() or ""),
+                refused=slot.parked_reason if slot.parked_until == math.inf else "",
             )
             for slot in self._registry.snapshot()
         ]

@@ -126,6 +126,7 @@ class SpoolSync:
         self.tail_bytes = 0  # as the last scan that reached the end found them
         self.tail_reason = ""
         self.refused = 0  # records the server refused, over all pushes
+        self.stop_requested = False  # an ingest's answer said a stop of the run is pending
         self._ref = ref
         self._writer_token: str | None = None  # from the spool's RunStart, once read
         self._offset: int | None = None
@@ -209,6 +210,8 @@ class SpoolSync:
                 response = self._one_by_one(client, ref, frames, exc)
             if response.refused:
                 self._note_refused(ref, response.refused)
+            if response.stop_requested:  # the caller forwards it (and clears this)
+                self.stop_requested = True
             applied = response.applied_through
             self.waiting = False
             if applied < first:  # nothing applied: either a gap on our side of the server ...

@@ -225,6 +225,17 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         stop = [ref for ref in request.runs if ref_key(ref) in self.stop_runs]
         return store_pb2.HeartbeatResponse(stop=stop)
 
+    def CheckRunId(
+        self, request: store_pb2.CheckRunIdRequest, context: grpc.ServicerContext
+    ) -> store_pb2.CheckRunIdResponse:
+        """A new id unless the run has frames here (then the writer's own: the fake keeps no tokens)."""
+        if self.unavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "FakeStore is unavailable")
+        with self._cond:
+            known = ref_key(request.ref) in self._applied
+        verdict = store_pb2.RUN_ID_OWN if known else store_pb2.RUN_ID_FREE
+        return store_pb2.CheckRunIdResponse(verdict=verdict, last_step=-1)
+
     def ServerInfo(
         self, request: store_pb2.ServerInfoRequest, context: grpc.ServicerContext
     ) -> store_pb2.ServerInfoResponse:

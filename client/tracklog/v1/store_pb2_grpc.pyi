@@ -53,6 +53,10 @@ class StoreStub:
     """Deletes runs; each id stays reserved in its project (init(id=...) with it is refused)."""
     StopRun: _grpc.UnaryUnaryMultiCallable[_store_pb2.StopRunRequest, _store_pb2.StopRunResponse]
     """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
+    CheckRunId: _grpc.UnaryUnaryMultiCallable[_store_pb2.CheckRunIdRequest, _store_pb2.CheckRunIdResponse]
+    """Whether a run may start with this id and writer token (init() asks it through its daemon):
+    a new id, the writer's own run, a run it may resume, or a refusal that says why.
+    """
 
 @_typing.type_check_only
 class StoreAsyncStub(StoreStub):
@@ -78,6 +82,10 @@ class StoreAsyncStub(StoreStub):
     """Deletes runs; each id stays reserved in its project (init(id=...) with it is refused)."""
     StopRun: _aio.UnaryUnaryMultiCallable[_store_pb2.StopRunRequest, _store_pb2.StopRunResponse]  # type: ignore[assignment]
     """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
+    CheckRunId: _aio.UnaryUnaryMultiCallable[_store_pb2.CheckRunIdRequest, _store_pb2.CheckRunIdResponse]  # type: ignore[assignment]
+    """Whether a run may start with this id and writer token (init() asks it through its daemon):
+    a new id, the writer's own run, a run it may resume, or a refusal that says why.
+    """
 
 class StoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -178,5 +186,15 @@ class StoreServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.StopRunResponse, _abc.Awaitable[_store_pb2.StopRunResponse]]:
         """Asks a running run to stop: its daemon hears it on its next heartbeat, the run ends killed."""
+
+    @_abc_1.abstractmethod
+    def CheckRunId(
+        self,
+        request: _store_pb2.CheckRunIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.CheckRunIdResponse, _abc.Awaitable[_store_pb2.CheckRunIdResponse]]:
+        """Whether a run may start with this id and writer token (init() asks it through its daemon):
+        a new id, the writer's own run, a run it may resume, or a refusal that says why.
+        """
 
 def add_StoreServicer_to_server(servicer: StoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

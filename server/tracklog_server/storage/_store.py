@@ -17,6 +17,7 @@ from tracklog_server._entities import (
     Run,
     RunChanges,
     RunFilter,
+    RunIdentity,
     RunKey,
     RunState,
     SystemPage,
@@ -124,6 +125,11 @@ class AbstractStore(abc.ABC):
     def request_stop(self, key: RunKey, when: frozenset[RunState]) -> RunState:
         """Records a stop request if the run is in one of the states ``when`` and not finished, so
         that ``heartbeat`` answers it; returns the state the run was in either way."""
+
+    @abc.abstractmethod
+    def run_identity(self, key: RunKey) -> tuple[RunIdentity | None, int]:
+        """The run's identity (None: no run has the id, deleted ones included) and how many runs its
+        project holds (deleted ones included), for ``CheckRunId``."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -40,6 +40,8 @@ from tracklog.v1 import records_pb2
 from tracklog_server._entities import RunFilter, RunKey
 from tracklog_server._errors import InvalidInputError, NotFoundError, StoreError, StoreUnavailableError
 from tracklog_server._records import run_key
+from tracklog_server.application._caller import ANONYMOUS
+from tracklog_server.application._get import get_run
 from tracklog_server.storage._store import AbstractStore
 
 from ._convert import run_view
@@ -143,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, parts: list[str]) -> None:
         store = self.server.store
         if len(parts) == 5 and parts[:2] == ["api", "runs"]:
-            view = run_view(store.get_run(_key(*parts[2:])))
+            view = run_view(get_run(store, ANONYMOUS, _key(*parts[2:])))
             text = json_format.MessageToJson(view, preserving_proto_field_name=True)
             self._send(HTTPStatus.OK, text, "application/json")
         elif len(parts) == 4 and parts[2] == "runs":
@@ -163,7 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _run_page(self, key: RunKey) -> None:
         store = self.server.store
-        run = store.get_run(key)
+        run = get_run(store, ANONYMOUS, key)
         offset = max(0, run.output_lines - LOG_TAIL_LINES)
         lines = [line for lines in store.logs(key, offset, LOG_TAIL_LINES) for line in lines]
         body = run_page(run, store.latest_system_metrics(key), lines, store.list_files(key))
