@@ -23,6 +23,7 @@ import enum
 from dataclasses import dataclass
 
 from tracklog_server._entities import RunIdentity, RunKey, RunState
+from tracklog_server.storage import _ingest as _storage_ingest  # a module: the store imports this one too
 from tracklog_server.storage._store import AbstractStore
 
 from ._caller import Caller
@@ -84,7 +85,10 @@ def check(key: RunKey, found: RunIdentity | None, writer_hash: str, resume: str)
     return IdCheck(Verdict.RESUMABLE, found=found)
 
 
-def check_run_id(store: AbstractStore, caller: Caller, key: RunKey, writer_hash: str, resume: str) -> IdCheck:
+def check_run_id(
+    store: AbstractStore, caller: Caller, key: RunKey, writer_token: str, resume: str
+) -> IdCheck:
+    """The verdict for a start with ``writer_token`` (the token itself: it is hashed here)."""
     found, project_runs = store.run_identity(key)
-    result = check(key, found, writer_hash, resume)
+    result = check(key, found, _storage_ingest.writer_hash(writer_token), resume)
     return IdCheck(result.verdict, result.message, result.found, project_runs)
