@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 import tracklog
-from tests.e2e.conftest import Script, wait_for
+import tracklogd
+from tests.e2e.conftest import Script, StoreProcess, wait_for
+from tracklog import _home, _spool
+from tracklog._cli import main as cli_main
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +123,48 @@ def test_a_second_live_process_with_the_same_id_is_refused_while_the_first_runs(
         wait_for(lambda: api.run(path).state == "killed", 30, "the first run to end killed")
         rows = api.run(path).history(keys=["i"])
         assert [row["i"] for row in rows] == [float(i) for i in range(len(rows))]
+
+
+def test_a_reused_id_started_while_the_store_is_down_is_kept_and_reported_never_dropped(
+    script: Callable[..., Script],
+    store: Callable[..., StoreProcess],
+    home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = store()
+    server.start()
+    first = script(LOG_ROWS, TRACKLOG_SERVER=server.address)
+    path = first.wait_line("RUN ")
+    assert first.wait() == 0, first.err
+    with tracklog.Api(server.address) as api:
+        wait_for(lambda: _finished(api, path), 30, "the first run to be stored")
+    # ... with its daemon's records too: until then this daemon holds the id for the first run folder.
+    wait_for(lambda: not getattr(tracklogd.status(home), "runs", True), 30, "the daemon to be done with it")
+    server.stop()
+    # The store cannot be asked: init() lets the run start and the daemon keeps its frames.
+    elsewhere = tmp_path / "elsewhere"
+    second = script(LOG_ROWS, TRACKLOG_SERVER=server.address, TRACKLOG_DIR=str(elsewhere))
+    assert second.wait_line("RUN ") == path
+    assert second.wait() == 0, second.err
+    server.start()
+
+    def refused() -> str:
+        status = tracklogd.status(home)
+        return next((r.refused for r in status.runs if r.refused), "") if status is not None else ""
+
+    reason = wait_for(refused, 60, "the daemon to report the store's refusal")
+    assert "resume='allow'" in reason
+    log = _home.daemon_log_path(home).read_text()
+    assert f"not syncing run {path} again" in log
+    assert cli_main(["runs", "--server", server.address]) == 0
+    assert cli_main(["runs"]) == 0  # the local daemon's kept runs, whatever the store
+    err = capsys.readouterr().err
+    assert f"{path}: kept in {elsewhere}" in err
+    spool = next(elsewhere.glob("tracklog/run-*/run-shared.tlog"))
+    assert len(list(_spool.frames(spool))) >= 3  # start, rows, finish: all kept
+    code = cli_main(["sync", str(spool.parent), "--server", server.address])
+    assert code == 1
+    assert "resume='allow'" in capsys.readouterr().err
+    with tracklog.Api(server.address) as api:  # the first run is untouched
+        assert [row["loss"] for row in api.run(path).history()] == [0.0, 1.0, 2.0, 3.0, 4.0]
