@@ -140,7 +140,7 @@ def init(
     resumed = _resume_point(spool) if settings.resume else _ResumePoint()
     writer_token = resumed.writer_token or _tokens.new_token()
     stored = _ask_store(settings, writer_token, run_dir, spool) if online else None
-    name = _settings.validate_name(name if name is not None else _default_name(stored, len(runs)))
+    name, generated_name = _name_for(name, stored, len(runs))
 
     if settings.mode == "disabled":
         run = Run(
@@ -193,6 +193,7 @@ def init(
         # Random per run, kept in the run's first frame (its spool is 0600) so that a resume from
         # this run directory, the daemon's sync and `tracklog sync` all send the same one.
         writer_token=writer_token,
+        name_generated=generated_name,
     )
     sender.queue.append(records_pb2.Record(start=start_record))
     connected = sender.connect_now(timeout=DAEMON_START_TIMEOUT)
@@ -205,12 +206,15 @@ def init(
     return run
 
 
-def _default_name(stored: _identity.StoredRun | None, local_runs: int) -> str:
-    """The stored run's name when it continues one; else generated, numbered past the runs of the
-    project that the store holds (when it was asked) and those of this folder."""
+def _name_for(name: str | None, stored: _identity.StoredRun | None, local_runs: int) -> tuple[str, bool]:
+    """The run's name and whether it was generated: the given one; else the stored run's when this
+    start continues one; else generated, numbered past the runs of the project that the store holds
+    (when it was asked) and those of this folder (the store keeps generated names unique)."""
+    if name is not None:
+        return _settings.validate_name(name), False
     if stored is not None and stored.exists and stored.name:
-        return stored.name
-    return _names.generate(max(local_runs, stored.project_runs if stored is not None else 0) + 1)
+        return stored.name, False
+    return _names.generate(max(local_runs, stored.project_runs if stored is not None else 0) + 1), True
 
 
 def _ask_store(

@@ -79,6 +79,7 @@ class StartOp:
     run_dir: str
     offline: bool
     resume: str
+    name_generated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +312,7 @@ def _decode_start(key: RunKey, start: records_pb2.RunStart) -> StartOp:
         run_dir=check_text(start.run_dir, "run_dir", MAX_LONG_TEXT),
         offline=start.offline,
         resume=start.resume,
+        name_generated=start.name_generated,
     )
 
 

@@ -28,7 +28,7 @@ def test_migrations_create_the_whole_schema_from_an_empty_database(db_url: str) 
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             version = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == "0004"
+        assert version == "0006"
         upgrade_schema(engine)  # a second start finds nothing to do
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("history_chunks")}
         assert "ix_history_chunks_run_key_min_step" in indexes
@@ -146,6 +146,6 @@ def test_a_database_made_at_the_first_schema_upgrades_with_its_runs_intact(db_ur
         assert store.get_run(old).tags == ("u",)
         with store.engine.connect() as conn:
             version = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == "0004"
+        assert version == "0006"
     finally:
         store.close()

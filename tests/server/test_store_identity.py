@@ -146,3 +146,21 @@ def test_an_ingest_answer_says_a_stop_is_pending_until_the_run_finishes(
     result = store.ingest(key, writer.frames(finish_record(records_pb2.RUN_STATE_KILLED)), writer_token=FIRST)
     assert not result.stop_requested
     assert store.get_run(key).state is RunState.KILLED
+
+
+def test_a_generated_name_another_run_of_the_project_has_is_numbered_past_the_projects_runs(
+    store: SqlAlchemyStore,
+) -> None:
+    for run_id, name, generated in (
+        ("one", "calm-river-1", True),
+        ("two", "calm-river-1", True),
+        ("three", "calm-river-1", False),  # a chosen name is the user's: kept as it is
+        ("other", "calm-river-1", True),
+    ):
+        project = "elsewhere" if run_id == "other" else "names"
+        key = RunKey("e", project, run_id)
+        record = start_record(key, name=name, name_generated=generated)
+        assert store.ingest(key, RunWriter(key).frames(record)).accepted
+    names = {run_id: store.get_run(RunKey("e", "names", run_id)).name for run_id in ("one", "two", "three")}
+    assert names == {"one": "calm-river-1", "two": "calm-river-2", "three": "calm-river-1"}
+    assert store.get_run(RunKey("e", "elsewhere", "other")).name == "calm-river-1"

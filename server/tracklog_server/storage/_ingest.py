@@ -35,7 +35,7 @@ from copy import copy
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from tracklog._history import FLOAT, dumps
@@ -262,10 +262,38 @@ def _default_start(key: RunKey, now: float) -> StartOp:
     )  # fmt: skip
 
 
+def _unique_name(conn: Connection, op: StartOp) -> str:
+    """A generated name (``adjective-noun-N``) another run of the project already has is numbered
+    past the project's runs instead (the SDK numbers by what it saw: its run folders, or the store
+    when it asked). A chosen name is kept as it is: names are not identities."""
+    name = op.name or op.key.id
+    if not op.name_generated or not _name_taken(conn, op.key, name):
+        return name
+    stem = name.rsplit("-", 1)[0]
+    count = conn.execute(
+        select(func.count())
+        .select_from(_RUNS)
+        .where(_RUNS.c.entity == op.key.entity, _RUNS.c.project == op.key.project)
+    ).scalar_one()
+    for number in range(int(count) + 1, int(count) + 1000):
+        if not _name_taken(conn, op.key, f"{stem}-{number}"):
+            return f"{stem}-{number}"
+    return name  # a thousand taken in a row: keep it rather than fail the run
+
+
+def _name_taken(conn: Connection, key: RunKey, name: str) -> bool:
+    found = conn.execute(
+        select(_RUNS.c.pk)
+        .where(_RUNS.c.entity == key.entity, _RUNS.c.project == key.project, _RUNS.c.name == name)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> LockedRun:
     values: dict[str, Any] = {
         "run_id": op.key.id,
-        "name": op.name or op.key.id,
+        "name": _unique_name(conn, op),
         "notes": op.notes,
         "tags": list(op.tags),
         "group": op.group,
