@@ -164,3 +164,16 @@ def test_a_generated_name_another_run_of_the_project_has_is_numbered_past_the_pr
     names = {run_id: store.get_run(RunKey("e", "names", run_id)).name for run_id in ("one", "two", "three")}
     assert names == {"one": "calm-river-1", "two": "calm-river-2", "three": "calm-river-1"}
     assert store.get_run(RunKey("e", "elsewhere", "other")).name == "calm-river-1"
+
+
+def test_rows_of_a_take_over_that_start_below_the_stored_steps_are_counted_as_lost_not_dropped_silently(
+    store: SqlAlchemyStore, key: RunKey
+) -> None:
+    first = start(store, key, FIRST, steps=range(5))
+    store.ingest(key, first.frames(finish_record()), writer_token=FIRST)
+    # A resume that could not ask the store at init() numbers its steps from 0 again.
+    start(store, key, SECOND, resume="allow", steps=range(8))
+    run = store.get_run(key)
+    assert [row["_step"] for row in read_rows(store, key)] == list(range(8))
+    assert run.rows_lost == 5
+    assert any("5 history rows at or below step 4" in p for p in run.problems)

@@ -390,6 +390,13 @@ class _Applier:
 
     def _history(self, seq: int, batch: HistoryOp) -> None:
         cut = batch.after(self.run.last_step)
+        dropped = len(batch.steps) - (len(cut.steps) if cut is not None else 0)
+        if dropped:  # never silent: e.g. a resume that could not ask the store started at step 0
+            self.run.note_problem(
+                f"record {seq}: {dropped} history rows at or below step {self.run.last_step}, the run's "
+                "last stored step, were dropped (steps must grow; a resume continues after the last step)",
+                dropped,
+            )
         if cut is None:
             return
         run_pk = self.run.pk
