@@ -16,6 +16,7 @@ stays fast.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def probe(
     except CommError:
         return None
     request = daemon_pb2.ProbeRunRequest(
-        ref=ref, server=server, writer_token=writer_token, resume=resume, timeout=timeout
+        ref=ref, server=server, writer_token=writer_token, resume=resume, timeout=timeout, pid=os.getpid()
     )
     with _launch.channel(target) as channel:
         try:

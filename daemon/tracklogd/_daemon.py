@@ -135,7 +135,7 @@ class Daemon:
             capture=self._capture,
             ack_interval=self.config.ack_interval,
             clock=self._clock,
-            probe=lambda request: probe_run(self._pool, self._resolve, request, self.stopped),
+            probe=lambda request: probe_run(self._registry, self._pool, self._resolve, request, self.stopped),
         )
         daemon_pb2_grpc.add_DaemonServicer_to_server(service, server)
         if not server.add_insecure_port(self.target):

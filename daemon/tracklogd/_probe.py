@@ -16,6 +16,9 @@ from collections.abc import Callable
 
 from tracklog.v1 import daemon_pb2, store_pb2
 from tracklogd._errors import StoreError
+from tracklogd._pids import process_alive
+from tracklogd._records import ref_key
+from tracklogd._runs import RunRegistry
 from tracklogd._store_client import StorePool
 
 MAX_PROBE_SECONDS = 10.0
@@ -23,12 +26,17 @@ _RESOLVE_POLL = 0.02  # while the local store starts: its target appears when it
 
 
 def probe_run(
+    registry: RunRegistry,
     pool: StorePool,
     resolve: Callable[[str], str | None],
     request: daemon_pb2.ProbeRunRequest,
     stop: threading.Event,
     clock: Callable[[], float] = time.monotonic,
 ) -> daemon_pb2.ProbeRunResponse:
+    busy = _written_here(registry, request)
+    if busy:
+        answer = store_pb2.CheckRunIdResponse(verdict=store_pb2.RUN_ID_LIVE, message=busy, last_step=-1)
+        return daemon_pb2.ProbeRunResponse(reached=True, answer=answer)
     timeout = min(max(request.timeout, 0.0), MAX_PROBE_SECONDS) or 2.0
     deadline = clock() + timeout
     target = resolve(request.server)
@@ -44,3 +52,18 @@ def probe_run(
     except StoreError as exc:
         return daemon_pb2.ProbeRunResponse(reached=False, error=str(exc))
     return daemon_pb2.ProbeRunResponse(reached=True, answer=answer)
+
+
+def _written_here(registry: RunRegistry, request: daemon_pb2.ProbeRunRequest) -> str:
+    """Why the run may not start: another live training process of this machine writes it now
+    (the same run folder resumed twice at once: both carry its writer token, so the store could
+    not tell them apart, and their frames would share seqs). "" when none does."""
+    key = ref_key(request.ref)
+    for slot in registry.snapshot():
+        if slot.key == key and slot.attached and slot.pid != request.pid and process_alive(slot.pid):
+            return (
+                f"run {key} is still running in another process on this machine (pid {slot.pid}); two "
+                "processes writing one run would interleave their rows: wait until it ends (or stop "
+                "it), or choose another id"
+            )
+    return ""

@@ -168,3 +168,21 @@ def test_a_reused_id_started_while_the_store_is_down_is_kept_and_reported_never_
     assert "resume='allow'" in capsys.readouterr().err
     with tracklog.Api(server.address) as api:  # the first run is untouched
         assert [row["loss"] for row in api.run(path).history()] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_the_same_run_folder_resumed_while_its_first_process_still_writes_is_refused_at_init(
+    script: Callable[..., Script],
+) -> None:
+    first = script(LIVE)
+    path = first.wait_line("RUN ")
+    first.wait_line("LOOPING")
+    second = script(SECOND_LIVE)  # same run folder, so the same writer token: the daemon tells
+    refused = second.wait_line("REFUSED ")
+    assert f"run {path} is still running in another process on this machine" in refused
+    assert second.wait() == 0
+    first.proc.terminate()
+    assert first.wait() != 0
+    with tracklog.Api() as api:
+        wait_for(lambda: _rows(api, path) > 0 and api.run(path).state == "killed", 30, "the first run to end")
+        rows = api.run(path).history(keys=["i"])
+        assert [row["i"] for row in rows] == [float(i) for i in range(len(rows))]

@@ -369,12 +369,15 @@ class ProbeRunRequest(_message.Message):
     WRITER_TOKEN_FIELD_NUMBER: _builtins.int
     RESUME_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
     server: _builtins.str
     """as in Attach: empty means the daemon's local server"""
     writer_token: _builtins.str
     resume: _builtins.str
     timeout: _builtins.float
     """seconds the daemon may wait for the store"""
+    pid: _builtins.int
+    """the asking training process"""
     @_builtins.property
     def ref(self) -> _records_pb2.RunRef: ...
     def __init__(
@@ -385,10 +388,11 @@ class ProbeRunRequest(_message.Message):
         writer_token: _builtins.str = ...,
         resume: _builtins.str = ...,
         timeout: _builtins.float = ...,
+        pid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "resume", b"resume", "server", b"server", "timeout", b"timeout", "writer_token", b"writer_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid", "ref", b"ref", "resume", b"resume", "server", b"server", "timeout", b"timeout", "writer_token", b"writer_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
