@@ -24,17 +24,26 @@ class WriteTurns:
         self._cond = threading.Condition()
         self._busy = False
         self._urgent_waiting = 0
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Writers waiting for their turn now (for diagnostics and tests)."""
+        with self._cond:
+            return self._waiting
 
     @contextlib.contextmanager
     def turn(self, urgent: bool = False) -> Iterator[None]:
         with self._cond:
             if urgent:
                 self._urgent_waiting += 1
+            self._waiting += 1
             try:
                 while self._busy or (not urgent and self._urgent_waiting):
                     self._cond.wait()
                 self._busy = True
             finally:
+                self._waiting -= 1
                 if urgent:
                     self._urgent_waiting -= 1
         try:
