@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracklog import _cli_repair, _cli_runs, _cli_show, _home, _spool
+from tracklog import _cli_kept, _cli_repair, _cli_runs, _cli_show, _home, _spool
 from tracklog._errors import TracklogError, UsageError
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ def _cmd_daemon(args: argparse.Namespace, rest: list[str]) -> int:
         print(
             f"  {ref.entity}/{ref.project}/{ref.id}  {state}  durable {run.durable_seq}  "
             f"synced {run.synced_seq}  server {run.server or 'local'}"
+            + (f"  REFUSED: {run.refused}" if run.refused else "")
         )
     return 0
 
@@ -239,7 +240,10 @@ def _await_local_sync(timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = tracklogd.status(home)
-        if status is None or all(r.attached or r.synced_seq >= r.durable_seq for r in status.runs):
+        # A run the store refused is not waited for: it stays in its spool (reported below the list).
+        if status is None or all(
+            r.attached or r.refused or r.synced_seq >= r.durable_seq for r in status.runs
+        ):
             return
         time.sleep(0.05)  # polling the daemon's status; it has no "synced" event to wait on
 
@@ -254,6 +258,8 @@ def _cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
         return _cli_runs.cmd_runs(args)
     with Api(args.server) as api:
         runs = api.runs(args.path, limit=args.limit)
+    if not args.server:  # the local daemon's refused runs (any store): never silent
+        _cli_kept.print_kept_runs(_home.home())
     if not runs:
         print("no runs" + (f" in {args.path}" if args.path else ""))
         return 0

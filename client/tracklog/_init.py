@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklog import (
     _history,
+    _identity,
     _init_args,
     _lifecycle,
     _metrics,
@@ -50,7 +51,9 @@ def _local_runs(base: Path) -> list[str]:
         return []
 
 
-def _run_dir(base: Path, runs: list[str], run_id: str, offline: bool, resume: str, start: float) -> Path:
+def _run_dir(
+    base: Path, runs: list[str], run_id: str, offline: bool, resume: str, start: float, store_may_have: bool
+) -> Path:
     existing = [base / name for name in runs if name.endswith(f"-{run_id}")]
     if existing and not resume:
         # A second run under the same id would collide with the first one's sequence numbers.
@@ -62,7 +65,7 @@ def _run_dir(base: Path, runs: list[str], run_id: str, offline: bool, resume: st
         raise UsageError(f"resume='never' but run {run_id!r} already exists in {existing[-1]}")
     if existing:
         return existing[-1]
-    if resume == "must":
+    if resume == "must" and not store_may_have:  # else the store is asked (_identity)
         raise UsageError(f"resume='must' but no run directory for id {run_id!r} under {base}")
     stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(start))
     return base / f"{'offline-' if offline else ''}run-{stamp}-{run_id}"
@@ -259,10 +262,13 @@ def _start(
     offline = settings.mode == "offline"
     base = settings.root_dir / "tracklog"
     runs = _local_runs(base)
-    run_dir = _run_dir(base, runs, settings.run_id, offline, settings.resume, start)
-    if name is None:
-        name = _names.generate(len(runs) + 1)
-    name = _settings.validate_name(name)
+    online = settings.mode == "online"  # only then is the store asked about the id
+    run_dir = _run_dir(base, runs, settings.run_id, offline, settings.resume, start, online)
+    spool = run_dir / f"run-{settings.run_id}.tlog"
+    resumed = _resume_point(spool) if settings.resume else _ResumePoint()
+    writer_token = resumed.writer_token or _tokens.new_token()
+    stored = _ask_store(settings, writer_token, run_dir, spool) if online else None
+    name, generated_name = _name_for(name, stored, len(runs))
 
     if settings.mode == "disabled":
         run = Run(
@@ -273,12 +279,13 @@ def _start(
         return run
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    spool = run_dir / f"run-{settings.run_id}.tlog"
-    resumed = _resume_point(spool) if settings.resume else _ResumePoint()
-    definitions = _metrics.from_config(resumed.config)  # the reserved key is not the user's config
-    if resumed.config:  # the config so far, updated by what this init() passes
+    so_far = {**(stored.config if stored is not None else {}), **resumed.config}
+    definitions = _metrics.from_config(so_far)  # the reserved key is not the user's config
+    if so_far:  # the config so far, updated by what this init() passes
         cfg = Config(allow_val_change=cfg._allow_changes)
-        cfg.update({**resumed.config, **config_items}, allow_val_change=True)
+        cfg.update({**so_far, **config_items}, allow_val_change=True)
+    # A run resumed from another run folder continues after the steps the store holds.
+    next_step = max(resumed.next_step, stored.next_step if stored is not None else 0)
 
     transport: Transport
     if offline:
@@ -298,7 +305,7 @@ def _start(
     run = Run(
         settings, name=name, notes=notes, tags=tag_tuple, group=group, job_type=job_type,
         config=cfg, run_dir=run_dir, sender=sender, printer=printer, start_time=start,
-        step=resumed.next_step,
+        step=next_step,
     )  # fmt: skip
     if definitions:
         # The summaries a definition asks for span the whole run: replay what the spool holds.
@@ -319,7 +326,8 @@ def _start(
         resume=settings.resume,
         # Random per run, kept in the run's first frame (its spool is 0600) so that a resume from
         # this run directory, the daemon's sync and `tracklog sync` all send the same one.
-        writer_token=resumed.writer_token or _tokens.new_token(),
+        writer_token=writer_token,
+        name_generated=generated_name,
     )
     sender.queue.append(records_pb2.Record(start=start_record))
     connected = _connect(sender, transport)
@@ -360,6 +368,38 @@ def _connect(sender: Sender, transport: Transport) -> bool:
     except RunBusy:
         transport.close()
         raise
+
+
+def _name_for(name: str | None, stored: _identity.StoredRun | None, local_runs: int) -> tuple[str, bool]:
+    """The run's name and whether it was generated: the given one; else the stored run's when this
+    start continues one; else generated, numbered past the runs of the project that the store holds
+    (when it was asked) and those of this folder (the store keeps generated names unique)."""
+    if name is not None:
+        return _settings.validate_name(name), False
+    if stored is not None and stored.exists and stored.name:
+        return stored.name, False
+    return _names.generate(max(local_runs, stored.project_runs if stored is not None else 0) + 1), True
+
+
+def _ask_store(
+    settings: _settings.Settings, writer_token: str, run_dir: Path, spool: Path
+) -> _identity.StoredRun | None:
+    """The store's view of a run whose id the user chose (None: not asked, or no answer in time).
+    Raises UsageError when the store refuses the id, or when resume='must' finds no run anywhere."""
+    stored = None
+    if _identity.should_probe(settings.id_given, settings.resume):
+        ref = records_pb2.RunRef(entity=settings.entity, project=settings.project, id=settings.run_id)
+        stored = _identity.probe(
+            settings.home, ref, settings.server, writer_token, settings.resume,
+            start_timeout=DAEMON_START_TIMEOUT,
+        )  # fmt: skip
+    if settings.resume == "must" and not spool.exists() and (stored is None or not stored.exists):
+        where = "the store could not be asked" if stored is None else "the store has no such run"
+        raise UsageError(
+            f"resume='must' but there is no run {settings.run_id!r}: no run directory under "
+            f"{run_dir.parent}, and {where}"
+        )
+    return stored
 
 
 def _start_console(sender: Sender) -> Console | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -37,6 +38,7 @@ from tracklogd._heartbeat import Heartbeats
 from tracklogd._local_server import LocalServer, LocalServerLike
 from tracklogd._pending import PendingDir
 from tracklogd._pids import process_alive
+from tracklogd._probe import probe_run
 from tracklogd._records import run_url
 from tracklogd._retry import RetryPolicy
 from tracklogd._runs import RunRegistry, RunSlot
@@ -133,6 +135,7 @@ class Daemon:
             capture=self._capture,
             ack_interval=self.config.ack_interval,
             clock=self._clock,
+            probe=lambda request: probe_run(self._registry, self._pool, self._resolve, request, self.stopped),
         )
         daemon_pb2_grpc.add_DaemonServicer_to_server(service, server)
         if not server.add_insecure_port(self.target):
@@ -191,6 +194,7 @@ class Daemon:
                 settling=slot.complete()
                 and not slot.parked_reason
                 and (slot.unsynced() or bool(slot.own.producers)),
+                refused=slot.parked_reason if slot.parked_until == math.inf else "",
             )
             for slot in self._registry.snapshot()
         ]

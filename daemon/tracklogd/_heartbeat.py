@@ -19,7 +19,8 @@ from tracklogd._store_client import StorePool
 
 log = logging.getLogger(__name__)
 
-STOP_REASON = "a stop was requested on the store server"
+# What the training process prints (and so its console log records) when the stop reaches it.
+STOP_REASON = "a stop was requested through the tracklog API (Api().run(...).stop() or `tracklog stop`)"
 
 
 class Heartbeats:

@@ -73,7 +73,9 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
         capture: Capture | None = None,
         ack_interval: float = 1.0,  # DaemonConfig.ack_interval
         clock: Callable[[], float] = time.monotonic,
+        probe: Callable[[daemon_pb2.ProbeRunRequest], daemon_pb2.ProbeRunResponse] | None = None,
     ) -> None:
+        self._probe = probe
         self._registry = registry
         self._ack_interval = ack_interval
         self._clock = clock
@@ -168,6 +170,13 @@ class DaemonService(daemon_pb2_grpc.DaemonServicer):
         self, request: daemon_pb2.StatusRequest, context: grpc.ServicerContext
     ) -> daemon_pb2.StatusResponse:
         return self._status()
+
+    def ProbeRun(
+        self, request: daemon_pb2.ProbeRunRequest, context: grpc.ServicerContext
+    ) -> daemon_pb2.ProbeRunResponse:
+        if self._probe is None:
+            return daemon_pb2.ProbeRunResponse(reached=False, error="this daemon cannot reach a store")
+        return self._probe(request)
 
     def Shutdown(
         self, request: daemon_pb2.ShutdownRequest, context: grpc.ServicerContext

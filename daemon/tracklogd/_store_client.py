@@ -46,6 +46,10 @@ class StoreClient(Protocol):
 
     def server_info(self) -> store_pb2.ServerInfoResponse: ...
 
+    def check_run_id(
+        self, request: store_pb2.CheckRunIdRequest, timeout: float
+    ) -> store_pb2.CheckRunIdResponse: ...
+
     def close(self) -> None: ...
 
 
@@ -83,6 +87,13 @@ class GrpcStoreClient:
             response: store_pb2.ServerInfoResponse = self._stub.ServerInfo(
                 store_pb2.ServerInfoRequest(), timeout=SMALL_CALL_TIMEOUT
             )
+        return response
+
+    def check_run_id(
+        self, request: store_pb2.CheckRunIdRequest, timeout: float
+    ) -> store_pb2.CheckRunIdResponse:
+        with translated(f"check a run id with {self.target}"):
+            response: store_pb2.CheckRunIdResponse = self._stub.CheckRunId(request, timeout=timeout)
         return response
 
     def close(self) -> None:

@@ -132,6 +132,7 @@ class SpoolSync:
         # Frame 1 (the RunStart) is damaged and no ``ref`` was given: the run is sent under the id of
         # the spool's file name, the default entity and project (``ref_from_name``).
         self.start_lost = False
+        self.stop_requested = False  # an ingest's answer said a stop of the run is pending
         self._ref = ref
         self._writer_token: str | None = None  # from the spool's RunStart, once read
         self._offset: int | None = None
@@ -222,6 +223,8 @@ class SpoolSync:
                 response = self._one_by_one(client, ref, frames, exc)
             if response.refused:
                 self._note_refused(ref, response.refused)
+            if response.stop_requested:  # the caller forwards it (and clears this)
+                self.stop_requested = True
             applied = response.applied_through
             self.waiting = False
             if applied < first:  # nothing applied: either a gap on our side of the server ...

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import grpc
 
 from tracklogd._errors import SpoolUnusable, StoreError, StoreRejected, StoreUnavailable
+from tracklogd._heartbeat import STOP_REASON
 from tracklogd._ratelimit import RateLimitedLog
 from tracklogd._retry import RetryPolicy
 from tracklogd._runs import RunRegistry, RunSlot
@@ -172,11 +173,21 @@ class _Worker:
                 else:
                     self._park(slot, str(exc))
                 continue
+            finally:
+                self._forward_stop(slot)
             slot.parked_until, slot.parked_reason = 0.0, ""
             loop.registry.retire_if_done(slot)
         if failure is not None:
             raise failure
         loop.ratelog.forget(f"sync:{self.server}")
+
+    def _forward_stop(self, slot: RunSlot) -> None:
+        """An ingest's answer said a stop is pending: the training process hears it now, not at the
+        next heartbeat (the registry forwards it once per client stream)."""
+        if slot.sync.stop_requested:
+            slot.sync.stop_requested = False
+            if self.loop.registry.request_stop(slot.key, STOP_REASON):
+                log.info("forwarded a stop request to run %s (from an ingest's answer)", slot.key)
 
     def _park(self, slot: RunSlot, reason: str) -> None:
         loop = self.loop

@@ -114,7 +114,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
     with these codes, in order), ``reject`` (run keys whose ingests fail INVALID_ARGUMENT),
     ``refuse_records`` (serialized records whose every ingest fails INVALID_ARGUMENT, as a store that
     refuses a whole batch for one bad record does), ``stop_runs`` (run keys named as stopped in
-    heartbeat answers).
+    heartbeat answers), ``stop_on_ingest`` (run keys whose ingest answers say a stop is pending).
     """
 
     def __init__(self, http_url: str = "http://store.test") -> None:
@@ -124,6 +124,7 @@ class FakeStore(store_pb2_grpc.StoreServicer):
         self.reject: set[str] = set()
         self.refuse_records: set[bytes] = set()
         self.stop_runs: set[str] = set()
+        self.stop_on_ingest: set[str] = set()
         self.requests: list[store_pb2.IngestRequest] = []  # every ingest received, failed ones too
         self.heartbeats: list[list[str]] = []
         self._applied: dict[str, list[records_pb2.Frame]] = {}
@@ -209,7 +210,11 @@ class FakeStore(store_pb2_grpc.StoreServicer):
             if new:
                 self._last[key] = _through(new[-1])
             self._cond.notify_all()
-            return store_pb2.IngestResponse(accepted=True, applied_through=self._last.get(key, 0))
+            return store_pb2.IngestResponse(
+                accepted=True,
+                applied_through=self._last.get(key, 0),
+                stop_requested=key in self.stop_on_ingest,
+            )
 
     def Heartbeat(
         self, request: store_pb2.HeartbeatRequest, context: grpc.ServicerContext
@@ -224,6 +229,17 @@ class FakeStore(store_pb2_grpc.StoreServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "FakeStore is unavailable")
         stop = [ref for ref in request.runs if ref_key(ref) in self.stop_runs]
         return store_pb2.HeartbeatResponse(stop=stop)
+
+    def CheckRunId(
+        self, request: store_pb2.CheckRunIdRequest, context: grpc.ServicerContext
+    ) -> store_pb2.CheckRunIdResponse:
+        """A new id unless the run has frames here (then the writer's own: the fake keeps no tokens)."""
+        if self.unavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "FakeStore is unavailable")
+        with self._cond:
+            known = ref_key(request.ref) in self._applied
+        verdict = store_pb2.RUN_ID_OWN if known else store_pb2.RUN_ID_FREE
+        return store_pb2.CheckRunIdResponse(verdict=verdict, last_step=-1)
 
     def ServerInfo(
         self, request: store_pb2.ServerInfoRequest, context: grpc.ServicerContext

@@ -62,6 +62,19 @@ class MetricSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class RunIdentity:
+    """What decides whether a new start may use a run's id (``application._identity``)."""
+
+    writer_hash: str  # sha256 of the writer token of the run's current incarnation ("" : any writer)
+    state: RunState
+    finished: bool
+    deleted: bool
+    last_step: int
+    name: str
+    config_json: str
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     key: RunKey
     name: str
@@ -118,6 +131,7 @@ class IngestResult:
     accepted: bool
     applied_through: int
     refused: tuple[RefusedRecord, ...] = ()
+    stop_requested: bool = False  # a stop of the run was asked for (through the API) and is pending
 
 
 @dataclass(frozen=True, slots=True)

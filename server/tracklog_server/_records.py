@@ -35,6 +35,7 @@ from ._entities import RunKey, RunState
 from ._errors import InvalidInputError
 from ._limits import MAX_LONG_TEXT, MAX_RECORD_BYTES, MAX_TAGS
 from ._validate import check_history_key, check_text, check_write_time, loads_object
+from .application import _states
 
 _FINISH_STATES = {
     records_pb2.RUN_STATE_FINISHED: RunState.FINISHED,
@@ -78,6 +79,7 @@ class StartOp:
     run_dir: str
     offline: bool
     resume: str
+    name_generated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +318,7 @@ def _decode_start(key: RunKey, start: records_pb2.RunStart) -> StartOp:
         run_dir=check_text(start.run_dir, "run_dir", MAX_LONG_TEXT),
         offline=start.offline,
         resume=start.resume,
+        name_generated=start.name_generated,
     )
 
 
@@ -355,12 +358,12 @@ def _decode_update(update: records_pb2.RunUpdate) -> UpdateOp:
 
 
 def _decode_finish(finish: records_pb2.Finish) -> FinishOp:
-    if finish.state == records_pb2.RUN_STATE_UNSPECIFIED:
-        state = RunState.FINISHED if finish.exit_code == 0 else RunState.FAILED
-    elif finish.state in _FINISH_STATES:
-        state = _FINISH_STATES[finish.state]
-    else:
-        raise InvalidInputError(f"a run cannot finish in state {finish.state}")
+    named = None
+    if finish.state != records_pb2.RUN_STATE_UNSPECIFIED:
+        named = _FINISH_STATES.get(finish.state)
+        if named is None:
+            raise InvalidInputError(f"a run cannot finish in state {finish.state}")
+    state = _states.finish(named, finish.exit_code)
     if not math.isfinite(finish.end_time) or finish.end_time < 0:
         raise InvalidInputError("end_time must be a finite, non-negative unix time")
     return FinishOp(

@@ -30,6 +30,7 @@ from tracklog._launch import unix_answers
 from ._errors import InvalidInputError
 from ._limits import MAX_MESSAGE_BYTES
 from .application._crash import CrashDetector
+from .application._ingest import IngestGate
 from .storage._sql_store import Clock, SqlAlchemyStore
 from .storage._store import AbstractStore
 from .transport._grpc import StoreService
@@ -143,6 +144,7 @@ class StoreServer:
             version=tracklog.__version__,
             http_url=lambda: self.http_link,
             heartbeat_timeout=self.heartbeat_timeout,
+            gate=IngestGate.for_threads(self._max_workers),
         )
         server = grpc.server(
             ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="tracklog-grpc"),

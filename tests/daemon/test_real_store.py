@@ -274,7 +274,8 @@ def test_tracklog_sync_of_a_run_held_by_another_writer_exits_non_zero_with_the_r
     assert code == 1
     assert "offline-run-1: sync failed:" in err
     assert "PERMISSION_DENIED" in err
-    assert "accepts frames only from its writer" in err
+    assert f"run {ref.entity}/{ref.project}/{ref.id} already exists, started by another process" in err
+    assert "resume='allow'" in err
     assert read_synced(writer.path) == 0
     assert [frame.seq for frame in spool_frames(writer.path)] == [1, 2, 3]
 

@@ -409,6 +409,25 @@ def test_heartbeats_name_the_attached_started_runs_and_forward_a_stop(
     assert reply.stop.reason
 
 
+def test_a_stop_in_an_ingest_answer_reaches_the_client_without_waiting_for_a_heartbeat(
+    make_daemon: MakeDaemon, run_dir: Path, store: FakeStoreServer
+) -> None:
+    daemon = make_daemon(heartbeat_interval=3600.0)  # no heartbeat during the test
+    store.store.stop_on_ingest.add(KEY)
+
+    with client_for(daemon.target, run_dir) as client:
+        client.attach()
+        client.send(frames(make_ref(), 2))
+        assert store.store.wait_for_seq(KEY, 2)
+        reply = client.next_reply()
+        while reply is not None and reply.WhichOneof("kind") != "stop":
+            reply = client.next_reply()
+
+    assert reply is not None
+    assert "a stop was requested through the tracklog API" in reply.stop.reason
+    assert store.store.heartbeats == []
+
+
 def test_status_lists_each_run_with_its_durable_and_synced_seqs(
     make_daemon: MakeDaemon, run_dir: Path, store: FakeStoreServer
 ) -> None:

@@ -10,7 +10,6 @@ import pytest
 
 import tracklog
 from tests.e2e.conftest import Script, wait_for
-from tracklog import _home
 from tracklogd._config import DaemonConfig
 
 pytestmark = pytest.mark.slow
@@ -73,8 +72,8 @@ def test_stop_from_the_api_ends_a_live_run_killed_within_5_seconds_and_keeps_an_
             final.stop()
 
 
-def test_a_deleted_runs_id_stays_reserved_for_a_new_training_process(
-    script: Callable[..., Script], home: Path, tmp_path: Path
+def test_a_deleted_runs_id_is_refused_at_init_saying_it_was_deleted(
+    script: Callable[..., Script], tmp_path: Path
 ) -> None:
     first = script(ONCE)
     path = first.wait_line("RUN ")
@@ -83,14 +82,11 @@ def test_a_deleted_runs_id_stays_reserved_for_a_new_training_process(
         wait_for(lambda: _state(api, path) == "finished", 30, "the first run to be finished")
         api.run(path).delete()
         # Another run folder (so the SDK's own check of run folders does not refuse the id first).
-        second = script(ONCE, TRACKLOG_DIR=str(tmp_path / "elsewhere"))
-        assert second.wait_line("RUN ") == path
-        assert second.wait() == 0, second.err  # the SDK does not ask the store at init() (yet)
-        log = _home.daemon_log_path(home)
-        wait_for(
-            lambda: log.exists() and f"run {path} was deleted; its id stays reserved" in log.read_text(),
-            30,
-            "the daemon to log the store's refusal",
-        )
+        elsewhere = tmp_path / "elsewhere"
+        second = script(ONCE, TRACKLOG_DIR=str(elsewhere))
+        assert second.wait() == 1
+        assert "the id 'reserved' belonged to a deleted run" in second.err
+        assert not any(line.startswith("RUN ") for line in second.lines)
+        assert not (elsewhere / "tracklog").exists()  # refused before anything was written
         with pytest.raises(tracklog.NotFoundError, match=f"run {path} was deleted"):
             api.run(path)

@@ -23,41 +23,46 @@ _sym_db = _symbol_database.Default()
 
 
 from tracklog.v1 import records_pb2 as tracklog_dot_v1_dot_records__pb2
+from tracklog.v1 import store_pb2 as tracklog_dot_v1_dot_store__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tracklog/v1/daemon.proto\x12\x0btracklog.v1\x1a\x19tracklog/v1/records.proto\"X\n\x06\x41ttach\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0f\n\x07run_dir\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x0e\n\x06server\x18\x04 \x01(\t\"=\n\nFrameBatch\x12\"\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x12.tracklog.v1.Frame\x12\x0b\n\x03\x61\x63k\x18\x02 \x01(\x08\"i\n\rClientMessage\x12%\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.AttachH\x00\x12)\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x17.tracklog.v1.FrameBatchH\x00\x42\x06\n\x04kind\">\n\x08\x41ttached\x12\x13\n\x0b\x64urable_seq\x18\x01 \x01(\x04\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x10\n\x08metadata\x18\x03 \x01(\x08\")\n\x03\x41\x63k\x12\x13\n\x0b\x64urable_seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x17\n\x08RunLinks\x12\x0b\n\x03url\x18\x01 \x01(\t\"\x1d\n\x0bStopRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xc3\x01\n\rDaemonMessage\x12)\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x15.tracklog.v1.AttachedH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.tracklog.v1.AckH\x00\x12(\n\x04stop\x18\x03 \x01(\x0b\x32\x18.tracklog.v1.StopRequestH\x00\x12&\n\x05links\x18\x04 \x01(\x0b\x32\x15.tracklog.v1.RunLinksH\x00\x42\x06\n\x04kindJ\x04\x08\x05\x10\x06R\x06record\"\x0f\n\rStatusRequest\"\x9c\x01\n\tRunStatus\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0f\n\x07run_dir\x18\x02 \x01(\t\x12\x10\n\x08\x61ttached\x18\x03 \x01(\x08\x12\x13\n\x0b\x64urable_seq\x18\x04 \x01(\x04\x12\x12\n\nsynced_seq\x18\x05 \x01(\x04\x12\x0e\n\x06server\x18\x06 \x01(\t\x12\x11\n\x08settling\x18\x8c\x01 \x01(\x08\"~\n\x0eStatusResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0clocal_server\x18\x03 \x01(\t\x12$\n\x04runs\x18\x04 \x03(\x0b\x32\x16.tracklog.v1.RunStatus\x12\x12\n\nstarted_at\x18\x05 \x01(\x01\"\x11\n\x0fShutdownRequest\"\x12\n\x10ShutdownResponse2\xdd\x01\n\x06\x44\x61\x65mon\x12G\n\tRunStream\x12\x1a.tracklog.v1.ClientMessage\x1a\x1a.tracklog.v1.DaemonMessage(\x01\x30\x01\x12\x41\n\x06Status\x12\x1a.tracklog.v1.StatusRequest\x1a\x1b.tracklog.v1.StatusResponse\x12G\n\x08Shutdown\x12\x1c.tracklog.v1.ShutdownRequest\x1a\x1d.tracklog.v1.ShutdownResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tracklog/v1/daemon.proto\x12\x0btracklog.v1\x1a\x19tracklog/v1/records.proto\x1a\x17tracklog/v1/store.proto\"X\n\x06\x41ttach\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0f\n\x07run_dir\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x0e\n\x06server\x18\x04 \x01(\t\"=\n\nFrameBatch\x12\"\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x12.tracklog.v1.Frame\x12\x0b\n\x03\x61\x63k\x18\x02 \x01(\x08\"i\n\rClientMessage\x12%\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.AttachH\x00\x12)\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x17.tracklog.v1.FrameBatchH\x00\x42\x06\n\x04kind\">\n\x08\x41ttached\x12\x13\n\x0b\x64urable_seq\x18\x01 \x01(\x04\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x10\n\x08metadata\x18\x03 \x01(\x08\")\n\x03\x41\x63k\x12\x13\n\x0b\x64urable_seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x17\n\x08RunLinks\x12\x0b\n\x03url\x18\x01 \x01(\t\"\x1d\n\x0bStopRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xc3\x01\n\rDaemonMessage\x12)\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x15.tracklog.v1.AttachedH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.tracklog.v1.AckH\x00\x12(\n\x04stop\x18\x03 \x01(\x0b\x32\x18.tracklog.v1.StopRequestH\x00\x12&\n\x05links\x18\x04 \x01(\x0b\x32\x15.tracklog.v1.RunLinksH\x00\x42\x06\n\x04kindJ\x04\x08\x05\x10\x06R\x06record\"\x0f\n\rStatusRequest\"\xad\x01\n\tRunStatus\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0f\n\x07run_dir\x18\x02 \x01(\t\x12\x10\n\x08\x61ttached\x18\x03 \x01(\x08\x12\x13\n\x0b\x64urable_seq\x18\x04 \x01(\x04\x12\x12\n\nsynced_seq\x18\x05 \x01(\x04\x12\x0e\n\x06server\x18\x06 \x01(\t\x12\x11\n\x08settling\x18\x8c\x01 \x01(\x08\x12\x0f\n\x07refused\x18x \x01(\t\"~\n\x0eStatusResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0clocal_server\x18\x03 \x01(\t\x12$\n\x04runs\x18\x04 \x03(\x0b\x32\x16.tracklog.v1.RunStatus\x12\x12\n\nstarted_at\x18\x05 \x01(\x01\"\x11\n\x0fShutdownRequest\"\x12\n\x10ShutdownResponse\"\x87\x01\n\x0fProbeRunRequest\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.tracklog.v1.RunRef\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x14\n\x0cwriter_token\x18\x03 \x01(\t\x12\x0e\n\x06resume\x18\x04 \x01(\t\x12\x0f\n\x07timeout\x18\x05 \x01(\x01\x12\x0b\n\x03pid\x18\x06 \x01(\x05\"c\n\x10ProbeRunResponse\x12\x0f\n\x07reached\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12/\n\x06\x61nswer\x18\x03 \x01(\x0b\x32\x1f.tracklog.v1.CheckRunIdResponse2\xa6\x02\n\x06\x44\x61\x65mon\x12G\n\tRunStream\x12\x1a.tracklog.v1.ClientMessage\x1a\x1a.tracklog.v1.DaemonMessage(\x01\x30\x01\x12\x41\n\x06Status\x12\x1a.tracklog.v1.StatusRequest\x1a\x1b.tracklog.v1.StatusResponse\x12G\n\x08Shutdown\x12\x1c.tracklog.v1.ShutdownRequest\x1a\x1d.tracklog.v1.ShutdownResponse\x12G\n\x08ProbeRun\x12\x1c.tracklog.v1.ProbeRunRequest\x1a\x1d.tracklog.v1.ProbeRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tracklog.v1.daemon_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTACH']._serialized_start=68
-  _globals['_ATTACH']._serialized_end=156
-  _globals['_FRAMEBATCH']._serialized_start=158
-  _globals['_FRAMEBATCH']._serialized_end=219
-  _globals['_CLIENTMESSAGE']._serialized_start=221
-  _globals['_CLIENTMESSAGE']._serialized_end=326
-  _globals['_ATTACHED']._serialized_start=328
-  _globals['_ATTACHED']._serialized_end=390
-  _globals['_ACK']._serialized_start=392
-  _globals['_ACK']._serialized_end=433
-  _globals['_RUNLINKS']._serialized_start=435
-  _globals['_RUNLINKS']._serialized_end=458
-  _globals['_STOPREQUEST']._serialized_start=460
-  _globals['_STOPREQUEST']._serialized_end=489
-  _globals['_DAEMONMESSAGE']._serialized_start=492
-  _globals['_DAEMONMESSAGE']._serialized_end=687
-  _globals['_STATUSREQUEST']._serialized_start=689
-  _globals['_STATUSREQUEST']._serialized_end=704
-  _globals['_RUNSTATUS']._serialized_start=707
-  _globals['_RUNSTATUS']._serialized_end=863
-  _globals['_STATUSRESPONSE']._serialized_start=865
-  _globals['_STATUSRESPONSE']._serialized_end=991
-  _globals['_SHUTDOWNREQUEST']._serialized_start=993
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1010
-  _globals['_SHUTDOWNRESPONSE']._serialized_start=1012
-  _globals['_SHUTDOWNRESPONSE']._serialized_end=1030
-  _globals['_DAEMON']._serialized_start=1033
-  _globals['_DAEMON']._serialized_end=1254
+  _globals['_ATTACH']._serialized_start=93
+  _globals['_ATTACH']._serialized_end=181
+  _globals['_FRAMEBATCH']._serialized_start=183
+  _globals['_FRAMEBATCH']._serialized_end=244
+  _globals['_CLIENTMESSAGE']._serialized_start=246
+  _globals['_CLIENTMESSAGE']._serialized_end=351
+  _globals['_ATTACHED']._serialized_start=353
+  _globals['_ATTACHED']._serialized_end=415
+  _globals['_ACK']._serialized_start=417
+  _globals['_ACK']._serialized_end=458
+  _globals['_RUNLINKS']._serialized_start=460
+  _globals['_RUNLINKS']._serialized_end=483
+  _globals['_STOPREQUEST']._serialized_start=485
+  _globals['_STOPREQUEST']._serialized_end=514
+  _globals['_DAEMONMESSAGE']._serialized_start=517
+  _globals['_DAEMONMESSAGE']._serialized_end=712
+  _globals['_STATUSREQUEST']._serialized_start=714
+  _globals['_STATUSREQUEST']._serialized_end=729
+  _globals['_RUNSTATUS']._serialized_start=732
+  _globals['_RUNSTATUS']._serialized_end=905
+  _globals['_STATUSRESPONSE']._serialized_start=907
+  _globals['_STATUSRESPONSE']._serialized_end=1033
+  _globals['_SHUTDOWNREQUEST']._serialized_start=1035
+  _globals['_SHUTDOWNREQUEST']._serialized_end=1052
+  _globals['_SHUTDOWNRESPONSE']._serialized_start=1054
+  _globals['_SHUTDOWNRESPONSE']._serialized_end=1072
+  _globals['_PROBERUNREQUEST']._serialized_start=1075
+  _globals['_PROBERUNREQUEST']._serialized_end=1210
+  _globals['_PROBERUNRESPONSE']._serialized_start=1212
+  _globals['_PROBERUNRESPONSE']._serialized_end=1311
+  _globals['_DAEMON']._serialized_start=1314
+  _globals['_DAEMON']._serialized_end=1608
 # @@protoc_insertion_point(module_scope)

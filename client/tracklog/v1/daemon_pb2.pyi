@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from tracklog.v1 import records_pb2 as _records_pb2
+from tracklog.v1 import store_pb2 as _store_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -264,6 +265,7 @@ class RunStatus(_message.Message):
     SYNCED_SEQ_FIELD_NUMBER: _builtins.int
     SERVER_FIELD_NUMBER: _builtins.int
     SETTLING_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
     run_dir: _builtins.str
     attached: _builtins.bool
     """a training process is connected"""
@@ -274,6 +276,10 @@ class RunStatus(_message.Message):
     settling: _builtins.bool
     """The run has ended (its Finish is in the spool, or its training process is gone) and something
     of it (its frames, or the daemon's own records of it) is still on its way to the store.
+    """
+    refused: _builtins.str
+    """Non-empty when the store refused the run (another process's id, a deleted run's id): its frames
+    are kept in the spool and not sent again until the daemon restarts or `tracklog sync` is run.
     """
     @_builtins.property
     def ref(self) -> _records_pb2.RunRef: ...
@@ -287,10 +293,11 @@ class RunStatus(_message.Message):
         synced_seq: _builtins.int = ...,
         server: _builtins.str = ...,
         settling: _builtins.bool = ...,
+        refused: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "durable_seq", b"durable_seq", "ref", b"ref", "run_dir", b"run_dir", "server", b"server", "settling", b"settling", "synced_seq", b"synced_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "durable_seq", b"durable_seq", "ref", b"ref", "refused", b"refused", "run_dir", b"run_dir", "server", b"server", "settling", b"settling", "synced_seq", b"synced_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -358,3 +365,71 @@ class ShutdownResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShutdownResponse: _TypeAlias = ShutdownResponse  # noqa: Y015
+
+@_typing.final
+class ProbeRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    WRITER_TOKEN_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """as in Attach: empty means the daemon's local server"""
+    writer_token: _builtins.str
+    resume: _builtins.str
+    timeout: _builtins.float
+    """seconds the daemon may wait for the store"""
+    pid: _builtins.int
+    """the asking training process"""
+    @_builtins.property
+    def ref(self) -> _records_pb2.RunRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _records_pb2.RunRef | None = ...,
+        server: _builtins.str = ...,
+        writer_token: _builtins.str = ...,
+        resume: _builtins.str = ...,
+        timeout: _builtins.float = ...,
+        pid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid", "ref", b"ref", "resume", b"resume", "server", b"server", "timeout", b"timeout", "writer_token", b"writer_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProbeRunRequest: _TypeAlias = ProbeRunRequest  # noqa: Y015
+
+@_typing.final
+class ProbeRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REACHED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
+    reached: _builtins.bool
+    """the store answered"""
+    error: _builtins.str
+    """why it did not"""
+    @_builtins.property
+    def answer(self) -> _store_pb2.CheckRunIdResponse:
+        """the store's answer, when reached"""
+
+    def __init__(
+        self,
+        *,
+        reached: _builtins.bool = ...,
+        error: _builtins.str = ...,
+        answer: _store_pb2.CheckRunIdResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "error", b"error", "reached", b"reached"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProbeRunResponse: _TypeAlias = ProbeRunResponse  # noqa: Y015

@@ -49,6 +49,11 @@ class DaemonStub:
                 request_serializer=tracklog_dot_v1_dot_daemon__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=tracklog_dot_v1_dot_daemon__pb2.ShutdownResponse.FromString,
                 _registered_method=True)
+        self.ProbeRun = channel.unary_unary(
+                '/tracklog.v1.Daemon/ProbeRun',
+                request_serializer=tracklog_dot_v1_dot_daemon__pb2.ProbeRunRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_daemon__pb2.ProbeRunResponse.FromString,
+                _registered_method=True)
 
 
 class DaemonServicer:
@@ -76,6 +81,14 @@ class DaemonServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProbeRun(self, request, context):
+        """Asks the run's store whether a run may start with this id (see Store.CheckRunId), within the
+        request's timeout; init() refuses a taken or deleted id with the store's reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DaemonServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_DaemonServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=tracklog_dot_v1_dot_daemon__pb2.ShutdownRequest.FromString,
                     response_serializer=tracklog_dot_v1_dot_daemon__pb2.ShutdownResponse.SerializeToString,
+            ),
+            'ProbeRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProbeRun,
+                    request_deserializer=tracklog_dot_v1_dot_daemon__pb2.ProbeRunRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_daemon__pb2.ProbeRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class Daemon:
             '/tracklog.v1.Daemon/Shutdown',
             tracklog_dot_v1_dot_daemon__pb2.ShutdownRequest.SerializeToString,
             tracklog_dot_v1_dot_daemon__pb2.ShutdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProbeRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Daemon/ProbeRun',
+            tracklog_dot_v1_dot_daemon__pb2.ProbeRunRequest.SerializeToString,
+            tracklog_dot_v1_dot_daemon__pb2.ProbeRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class DaemonStub:
     """
     Status: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.StatusRequest, _daemon_pb2.StatusResponse]
     Shutdown: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.ShutdownRequest, _daemon_pb2.ShutdownResponse]
+    ProbeRun: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.ProbeRunRequest, _daemon_pb2.ProbeRunResponse]
+    """Asks the run's store whether a run may start with this id (see Store.CheckRunId), within the
+    request's timeout; init() refuses a taken or deleted id with the store's reason.
+    """
 
 @_typing.type_check_only
 class DaemonAsyncStub(DaemonStub):
@@ -51,6 +55,10 @@ class DaemonAsyncStub(DaemonStub):
     """
     Status: _aio.UnaryUnaryMultiCallable[_daemon_pb2.StatusRequest, _daemon_pb2.StatusResponse]  # type: ignore[assignment]
     Shutdown: _aio.UnaryUnaryMultiCallable[_daemon_pb2.ShutdownRequest, _daemon_pb2.ShutdownResponse]  # type: ignore[assignment]
+    ProbeRun: _aio.UnaryUnaryMultiCallable[_daemon_pb2.ProbeRunRequest, _daemon_pb2.ProbeRunResponse]  # type: ignore[assignment]
+    """Asks the run's store whether a run may start with this id (see Store.CheckRunId), within the
+    request's timeout; init() refuses a taken or deleted id with the store's reason.
+    """
 
 class DaemonServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -78,5 +86,15 @@ class DaemonServicer(metaclass=_abc_1.ABCMeta):
         request: _daemon_pb2.ShutdownRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_daemon_pb2.ShutdownResponse, _abc.Awaitable[_daemon_pb2.ShutdownResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ProbeRun(
+        self,
+        request: _daemon_pb2.ProbeRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.ProbeRunResponse, _abc.Awaitable[_daemon_pb2.ProbeRunResponse]]:
+        """Asks the run's store whether a run may start with this id (see Store.CheckRunId), within the
+        request's timeout; init() refuses a taken or deleted id with the store's reason.
+        """
 
 def add_DaemonServicer_to_server(servicer: DaemonServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -133,6 +133,7 @@ class RunStart(_message.Message):
     OFFLINE_FIELD_NUMBER: _builtins.int
     RESUME_FIELD_NUMBER: _builtins.int
     WRITER_TOKEN_FIELD_NUMBER: _builtins.int
+    NAME_GENERATED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     notes: _builtins.str
     group: _builtins.str
@@ -150,6 +151,10 @@ class RunStart(_message.Message):
     writer_token: _builtins.str
     """A random secret of this run's writer (the training process that started it). The store keeps
     its hash from the first RunStart and accepts later frames of the run only with the same token.
+    """
+    name_generated: _builtins.bool
+    """The name was generated (adjective-noun-N), not chosen: the store keeps generated names unique
+    within the project, numbering past the runs it holds when this one is taken.
     """
     @_builtins.property
     def ref(self) -> Global___RunRef: ...
@@ -172,10 +177,11 @@ class RunStart(_message.Message):
         offline: _builtins.bool = ...,
         resume: _builtins.str = ...,
         writer_token: _builtins.str = ...,
+        name_generated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "group", b"group", "host", b"host", "job_type", b"job_type", "name", b"name", "notes", b"notes", "offline", b"offline", "pid", b"pid", "ref", b"ref", "resume", b"resume", "run_dir", b"run_dir", "start_time", b"start_time", "tags", b"tags", "writer_token", b"writer_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "group", b"group", "host", b"host", "job_type", b"job_type", "name", b"name", "name_generated", b"name_generated", "notes", b"notes", "offline", b"offline", "pid", b"pid", "ref", b"ref", "resume", b"resume", "run_dir", b"run_dir", "start_time", b"start_time", "tags", b"tags", "writer_token", b"writer_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

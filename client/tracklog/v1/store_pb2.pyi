@@ -42,6 +42,47 @@ SOURCE_DAEMON: Source.ValueType  # 1
 """the daemon: system metrics, metadata, captured files"""
 Global___Source: _TypeAlias = Source  # noqa: Y015
 
+class _RunIdVerdict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RunIdVerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunIdVerdict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RUN_ID_VERDICT_UNSPECIFIED: _RunIdVerdict.ValueType  # 0
+    RUN_ID_FREE: _RunIdVerdict.ValueType  # 1
+    """no run has the id: a new run starts"""
+    RUN_ID_OWN: _RunIdVerdict.ValueType  # 2
+    """the run exists and was written with this token: it continues"""
+    RUN_ID_RESUMABLE: _RunIdVerdict.ValueType  # 3
+    """another process's run, and resume allows it: this start takes it over"""
+    RUN_ID_TAKEN: _RunIdVerdict.ValueType  # 4
+    """another process's run: refused (message names resume=)"""
+    RUN_ID_LIVE: _RunIdVerdict.ValueType  # 5
+    """another process's run that is still running: refused, resume or not"""
+    RUN_ID_DELETED: _RunIdVerdict.ValueType  # 6
+    """the id belonged to a deleted run: it stays reserved"""
+    RUN_ID_MISSING: _RunIdVerdict.ValueType  # 7
+    """resume="must" and no run has the id"""
+
+class RunIdVerdict(_RunIdVerdict, metaclass=_RunIdVerdictEnumTypeWrapper): ...
+
+RUN_ID_VERDICT_UNSPECIFIED: RunIdVerdict.ValueType  # 0
+RUN_ID_FREE: RunIdVerdict.ValueType  # 1
+"""no run has the id: a new run starts"""
+RUN_ID_OWN: RunIdVerdict.ValueType  # 2
+"""the run exists and was written with this token: it continues"""
+RUN_ID_RESUMABLE: RunIdVerdict.ValueType  # 3
+"""another process's run, and resume allows it: this start takes it over"""
+RUN_ID_TAKEN: RunIdVerdict.ValueType  # 4
+"""another process's run: refused (message names resume=)"""
+RUN_ID_LIVE: RunIdVerdict.ValueType  # 5
+"""another process's run that is still running: refused, resume or not"""
+RUN_ID_DELETED: RunIdVerdict.ValueType  # 6
+"""the id belonged to a deleted run: it stays reserved"""
+RUN_ID_MISSING: RunIdVerdict.ValueType  # 7
+"""resume="must" and no run has the id"""
+Global___RunIdVerdict: _TypeAlias = RunIdVerdict  # noqa: Y015
+
 @_typing.final
 class SystemHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -265,12 +306,17 @@ class IngestResponse(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     APPLIED_THROUGH_FIELD_NUMBER: _builtins.int
     REFUSED_FIELD_NUMBER: _builtins.int
+    STOP_REQUESTED_FIELD_NUMBER: _builtins.int
     accepted: _builtins.bool
     """false when the frames do not continue what the server holds (a gap, or a run it does not know
     whose first frame is not seq 1): nothing was applied; resend from applied_through + 1.
     """
     applied_through: _builtins.int
     """the highest seq the server has applied for this run"""
+    stop_requested: _builtins.bool
+    """A stop of the run was asked for (through the API) and it has not finished: the daemon forwards
+    it to the training process at once, as it does a heartbeat's answer.
+    """
     @_builtins.property
     def refused(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefusedRecord]: ...
     def __init__(
@@ -279,10 +325,11 @@ class IngestResponse(_message.Message):
         accepted: _builtins.bool = ...,
         applied_through: _builtins.int = ...,
         refused: _abc.Iterable[Global___RefusedRecord] | None = ...,
+        stop_requested: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "applied_through", b"applied_through", "refused", b"refused"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "applied_through", b"applied_through", "refused", b"refused", "stop_requested", b"stop_requested"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1206,3 +1253,70 @@ class DeleteRunsByFilterResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteRunsByFilterResponse: _TypeAlias = DeleteRunsByFilterResponse  # noqa: Y015
+
+@_typing.final
+class CheckRunIdRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    WRITER_TOKEN_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_NUMBER: _builtins.int
+    writer_token: _builtins.str
+    """the token the new run would write with (RunStart.writer_token)"""
+    resume: _builtins.str
+    """"", "allow", "must", "never" as passed to init()"""
+    @_builtins.property
+    def ref(self) -> _records_pb2.RunRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _records_pb2.RunRef | None = ...,
+        writer_token: _builtins.str = ...,
+        resume: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "resume", b"resume", "writer_token", b"writer_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckRunIdRequest: _TypeAlias = CheckRunIdRequest  # noqa: Y015
+
+@_typing.final
+class CheckRunIdResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    LAST_STEP_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONFIG_JSON_FIELD_NUMBER: _builtins.int
+    PROJECT_RUNS_FIELD_NUMBER: _builtins.int
+    verdict: Global___RunIdVerdict.ValueType
+    message: _builtins.str
+    """why, for a refusal"""
+    last_step: _builtins.int
+    """the stored run's last step (-1: none or no run): a resume goes on after it"""
+    name: _builtins.str
+    """the stored run's name"""
+    config_json: _builtins.str
+    """the stored run's config"""
+    project_runs: _builtins.int
+    """runs in the project (deleted ones included): numbers generated names"""
+    def __init__(
+        self,
+        *,
+        verdict: Global___RunIdVerdict.ValueType = ...,
+        message: _builtins.str = ...,
+        last_step: _builtins.int = ...,
+        name: _builtins.str = ...,
+        config_json: _builtins.str = ...,
+        project_runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "last_step", b"last_step", "message", b"message", "name", b"name", "project_runs", b"project_runs", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckRunIdResponse: _TypeAlias = CheckRunIdResponse  # noqa: Y015

@@ -125,6 +125,11 @@ class StoreStub:
                 request_serializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterRequest.SerializeToString,
                 response_deserializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterResponse.FromString,
                 _registered_method=True)
+        self.CheckRunId = channel.unary_unary(
+                '/tracklog.v1.Store/CheckRunId',
+                request_serializer=tracklog_dot_v1_dot_store__pb2.CheckRunIdRequest.SerializeToString,
+                response_deserializer=tracklog_dot_v1_dot_store__pb2.CheckRunIdResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServicer:
@@ -251,6 +256,14 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckRunId(self, request, context):
+        """Whether a run may start with this id and writer token (init() asks it through its daemon):
+        a new id, the writer's own run, a run it may resume, or a refusal that says why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +356,11 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.DeleteRunsByFilter,
                     request_deserializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterRequest.FromString,
                     response_serializer=tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterResponse.SerializeToString,
+            ),
+            'CheckRunId': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckRunId,
+                    request_deserializer=tracklog_dot_v1_dot_store__pb2.CheckRunIdRequest.FromString,
+                    response_serializer=tracklog_dot_v1_dot_store__pb2.CheckRunIdResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -831,6 +849,33 @@ class Store:
             '/tracklog.v1.Store/DeleteRunsByFilter',
             tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterRequest.SerializeToString,
             tracklog_dot_v1_dot_store__pb2.DeleteRunsByFilterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckRunId(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracklog.v1.Store/CheckRunId',
+            tracklog_dot_v1_dot_store__pb2.CheckRunIdRequest.SerializeToString,
+            tracklog_dot_v1_dot_store__pb2.CheckRunIdResponse.FromString,
             options,
             channel_credentials,
             insecure,

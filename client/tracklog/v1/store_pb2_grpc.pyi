@@ -63,6 +63,10 @@ class StoreStub:
     """A project's config and summary keys with their types and ranges."""
     DeleteRunsByFilter: _grpc.UnaryUnaryMultiCallable[_store_pb2.DeleteRunsByFilterRequest, _store_pb2.DeleteRunsByFilterResponse]
     """Deletes a project's runs matching a filter, all or nothing (or, with dry_run, lists them)."""
+    CheckRunId: _grpc.UnaryUnaryMultiCallable[_store_pb2.CheckRunIdRequest, _store_pb2.CheckRunIdResponse]
+    """Whether a run may start with this id and writer token (init() asks it through its daemon):
+    a new id, the writer's own run, a run it may resume, or a refusal that says why.
+    """
 
 @_typing.type_check_only
 class StoreAsyncStub(StoreStub):
@@ -98,6 +102,10 @@ class StoreAsyncStub(StoreStub):
     """A project's config and summary keys with their types and ranges."""
     DeleteRunsByFilter: _aio.UnaryUnaryMultiCallable[_store_pb2.DeleteRunsByFilterRequest, _store_pb2.DeleteRunsByFilterResponse]  # type: ignore[assignment]
     """Deletes a project's runs matching a filter, all or nothing (or, with dry_run, lists them)."""
+    CheckRunId: _aio.UnaryUnaryMultiCallable[_store_pb2.CheckRunIdRequest, _store_pb2.CheckRunIdResponse]  # type: ignore[assignment]
+    """Whether a run may start with this id and writer token (init() asks it through its daemon):
+    a new id, the writer's own run, a run it may resume, or a refusal that says why.
+    """
 
 class StoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -238,5 +246,15 @@ class StoreServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.DeleteRunsByFilterResponse, _abc.Awaitable[_store_pb2.DeleteRunsByFilterResponse]]:
         """Deletes a project's runs matching a filter, all or nothing (or, with dry_run, lists them)."""
+
+    @_abc_1.abstractmethod
+    def CheckRunId(
+        self,
+        request: _store_pb2.CheckRunIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.CheckRunIdResponse, _abc.Awaitable[_store_pb2.CheckRunIdResponse]]:
+        """Whether a run may start with this id and writer token (init() asks it through its daemon):
+        a new id, the writer's own run, a run it may resume, or a refusal that says why.
+        """
 
 def add_StoreServicer_to_server(servicer: StoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

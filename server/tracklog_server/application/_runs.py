@@ -9,26 +9,18 @@ one place to go.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from tracklog_server._entities import Run, RunChanges, RunKey
 from tracklog_server._errors import InvalidInputError
 from tracklog_server.storage._store import AbstractStore
 
 from . import _states
+from ._caller import ANONYMOUS, Caller
+
+__all__ = ["ANONYMOUS", "MAX_RUNS_PER_DELETE", "Caller", "delete_runs", "stop_run", "update_run"]
 
 MAX_RUNS_PER_DELETE = 1000
 MAX_RUNS_PER_UPDATE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who calls. Without auth every caller is the local user; ``user`` is empty for anonymous."""
-
-    user: str = ""
-
-
-ANONYMOUS = Caller()
 
 
 def update_run(store: AbstractStore, caller: Caller, key: RunKey, changes: RunChanges) -> Run:

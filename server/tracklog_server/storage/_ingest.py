@@ -38,12 +38,12 @@ from copy import copy
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from tracklog._history import FLOAT, dumps
 from tracklog_server._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
-from tracklog_server._entities import IngestResult, RefusedRecord, RunKey, RunState
+from tracklog_server._entities import IngestResult, RefusedRecord, RunIdentity, RunKey, RunState
 from tracklog_server._errors import InvalidInputError, PermissionDeniedError
 from tracklog_server._limits import MAX_PROBLEMS, MAX_SHORT_TEXT, MAX_WRITER_TOKEN
 from tracklog_server._records import (
@@ -61,6 +61,7 @@ from tracklog_server._records import (
     UpdateOp,
     through,
 )
+from tracklog_server.application import _identity, _states
 
 from . import _values as _run_values
 from ._capture_ingest import CaptureWriter
@@ -106,6 +107,7 @@ class LockedRun:
     deleted_at: float | None
     client_tags: list[str]
     field_times: dict[str, Any]  # see _field_times: when each field was last written
+    stop_requested_at: float | None
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +170,40 @@ def check_not_deleted(run: LockedRun, key: RunKey) -> None:
         )
 
 
+def identity(run: LockedRun) -> RunIdentity:
+    return RunIdentity(
+        writer_hash=run.writer_hash,
+        state=RunState(run.state),
+        finished=run.finished_at is not None,
+        deleted=run.deleted_at is not None,
+        last_step=run.last_step,
+        name=run.name,
+        config_json=run.config_json,
+    )
+
+
+def _same_writer(run: LockedRun, writer: str) -> bool:
+    return not run.writer_hash or hmac.compare_digest(run.writer_hash, writer)
+
+
+def _take_over(run: LockedRun, key: RunKey, frames: Sequence[tuple[int, Op]], writer: str) -> None:
+    """Frames from another incarnation of the run (another writer token). Only its RunStart (seq 1
+    of its own sequence) with resume="allow"/"must" may take the run over, and only when
+    ``_identity.check`` allows it (the run is not deleted nor still running): the run is then handed
+    to the new writer, whose sequences start afresh; the old incarnation's frames are refused from
+    then on. Anything else is refused whole (PermissionDeniedError), naming resume=."""
+    first_seq, first_op = frames[0] if frames else (0, None)
+    if first_seq == 1 and isinstance(first_op, StartOp):
+        verdict = _identity.check(key, identity(run), writer, first_op.resume)
+        if verdict.verdict is _identity.Verdict.RESUMABLE:
+            run.writer_hash = writer
+            run.last_seq = 0
+            run.daemon_seq = 0
+            return
+        raise PermissionDeniedError(verdict.message)
+    check_writer(run, key, writer)
+
+
 def check_writer(run: LockedRun, key: RunKey, writer: str) -> None:
     """Raises PermissionDeniedError unless ``writer`` (``writer_hash`` of the request's token) is the
     run's writer. Checked before anything else, resends included: a stranger learns nothing and
@@ -176,6 +212,8 @@ def check_writer(run: LockedRun, key: RunKey, writer: str) -> None:
         raise PermissionDeniedError(
             f"run {key} accepts frames only from its writer, the process that started it: "
             + ("this request has another writer token" if writer else "this request has no writer token")
+            + " (a run started with an id that another run already has is refused; start it with "
+            "resume='allow' to continue that run, or choose another id)"
         )
 
 
@@ -186,7 +224,8 @@ def apply_frames(
     run = lock_run(conn, key)
     if run is not None:
         check_not_deleted(run, key)
-        check_writer(run, key, writer)
+        if not _same_writer(run, writer):
+            _take_over(run, key, frames, writer)
     last_seq = run.last_seq if run is not None else 0
     fresh = [(seq, op) for seq, op in frames if seq > last_seq]  # already applied: an idempotent resend
     if not fresh:
@@ -207,8 +246,18 @@ def apply_frames(
     applier = _Applier(conn, run, now)
     applier.apply(fresh)
     run.last_seq = through(*frames[-1])  # past the frames a trailing FramesLost accounts for
+    _heard_from(run, now)
     run.save(conn, applier.metrics)
-    return IngestResult(True, run.last_seq, tuple(applier.refused))
+    stop = run.stop_requested_at is not None and run.finished_at is None
+    return IngestResult(True, run.last_seq, tuple(applier.refused), stop_requested=stop)
+
+
+def _heard_from(run: LockedRun, now: float) -> None:
+    """Frames of the run prove its writer alive, as a heartbeat does: on a store busy with ingest a
+    heartbeat may come late, but the frames it waited behind already said the run lives."""
+    if run.finished_at is None:
+        run.heartbeat_at = max(run.heartbeat_at, now)
+    run.state = _states.alive(RunState(run.state), run.finished_at is not None).value
 
 
 def _default_start(key: RunKey, now: float) -> StartOp:
@@ -218,15 +267,43 @@ def _default_start(key: RunKey, now: float) -> StartOp:
     )  # fmt: skip
 
 
+def _unique_name(conn: Connection, op: StartOp) -> str:
+    """A generated name (``adjective-noun-N``) another run of the project already has is numbered
+    past the project's runs instead (the SDK numbers by what it saw: its run folders, or the store
+    when it asked). A chosen name is kept as it is: names are not identities."""
+    name = op.name or op.key.id
+    if not op.name_generated or not _name_taken(conn, op.key, name):
+        return name
+    stem = name.rsplit("-", 1)[0]
+    count = conn.execute(
+        select(func.count())
+        .select_from(_RUNS)
+        .where(_RUNS.c.entity == op.key.entity, _RUNS.c.project == op.key.project)
+    ).scalar_one()
+    for number in range(int(count) + 1, int(count) + 1000):
+        if not _name_taken(conn, op.key, f"{stem}-{number}"):
+            return f"{stem}-{number}"
+    return name  # a thousand taken in a row: keep it rather than fail the run
+
+
+def _name_taken(conn: Connection, key: RunKey, name: str) -> bool:
+    found = conn.execute(
+        select(_RUNS.c.pk)
+        .where(_RUNS.c.entity == key.entity, _RUNS.c.project == key.project, _RUNS.c.name == name)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> LockedRun:
     values: dict[str, Any] = {
         "run_id": op.key.id,
-        "name": op.name or op.key.id,
+        "name": _unique_name(conn, op),
         "notes": op.notes,
         "tags": list(op.tags),
         "group": op.group,
         "job_type": op.job_type,
-        "state": RunState.RUNNING.value,
+        "state": _states.START.value,
         "exit_code": 0,
         "finish_reason": "",
         "heartbeat_at": now,
@@ -252,6 +329,7 @@ def _create_run(conn: Connection, op: StartOp, now: float, writer: str) -> Locke
         "deleted_at": None,
         "client_tags": list(op.tags),
         "field_times": {},  # what the run starts with takes any later write
+        "stop_requested_at": None,
     }
     row = {_RUN_COLUMNS.get(k, k): v for k, v in values.items()}
     row.update(entity=op.key.entity, project=op.key.project, created_at=op.start_time or now)
@@ -317,6 +395,13 @@ class _Applier:
 
     def _history(self, seq: int, batch: HistoryOp) -> None:
         cut = batch.after(self.run.last_step)
+        dropped = len(batch.steps) - (len(cut.steps) if cut is not None else 0)
+        if dropped:  # never silent: e.g. a resume that could not ask the store started at step 0
+            self.run.note_problem(
+                f"record {seq}: {dropped} history rows at or below step {self.run.last_step}, the run's "
+                "last stored step, were dropped (steps must grow; a resume continues after the last step)",
+                dropped,
+            )
         if cut is None:
             return
         run_pk = self.run.pk
@@ -378,11 +463,12 @@ class _Applier:
         metadata = json.loads(run.metadata_json)
         metadata.update(pid=op.pid, offline=op.offline)
         run.metadata_json = dumps(metadata)
-        run.state = RunState.RUNNING.value
+        run.state = _states.START.value
         run.exit_code = 0
         run.finish_reason = ""
         run.finished_at = None
         run.heartbeat_at = self.now
+        run.stop_requested_at = None  # asked of an earlier incarnation, which has ended
 
     def _config(self, op: ConfigOp) -> None:
         if op.items:

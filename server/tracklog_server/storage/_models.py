@@ -81,6 +81,7 @@ class RunRow(Base):
         UniqueConstraint("entity", "project", "run_id"),
         Index("ix_runs_state_heartbeat_at", "state", "heartbeat_at"),
         Index("ix_runs_entity_project_created_at", "entity", "project", "created_at"),
+        Index("ix_runs_entity_project_name", "entity", "project", "name"),  # unique generated names
     )
 
     pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)

@@ -6,13 +6,15 @@ plain deferred transactions, which in WAL mode never wait for the writer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, case, select, tuple_, update
+from sqlalchemy import Engine, case, func, select, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -33,6 +35,7 @@ from tracklog_server._entities import (
     RunChanges,
     RunFilter,
     RunGroup,
+    RunIdentity,
     RunKey,
     RunState,
     SystemPage,
@@ -50,6 +53,7 @@ from tracklog_server._filter_ast import Field, Node, Order, SortKey
 from tracklog_server._limits import MAX_RUNS_PER_HEARTBEAT
 from tracklog_server._records import Op, decode_frames
 from tracklog_server._records import refused as refused_op
+from tracklog_server.application import _states
 
 from . import _sql_mutations, _sql_search
 from ._capture_read import list_files, open_file, read_chunks, read_logs
@@ -62,6 +66,7 @@ from ._models import MetricSummaryRow, RunRow
 from ._sql_projects import list_projects, project_series_keys
 from ._store import AbstractStore
 from ._system_read import latest_system, read_system
+from ._write_turns import NoTurns, WriteTurns
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -96,7 +101,15 @@ class SqlAlchemyStore(AbstractStore):
             raise
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = writer(self.engine)
-        self._write = sessionmaker(self._write_engine, expire_on_commit=False)
+        sqlite = self.engine.dialect.name == "sqlite"
+        self._turns = WriteTurns() if sqlite else NoTurns()
+
+    @contextlib.contextmanager
+    def _writing(self, action: str, *, urgent: bool = False) -> Iterator[Connection]:
+        """A write transaction, errors translated; on SQLite taken in turns (``_write_turns``), urgent
+        ones (heartbeats, crash detection) before the ordinary ones that wait."""
+        with self._turns.turn(urgent), translate_db_errors(action), self._write_engine.begin() as conn:
+            yield conn
 
     def close(self) -> None:
         if self._owns_engine:
@@ -135,7 +148,7 @@ class SqlAlchemyStore(AbstractStore):
             try:
                 # A Core connection, not an ORM session: ingest issues only Core statements and is
                 # the hot path (the session machinery would cost more than the statements).
-                with translate_db_errors(f"ingest into run {key}"), self._write_engine.begin() as conn:
+                with self._writing(f"ingest into run {key}") as conn:
                     return apply_frames(conn, key, ops, self._clock(), writer)
             except StoreConflictError:
                 if attempt == _INGEST_ATTEMPTS:
@@ -152,7 +165,7 @@ class SqlAlchemyStore(AbstractStore):
                 found = session.execute(select(RunRow.daemon_seq).where(*_where(key))).one_or_none()
             return IngestResult(found is not None, found[0] if found is not None else 0)
         what = f"ingest the daemon's frames into run {key}"
-        with translate_db_errors(what), self._write_engine.begin() as conn:
+        with self._writing(what) as conn:
             return apply_daemon_frames(conn, key, ops, self._clock(), writer)
 
     def _last_seq(self, key: RunKey) -> int:
@@ -166,7 +179,7 @@ class SqlAlchemyStore(AbstractStore):
         if len(keys) > MAX_RUNS_PER_HEARTBEAT:
             limit = MAX_RUNS_PER_HEARTBEAT
             raise InvalidInputError(f"{len(keys)} runs in one heartbeat; the limit is {limit}")
-        crashed, running = RunState.CRASHED.value, RunState.RUNNING.value
+        revivable, alive = _states.REVIVABLE.value, _states.ALIVE.value
         stmt = (
             update(RunRow)
             .where(
@@ -178,11 +191,12 @@ class SqlAlchemyStore(AbstractStore):
             )
             .values(
                 heartbeat_at=self._clock(),
-                state=case((RunRow.state == crashed, running), else_=RunRow.state),
+                # _states.alive as one statement: replicas may beat the same run at once.
+                state=case((RunRow.state == revivable, alive), else_=RunRow.state),
             )
             .execution_options(synchronize_session=False)
         )
-        with translate_db_errors("record heartbeats"), self._write_engine.begin() as conn:
+        with self._writing("record heartbeats", urgent=True) as conn:
             conn.execute(stmt)
             # Answered on every heartbeat until the run finishes: a daemon that missed one answer (or
             # restarted) hears it again, and forwards it once per client stream.
@@ -192,15 +206,15 @@ class SqlAlchemyStore(AbstractStore):
         stmt = (
             update(RunRow)
             .where(
-                RunRow.state == RunState.RUNNING.value,
+                RunRow.state == _states.SILENT_FROM.value,
                 RunRow.heartbeat_at < self._clock() - timeout,
                 RunRow.deleted_at.is_(None),
             )
-            .values(state=RunState.CRASHED.value)
+            .values(state=_states.SILENT_TO.value)
             .execution_options(synchronize_session=False)
         )
-        with translate_db_errors("mark crashed runs"), self._write.begin() as session:
-            count: int = session.execute(stmt).rowcount  # type: ignore[attr-defined]
+        with self._writing("mark crashed runs", urgent=True) as conn:
+            count: int = conn.execute(stmt).rowcount
         return count
 
     def get_run(self, key: RunKey) -> Run:
@@ -315,20 +329,20 @@ class SqlAlchemyStore(AbstractStore):
         return info, self._translated(read_chunks(self._read, run_pk, info, layout), action)
 
     def update_run(self, key: RunKey, changes: RunChanges) -> Run:
-        with translate_db_errors(f"update run {key}"), self._write_engine.begin() as conn:
+        with self._writing(f"update run {key}") as conn:
             _sql_mutations.update_run(conn, key, changes, self._clock())
         return self.get_run(key)
 
     def update_runs(self, keys: Sequence[RunKey], changes: RunChanges) -> int:
-        with translate_db_errors("update runs"), self._write_engine.begin() as conn:
+        with self._writing("update runs") as conn:
             return _sql_mutations.update_runs(conn, keys, changes, self._clock())
 
     def delete_runs(self, keys: Sequence[RunKey], delete_files: bool = False) -> int:
-        with translate_db_errors("delete runs"), self._write_engine.begin() as conn:
+        with self._writing("delete runs") as conn:
             return _sql_mutations.delete_runs(conn, keys, delete_files, self._clock())
 
     def request_stop(self, key: RunKey, when: frozenset[RunState]) -> RunState:
-        with translate_db_errors(f"request a stop of run {key}"), self._write_engine.begin() as conn:
+        with self._writing(f"request a stop of run {key}") as conn:
             return _sql_mutations.request_stop(conn, key, when, self._clock())
 
     def search_runs(
@@ -365,6 +379,27 @@ class SqlAlchemyStore(AbstractStore):
         with translate_db_errors(f"describe project {project}"), self._read() as session:
             runs, keys = _sql_search.describe_rows(session, project)
         return ProjectDescription(project, runs, tuple(keys))
+
+    def run_identity(self, key: RunKey) -> tuple[RunIdentity | None, int]:
+        with translate_db_errors(f"read run {key}"), self._read() as session:
+            row = session.execute(select(RunRow).where(*_where(key))).scalar_one_or_none()
+            count = session.execute(
+                select(func.count())
+                .select_from(RunRow)
+                .where(RunRow.entity == key.entity, RunRow.project == key.project)
+            ).scalar_one()
+        if row is None:
+            return None, int(count)
+        found = RunIdentity(
+            writer_hash=row.writer_hash,
+            state=RunState(row.state),
+            finished=row.finished_at is not None,
+            deleted=row.deleted_at is not None,
+            last_step=row.last_step,
+            name=row.name,
+            config_json=row.config_json,
+        )
+        return found, int(count)
 
     @staticmethod
     def _translated(items: Iterator[T], action: str) -> Iterator[T]:

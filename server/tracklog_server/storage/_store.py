@@ -21,6 +21,7 @@ from tracklog_server._entities import (
     RunChanges,
     RunFilter,
     RunGroup,
+    RunIdentity,
     RunKey,
     RunState,
     SystemPage,
@@ -177,6 +178,11 @@ class AbstractStore(abc.ABC):
     @abc.abstractmethod
     def describe_project(self, project: ProjectKey) -> ProjectDescription:
         """The project's config and summary keys, with the types and ranges of their values."""
+
+    @abc.abstractmethod
+    def run_identity(self, key: RunKey) -> tuple[RunIdentity | None, int]:
+        """The run's identity (None: no run has the id, deleted ones included) and how many runs its
+        project holds (deleted ones included), for ``CheckRunId``."""
 
     @abc.abstractmethod
     def close(self) -> None:

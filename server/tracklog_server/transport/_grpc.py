@@ -30,7 +30,12 @@ from tracklog_server._errors import (
 from tracklog_server._limits import MAX_FRAMES_PER_REQUEST, MAX_LONG_TEXT, MAX_TAGS
 from tracklog_server._records import run_key
 from tracklog_server._validate import check_text, loads_object
+from tracklog_server.application import _get as _app_get
+from tracklog_server.application import _heartbeat as _app_heartbeat
+from tracklog_server.application import _identity as _app_identity
+from tracklog_server.application import _ingest as _app_ingest
 from tracklog_server.application import _runs as _app_runs
+from tracklog_server.application._caller import ANONYMOUS
 from tracklog_server.storage._store import AbstractStore
 
 from . import _grpc_search
@@ -39,7 +44,21 @@ from ._convert import file_info, history_batch, output_lines, run_ref, run_view,
 log = logging.getLogger(__name__)
 
 SERVICE = "tracklog.v1.Store"
+_SOURCES = {
+    store_pb2.SOURCE_CLIENT: _app_ingest.Source.CLIENT,
+    store_pb2.SOURCE_DAEMON: _app_ingest.Source.DAEMON,  # the daemon's own sequence of the run
+}
 M = TypeVar("M", bound=Message)
+
+_VERDICTS = {
+    _app_identity.Verdict.FREE: store_pb2.RUN_ID_FREE,
+    _app_identity.Verdict.OWN: store_pb2.RUN_ID_OWN,
+    _app_identity.Verdict.RESUMABLE: store_pb2.RUN_ID_RESUMABLE,
+    _app_identity.Verdict.TAKEN: store_pb2.RUN_ID_TAKEN,
+    _app_identity.Verdict.LIVE: store_pb2.RUN_ID_LIVE,
+    _app_identity.Verdict.DELETED: store_pb2.RUN_ID_DELETED,
+    _app_identity.Verdict.MISSING: store_pb2.RUN_ID_MISSING,
+}
 
 _STATUS: tuple[tuple[type[StoreError], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -79,8 +98,10 @@ class StoreService:
         version: str,
         http_url: Callable[[], str],
         heartbeat_timeout: float,
+        gate: _app_ingest.IngestGate | None = None,
     ) -> None:
         self._store = store
+        self._gate = gate
         self._version = version
         self._http_url = http_url
         self._heartbeat_timeout = heartbeat_timeout
@@ -121,6 +142,7 @@ class StoreService:
                 "GroupRuns": unary(self.group_runs),
                 "DescribeProject": unary(self.describe_project),
                 "DeleteRunsByFilter": unary(self.delete_runs_by_filter),
+                "CheckRunId": unary(self.check_run_id),
             },
         )
 
@@ -156,26 +178,28 @@ class StoreService:
                 f"{len(request.frames)} frames in one request; the limit is {MAX_FRAMES_PER_REQUEST}"
             )
         frames = [(f.seq, f.record) for f in request.frames]
-        if request.source == store_pb2.SOURCE_DAEMON:  # the daemon's own sequence of the run
-            result = self._store.ingest_daemon(key, frames, writer_token=request.writer_token)
-        elif request.source == store_pb2.SOURCE_CLIENT:
-            result = self._store.ingest(key, frames, writer_token=request.writer_token)
-        else:
+        source = _SOURCES.get(request.source)
+        if source is None:
             raise InvalidInputError(f"unknown frame source {request.source}")
+        result = _app_ingest.ingest(
+            self._store, ANONYMOUS, key, frames,
+            source=source, writer_token=request.writer_token, gate=self._gate,
+        )  # fmt: skip
         return store_pb2.IngestResponse(
             accepted=result.accepted,
             applied_through=result.applied_through,
             refused=[store_pb2.RefusedRecord(seq=r.seq, reason=r.reason) for r in result.refused],
+            stop_requested=result.stop_requested,
         )
 
     def heartbeat(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.HeartbeatResponse:
         request = _parse(store_pb2.HeartbeatRequest, data)
-        stop = self._store.heartbeat([run_key(ref) for ref in request.runs])
+        stop = _app_heartbeat.heartbeat(self._store, ANONYMOUS, [run_key(ref) for ref in request.runs])
         return store_pb2.HeartbeatResponse(stop=[run_ref(key) for key in stop])
 
     def get_run(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.RunView:
         request = _parse(store_pb2.GetRunRequest, data)
-        return run_view(self._store.get_run(run_key(request.ref)))
+        return run_view(_app_get.get_run(self._store, ANONYMOUS, run_key(request.ref)))
 
     def list_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ListRunsResponse:
         request = _parse(store_pb2.ListRunsRequest, data)
@@ -257,14 +281,12 @@ class StoreService:
     def update_run(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.RunView:
         request = _parse(store_pb2.UpdateRunRequest, data)
         key, changes = run_key(request.ref), run_changes(request.changes)
-        return run_view(_app_runs.update_run(self._store, _app_runs.ANONYMOUS, key, changes))
+        return run_view(_app_runs.update_run(self._store, ANONYMOUS, key, changes))
 
     def delete_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.DeleteRunsResponse:
         request = _parse(store_pb2.DeleteRunsRequest, data)
         keys = [run_key(ref) for ref in request.refs]
-        deleted = _app_runs.delete_runs(
-            self._store, _app_runs.ANONYMOUS, keys, delete_files=request.delete_files
-        )
+        deleted = _app_runs.delete_runs(self._store, ANONYMOUS, keys, delete_files=request.delete_files)
         return store_pb2.DeleteRunsResponse(deleted=deleted)
 
     def update_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.UpdateRunsResponse:
@@ -276,7 +298,7 @@ class StoreService:
 
     def stop_run(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.StopRunResponse:
         request = _parse(store_pb2.StopRunRequest, data)
-        _app_runs.stop_run(self._store, _app_runs.ANONYMOUS, run_key(request.ref))
+        _app_runs.stop_run(self._store, ANONYMOUS, run_key(request.ref))
         return store_pb2.StopRunResponse()
 
     def search_runs(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.SearchRunsResponse:
@@ -293,6 +315,24 @@ class StoreService:
     ) -> store_pb2.DeleteRunsByFilterResponse:
         request = _parse(store_pb2.DeleteRunsByFilterRequest, data)
         return _grpc_search.delete_by_filter(self._store, request)
+
+    def check_run_id(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.CheckRunIdResponse:
+        request = _parse(store_pb2.CheckRunIdRequest, data)
+        if request.resume not in ("", "allow", "must", "never"):
+            raise InvalidInputError(
+                f"resume must be '', 'allow', 'must' or 'never', not {request.resume[:20]!r}"
+            )
+        key = run_key(request.ref)
+        result = _app_identity.check_run_id(self._store, ANONYMOUS, key, request.writer_token, request.resume)
+        found = result.found
+        return store_pb2.CheckRunIdResponse(
+            verdict=_VERDICTS[result.verdict],
+            message=result.message,
+            last_step=found.last_step if found is not None else -1,
+            name=found.name if found is not None else "",
+            config_json=found.config_json if found is not None else "",
+            project_runs=result.project_runs,
+        )
 
     def server_info(self, data: bytes, _context: grpc.ServicerContext) -> store_pb2.ServerInfoResponse:
         _parse(store_pb2.ServerInfoRequest, data)
