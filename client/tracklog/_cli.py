@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["server"]:  # everything after `server` belongs to the server's own parser
         return _cmd_server(argparse.Namespace(), argv[1:])
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_cli_runs.join_sort(argv))
     try:
         return int(args.func(args, []))
     except TracklogError as exc:
