@@ -229,7 +229,7 @@ def _cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
     if _cli_runs.wants_search(args):
         return _cli_runs.cmd_runs(args)
     with Api(args.server) as api:
-        runs = api.runs(args.path, limit=args.limit)
+        runs = list(api.runs(args.path, limit=args.limit))  # fetched while the channel is open
     if not runs:
         print("no runs" + (f" in {args.path}" if args.path else ""))
         return 0
