@@ -244,3 +244,21 @@ def test_the_delete_command_deletes_by_filter_after_a_dry_run(
         assert [r.id for r in api.runs("alice/proj", order="+id")] == ["r1", "r3"]
     assert cli([*base, "--yes"]) == 0
     assert "no runs in alice/proj match the filter" in capsys.readouterr().out
+
+
+def test_the_runs_command_without_search_options_still_lists_the_project(
+    server: StoreServer, stub: store_pb2_grpc.StoreStub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_project(stub, 2)
+    assert cli(["runs", "alice/proj", "--server", server.grpc_address]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["RUN", "NAME", "STATE"]
+    assert [line.split()[0] for line in lines[1:]] == ["alice/proj/r1", "alice/proj/r0"]
+
+
+def test_runs_compare_equal_to_a_list_of_the_same_runs(api: Api, stub: store_pb2_grpc.StoreStub) -> None:
+    assert api.runs("alice/proj") == []
+    make_project(stub, 1)
+    runs = api.runs("alice/proj")
+    assert runs == [runs[0]]
+    assert runs != []
