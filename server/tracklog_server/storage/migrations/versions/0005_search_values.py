@@ -54,6 +54,7 @@ def upgrade() -> None:
             ["run_pk"], ["runs.pk"], name=op.f("fk_run_values_run_pk_runs"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("run_pk", "kind", "key", name=op.f("pk_run_values")),
+        sqlite_with_rowid=False,  # see RunValueRow
     )
     op.create_index("ix_run_values_kind_key_num", "run_values", ["kind", "key", "num"])
     conn = op.get_bind()
