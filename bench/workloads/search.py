@@ -192,6 +192,7 @@ def run_mlflow(args: Any, out: dict[str, Any]) -> bool:
         client = MlflowClient(uri)
         experiment = client.create_experiment("bench-search")
         store = client._tracking_client.store
+        artifact_root = client.get_experiment(experiment).artifact_location
         now = int(time.time() * 1000)
         rows: dict[Any, list[dict[str, Any]]] = {
             m.SqlRun: [],
@@ -207,7 +208,7 @@ def run_mlflow(args: Any, out: dict[str, Any]) -> bool:
                     "run_uuid": rid, "name": f"run-{n}", "source_type": "LOCAL", "source_name": "bench",
                     "entry_point_name": "", "user_id": "bench", "status": "FINISHED", "start_time": now + n,
                     "end_time": now + n + 1, "source_version": "", "lifecycle_stage": "active",
-                    "artifact_uri": f"/tmp/{rid}", "experiment_id": int(experiment),
+                    "artifact_uri": f"{artifact_root}/{rid}/artifacts", "experiment_id": int(experiment),
                 }
             )  # fmt: skip
             rows[m.SqlParam] += [{"key": k, "value": str(v), "run_uuid": rid} for k, v in config.items()]
