@@ -320,7 +320,6 @@ def search_rows(
 ) -> tuple[list[tuple[RunRow, SortKey]], int]:
     """Up to ``limit`` runs after ``after`` in ``order`` (each with its sort key), and the total."""
     cond = and_(project_where(project), compiler.where(node))
-    total = int(session.execute(select(func.count()).select_from(RunRow).where(cond)).scalar_one())
     joins, rank, num, text, _vtype = compiler.sort_parts(order.field)
     desc = order.descending
     parts: list[tuple[Any, bool, bool]] = [  # (expr, descending, text?)
@@ -329,7 +328,9 @@ def search_rows(
         (text, desc, True),
         (RunRow.run_id, desc, True),
     ]
-    stmt = select(RunRow, rank, num, text)
+    # The first page counts the matches in the same statement (a window over the filtered runs,
+    # which the sort reads anyway): the filter is evaluated once. Later pages count separately.
+    stmt = select(RunRow, rank, num, text, func.count().over() if after is None else literal(0))
     for alias, on in joins:
         stmt = stmt.outerjoin(alias, on)
     stmt = stmt.where(cond)
@@ -343,6 +344,10 @@ def search_rows(
         ordering.append(e.desc() if descending else e.asc())
     rows = session.execute(stmt.order_by(*ordering).limit(limit)).all()
     out = [(row[0], SortKey(int(row[1]), float(row[2]), str(row[3]), row[0].run_id)) for row in rows]
+    if after is None:
+        total = int(rows[0][4]) if rows else 0
+    else:
+        total = int(session.execute(select(func.count()).select_from(RunRow).where(cond)).scalar_one())
     return out, total
 
 

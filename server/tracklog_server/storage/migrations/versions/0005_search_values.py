@@ -54,6 +54,7 @@ def upgrade() -> None:
             ["run_pk"], ["runs.pk"], name=op.f("fk_run_values_run_pk_runs"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("run_pk", "kind", "key", name=op.f("pk_run_values")),
+        sqlite_with_rowid=False,  # see RunValueRow
     )
     op.create_index("ix_run_values_kind_key_num", "run_values", ["kind", "key", "num"])
     conn = op.get_bind()
@@ -72,6 +73,8 @@ def upgrade() -> None:
             run = _Run(pk, config, summary, _json_list(removed), _json_list(tags), metadata)
             _values.backfill(conn, run)
         last = rows[-1][0]
+    if conn.dialect.name == "postgresql":  # statistics for the planner now, not at autovacuum's leisure
+        conn.execute(sa.text("ANALYZE run_values"))
 
 
 def _json_list(value: object) -> list[str]:
