@@ -47,6 +47,7 @@ class Settings:
     mlflow_ingest_rows: int = 2_000
     query_runs: int = 2_000
     mlflow_query_runs: int = 2_000
+    search_runs: int = 10_000  # runs of 20 config + 20 summary keys searched (DESIGN.md's budget row)
     train_steps: int = 500  # ~7 s a loop here: 19 runs (9 with a tool, 10 baselines) are most of the suite
     train_hidden: int = 1024
     train_batch: int = 128
@@ -65,6 +66,7 @@ QUICK = Settings(
     mlflow_ingest_rows=1_000,
     query_runs=200,
     mlflow_query_runs=200,
+    search_runs=2_000,
     train_steps=100,
 )
 
@@ -150,6 +152,16 @@ def _define_figures(b: Bench) -> None:
     b.fig("query_list", f"list a {_k(b.s.query_runs)}-run project", "s")
     b.fig("query_read", "read one run back (run + its history)", "s")
     b.fig("query_populate", "  create runs through the Ingest RPC", "runs/s", lower_is_better=False)
+    searched = _k(b.s.search_runs)
+    for backend, name in (("", "SQLite"), ("_pg", "PostgreSQL")):
+        b.fig(
+            f"search_page{backend}",
+            f"first page of a filtered, sorted search, {searched} runs, {name}",
+            "s",
+            budget_op="<=",
+            budget=0.1,
+        )
+        b.fig(f"search_group{backend}", f"group_by of the same runs, {name}", "s", budget_op="<=", budget=0.3)
     b.fig(
         "train_slowdown",
         "training loop slowdown vs no logging",
@@ -408,6 +420,32 @@ def w_query(b: Bench) -> None:
             server.close()
         for box in boxes.values():
             box.close()
+    _search(b)
+
+
+def _search(b: Bench) -> None:
+    """The query section's search figures (bench/workloads/search.py): one project per tool and
+    backend, made once, queried ``--reps`` times inside the workload."""
+    cases = [(TRACKLOG, "sqlite")]
+    if _postgres_ok():
+        cases.append((TRACKLOG, "postgres"))
+    if MLFLOW_SQLITE in b.tools:
+        cases.append((MLFLOW_SQLITE, "sqlite"))
+        b.figures["search_group"].notes[MLFLOW_SQLITE] = "no group-by in MLflow"
+    for tool, backend in cases:
+        progress(f"query: search, {tool} ({backend}), {b.s.search_runs:,} runs")
+        args = ["--tool", tool, "--backend", backend, "--runs", str(b.s.search_runs)]
+        try:
+            with Sandbox(tool, "search") as box:
+                r = box.run("search.py", *args)
+        except WorkloadFailed as exc:
+            b.failed(f"query search {backend}", tool, exc)
+            continue
+        b.keep("query", r)
+        suffix = "_pg" if backend == "postgres" else ""
+        b.figures[f"search_page{suffix}"].add(tool, r["first_page_s"])
+        if "group_by_s" in r:
+            b.figures[f"search_group{suffix}"].add(tool, r["group_by_s"])
 
 
 # Training figures that compare a tool run with the mean of the two baseline runs beside it.

@@ -157,7 +157,7 @@ def _read_tracklog(server: str, paths: list[str], runs: int) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     api = tracklog.Api(server=server)
-    listed = api.runs("bench/query")
+    listed = list(api.runs("bench/query", per_page=1000))  # every run, a page at a time
     t1 = time.perf_counter()
     if len(listed) != runs:
         raise SystemExit(f"Api().runs listed {len(listed)} runs, expected {runs}")

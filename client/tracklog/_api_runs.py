@@ -192,6 +192,14 @@ class Runs(Sequence["ApiRun"]):
     def __bool__(self) -> bool:
         return len(self) > 0
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to a list (or tuple) of the same runs, as ``runs()`` returned before it was lazy."""
+        if isinstance(other, Runs | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable as pages arrive, like a list
+
     def group_by(self, key: str) -> list[RunGroup]:
         """These runs (the same filter) grouped by ``key`` (``config.optimizer``, ``state`` ...):
         one group per value, runs without the key last, each with its run count and, per numeric

@@ -229,7 +229,7 @@ def _cmd_runs(args: argparse.Namespace, rest: list[str]) -> int:
     if _cli_runs.wants_search(args):
         return _cli_runs.cmd_runs(args)
     with Api(args.server) as api:
-        runs = api.runs(args.path, limit=args.limit)
+        runs = list(api.runs(args.path, limit=args.limit))  # fetched while the channel is open
     if not runs:
         print("no runs" + (f" in {args.path}" if args.path else ""))
         return 0
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["server"]:  # everything after `server` belongs to the server's own parser
         return _cmd_server(argparse.Namespace(), argv[1:])
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_cli_runs.join_sort(argv))
     try:
         return int(args.func(args, []))
     except TracklogError as exc:

@@ -41,6 +41,21 @@ def add_arguments(runs: argparse.ArgumentParser) -> None:
     runs.add_argument("--json", action="store_true", help="print one JSON object per run, one per line")
 
 
+def join_sort(argv: list[str]) -> list[str]:
+    """``--sort -summary.acc`` as ``--sort=-summary.acc``: argparse would take the descending key
+    for an option of its own."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--sort" and i + 1 < len(argv) and argv[i + 1].startswith("-") and len(argv[i + 1]) > 1:
+            out.append(f"--sort={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def wants_search(args: argparse.Namespace) -> bool:
     return bool(args.filter or args.sort or args.columns or args.json)
 

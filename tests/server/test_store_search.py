@@ -293,3 +293,12 @@ def test_searches_stay_inside_their_project(store: SqlAlchemyStore) -> None:
     store.ingest(other, RunWriter(other).frames(start_record(other)))
     assert ids(None, store) == ["mine"]
     assert _search.describe_project(store, ANONYMOUS, ProjectKey("alice", "elsewhere")).runs == 1
+
+
+def test_a_page_of_large_runs_ends_early_and_the_next_page_goes_on(store: SqlAlchemyStore) -> None:
+    big = "x" * (9 * 1024 * 1024)  # three runs' configs outgrow one page's 24 MiB
+    for i in range(4):
+        make_run(store, f"r{i}", config={"blob": big})
+    first = _search.search_runs(store, ANONYMOUS, P, None, "+id", 50)
+    assert ([r.key.id for r in first.runs], first.total) == (["r0", "r1"], 4)
+    assert ids(None, store, "+id", 50) == ["r0", "r1", "r2", "r3"]

@@ -25,6 +25,7 @@ from ._runs import MAX_RUNS_PER_DELETE, Caller
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 1000
 QUERY_TIMEOUT = 10.0  # seconds a search or group may run
+MAX_PAGE_CHARS = 24 * 1024 * 1024  # of run documents per page: well inside one 64 MiB message
 
 
 def search_runs(
@@ -45,7 +46,15 @@ def search_runs(
     found, total = store.search_runs(project, where, parsed, per_page + 1, after, QUERY_TIMEOUT)
     more = len(found) > per_page
     found = found[:per_page]
-    next_cursor = encode_cursor(found[-1][1], parsed) if more else ""
+    # A page ends early rather than outgrow one message (each run's documents may be 16 MiB): the
+    # cursor then points after its last run, so the rest comes with the next page.
+    size = 0
+    for i, (run, _key) in enumerate(found):
+        size += len(run.config_json) + len(run.summary_json) + len(run.metadata_json) + 1024
+        if size > MAX_PAGE_CHARS and i > 0:
+            found, more = found[:i], True
+            break
+    next_cursor = encode_cursor(found[-1][1], parsed) if more and found else ""
     return RunPage(tuple(run for run, _key in found), next_cursor, total)
 
 

@@ -72,6 +72,8 @@ def upgrade() -> None:
             run = _Run(pk, config, summary, _json_list(removed), _json_list(tags), metadata)
             _values.backfill(conn, run)
         last = rows[-1][0]
+    if conn.dialect.name == "postgresql":  # statistics for the planner now, not at autovacuum's leisure
+        conn.execute(sa.text("ANALYZE run_values"))
 
 
 def _json_list(value: object) -> list[str]:
