@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import math
 import os
 import re
@@ -65,7 +66,12 @@ run.finish()
     assert re.search(rf"/runs/{path.split('/')[-1]}\?token=[0-9a-f]+$", url)
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     with browser.open(url, timeout=10) as page:
-        assert run.name in page.read().decode()
+        assert page.status == 200  # the web app; it shows what the JSON API answers
+    api_url = url.split("?")[0].replace(
+        f"/{path.rsplit('/', 1)[0]}/runs/", f"/api/v1/runs/{path.rsplit('/', 1)[0]}/"
+    )
+    with browser.open(api_url, timeout=10) as answer:
+        assert json.loads(answer.read())["name"] == run.name
 
 
 def test_an_uncaught_exception_ends_the_run_failed(
