@@ -165,7 +165,7 @@ def _read_tracklog(server: str, paths: list[str], runs: int) -> dict[str, Any]:
     for path in paths:
         t2 = time.perf_counter()
         run = api.run(path)
-        rows = run.history()
+        rows = run.history(pandas=False)
         per_run.append(time.perf_counter() - t2)
         if len(rows) != HISTORY_ROWS or run.state != "finished":
             raise SystemExit(f"{path}: {len(rows)} rows, state {run.state}")

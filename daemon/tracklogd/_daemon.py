@@ -181,6 +181,7 @@ class Daemon:
     # -- status ------------------------------------------------------------------------------------
 
     def status(self) -> daemon_pb2.StatusResponse:
+        now = self._clock()
         runs = [
             daemon_pb2.RunStatus(
                 ref=slot.ref,
@@ -189,11 +190,10 @@ class Daemon:
                 durable_seq=slot.durable_seq,
                 synced_seq=slot.sync.synced,
                 server=slot.server or (self._local.target() or ""),
-                # Read without the slot's lock: a moment stale at worst, and callers ask again. A run
-                # the store refused (parked) does not settle by waiting: readers are not held up.
+                # Read without the slot's lock: a moment stale at worst, and callers ask again. A
+                # run the store refused (parked) is not on its way: waiting for it would not help.
                 settling=slot.complete()
-                and not slot.parked_reason
-                and (slot.unsynced() or bool(slot.own.producers)),
+                and (bool(slot.own.producers) or (slot.unsynced() and slot.parked_until <= now)),
                 refused=slot.parked_reason if slot.parked_until == math.inf else "",
             )
             for slot in self._registry.snapshot()

@@ -52,7 +52,7 @@ run.finish()
     with tracklog.Api() as api:
         wait_for(lambda: _state(api, path) == "finished", 30, "the run to be finished")
         run = api.run(path)
-        rows = run.history()
+        rows = run.history(pandas=False)
     assert [r["_step"] for r in rows] == list(range(10))
     assert [r["loss"] for r in rows] == [1.0 / (e + 1) for e in range(10)]
     assert run.config == {"lr": 0.01}
@@ -175,7 +175,7 @@ def test_nan_and_infinity_round_trip_through_the_store(
     assert s.wait() == 0, s.err
     with tracklog.Api() as api:
         wait_for(lambda: _state(api, path) == "finished", 30, "the run to be finished")
-        values = [r["v"] for r in api.run(path).history()]
+        values = [r["v"] for r in api.run(path).history(pandas=False)]
     assert math.isnan(values[0])
     assert values[1:] == [math.inf, -math.inf]
 

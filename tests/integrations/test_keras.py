@@ -52,7 +52,7 @@ def test_keras_logs_batch_metrics_per_step_and_epoch_metrics_at_each_epochs_last
     assert "BACKEND torch" in out.stdout
     run = stored(out.path)
     assert run.tags == ["tiny"]
-    rows = run.history()
+    rows = run.history(pandas=False)
     assert [r["_step"] for r in rows] == list(range(9))
     assert all(isinstance(r["batch/loss"], float) for r in rows)
     assert all(isinstance(r["batch/accuracy"], float) for r in rows)
@@ -76,7 +76,7 @@ def test_keras_with_batch_logging_off_logs_epochs_at_their_last_batchs_step(
 ) -> None:
     out = train(SCRIPT.replace("EXTRA", "log_every_n_batches=0"))
     assert out.returncode == 0, out.stderr
-    rows = stored(out.path).history()
+    rows = stored(out.path).history(pandas=False)
     assert [r["_step"] for r in rows] == [2, 5, 8]
     assert not [k for r in rows for k in r if k.startswith("batch/")]
     assert [r["epoch/epoch"] for r in rows] == [0, 1, 2]

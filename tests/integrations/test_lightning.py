@@ -87,7 +87,7 @@ print("CKPT", t.checkpoint_callback.best_model_path)
     run = stored(out.path)
     assert run.config == {"lr": 0.05, "hidden": 8, "stop_at": -1}
     assert run.tags == ["tiny"]
-    rows = run.history()
+    rows = run.history(pandas=False)
     # One row per optimizer step (log_every_n_steps=1); the validation at each epoch's end shares the
     # row of that epoch's last step, and no row was dropped for going backwards.
     assert [r["_step"] for r in rows] == list(range(8))
@@ -129,7 +129,7 @@ print("RUN", logger.experiment.path)
     assert out.returncode == 0, out.stderr
     run = stored(out.path)
     assert run.config["lr"] == 0.01
-    rows = run.history()
+    rows = run.history(pandas=False)
     # trainer.test() after fit() logs into the same run, at the trainer's global step after fit (4):
     # after the training rows, so nothing is dropped.
     assert [r["_step"] for r in rows] == [0, 1, 2, 3, 4]
@@ -174,7 +174,7 @@ trainer(logger).fit(Regressor(stop_at=5), loader(), loader())
     )
     assert out.returncode == 1, out.stderr  # Lightning's graceful shutdown calls sys.exit(1)
     run = stored(out.path, state="killed")
-    assert [r["_step"] for r in run.history()] == [0, 1, 2, 3, 4]
+    assert [r["_step"] for r in run.history(pandas=False)] == [0, 1, 2, 3, 4]
 
 
 def test_lightning_ddp_on_two_cpu_processes_logs_one_run_from_rank_zero_only(
@@ -206,6 +206,6 @@ if t.global_rank == 0:
     run = stored(out.path)
     assert len(list((tmp_path / "tracklog").glob("run-*"))) == 1
     # Each rank sees half of the 32 samples: 2 steps of 8, and the synced val_loss at the last one.
-    rows = run.history()
+    rows = run.history(pandas=False)
     assert [r["_step"] for r in rows] == [0, 1]
     assert [r["_step"] for r in rows if "val_loss" in r] == [1]

@@ -67,7 +67,7 @@ def test_transformers_logs_train_and_eval_metrics_at_the_global_step_with_argume
     run = stored(out.path)
     assert run.name == "tiny-bert"  # from TrainingArguments.run_name
     assert run.tags == ["tiny"]
-    rows = run.history()
+    rows = run.history(pandas=False)
     assert [r["_step"] for r in rows] == [2, 3, 4, 6]
     assert [r["_step"] for r in rows if "train/loss" in r] == [2, 4, 6]
     # The evaluation after train() ran at global step 6 too: it merges into that row, dropping nothing.
