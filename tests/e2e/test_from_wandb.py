@@ -125,7 +125,7 @@ def test_the_quickstart_script_with_only_the_import_changed_stores_every_value(
     with tracklog.Api() as api:
         wait_for(lambda: _finished(api, path), 60, "the run to be finished in the store")
         run = api.run(path)
-        rows = run.history(samples=None)
+        rows = run.history(samples=None, pandas=False)
         files = {f.name for f in run.files()}
     assert run.config == {
         "learning_rate": 0.01, "architecture": "CNN", "dataset": "CIFAR-100", "epochs": 6, "batch_size": 64,
@@ -154,7 +154,7 @@ def test_an_argparse_script_with_a_with_block_and_excluded_keys_stores_every_val
     with tracklog.Api() as api:
         wait_for(lambda: _finished(api, path), 60, "the run to be finished in the store")
         run = api.run(path)
-        rows = run.history(samples=None)
+        rows = run.history(samples=None, pandas=False)
     assert run.config == {"lr": 0.1}
     assert [(r["_step"], r["loss"], r["acc"]) for r in rows] == [(s, 1.0 / (s + 1), s / 5) for s in range(5)]
     assert "log() at step 2 is below the current step 5" in out["stderr"]
@@ -180,7 +180,7 @@ def test_a_yaml_config_file_and_an_offline_run_arrive_after_tracklog_sync(
     with tracklog.Api() as api:
         run = api.run(out["RUN"])
         assert (run.state, run.config) == ("finished", {"epochs": 4, "lr": 0.001})
-        assert [r["loss"] for r in run.history()] == [1.0, 0.5, 0.25, 0.125]
+        assert [r["loss"] for r in run.history(pandas=False)] == [1.0, 0.5, 0.25, 0.125]
 
 
 def test_the_from_wandb_example_runs_and_keeps_its_epoch_rows(env: dict[str, str], tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_a_reused_id_from_another_run_folder_is_refused_at_init_naming_resume(
         assert "resume='allow'" in second.err
         run = api.run(path)
         assert run.state == "finished"
-        assert [row["loss"] for row in run.history()] == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert [row["loss"] for row in run.history(pandas=False)] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
 def test_resume_from_another_run_folder_continues_the_steps_and_keeps_every_row(
@@ -99,7 +99,7 @@ def test_resume_from_another_run_folder_continues_the_steps_and_keeps_every_row(
         assert second.wait() == 0, second.err
         wait_for(lambda: _finished(api, path) and api.run(path).history_rows == 10, 30, "the resumed rows")
         run = api.run(path)
-        rows = run.history()
+        rows = run.history(pandas=False)
         assert [row["_step"] for row in rows] == list(range(10))
         assert [row["loss"] for row in rows] == [float(i % 5) for i in range(10)]
         assert run.config["part"] == 2
@@ -121,7 +121,7 @@ def test_a_second_live_process_with_the_same_id_is_refused_while_the_first_runs(
         first.proc.terminate()
         assert first.wait() != 0
         wait_for(lambda: api.run(path).state == "killed", 30, "the first run to end killed")
-        rows = api.run(path).history(keys=["i"])
+        rows = api.run(path).history(keys=["i"], pandas=False)
         assert [row["i"] for row in rows] == [float(i) for i in range(len(rows))]
 
 
@@ -167,7 +167,7 @@ def test_a_reused_id_started_while_the_store_is_down_is_kept_and_reported_never_
     assert code == 1
     assert "resume='allow'" in capsys.readouterr().err
     with tracklog.Api(server.address) as api:  # the first run is untouched
-        assert [row["loss"] for row in api.run(path).history()] == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert [row["loss"] for row in api.run(path).history(pandas=False)] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
 def test_the_same_run_folder_resumed_while_its_first_process_still_writes_is_refused_at_init(
@@ -184,5 +184,5 @@ def test_the_same_run_folder_resumed_while_its_first_process_still_writes_is_ref
     assert first.wait() != 0
     with tracklog.Api() as api:
         wait_for(lambda: _rows(api, path) > 0 and api.run(path).state == "killed", 30, "the first run to end")
-        rows = api.run(path).history(keys=["i"])
+        rows = api.run(path).history(keys=["i"], pandas=False)
         assert [row["i"] for row in rows] == [float(i) for i in range(len(rows))]
