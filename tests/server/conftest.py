@@ -11,13 +11,16 @@ import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from tracklog_server import RunKey, SqlAlchemyStore
+from tracklog import Api
+from tracklog.v1 import store_pb2_grpc
+from tracklog_server import RunKey, SqlAlchemyStore, StoreServer
 from tracklog_server.testing import FakeClock
 
 from .helpers import StatementCounter
@@ -119,3 +122,26 @@ def counter(store: SqlAlchemyStore) -> Iterator[StatementCounter]:
     event.listen(store.engine, "before_cursor_execute", c)
     yield c
     event.remove(store.engine, "before_cursor_execute", c)
+
+
+@pytest.fixture
+def server(db_url: str, clock: FakeClock) -> Iterator[StoreServer]:
+    """A real store server on the test's database (gRPC and HTTP on free ports, the test's clock)."""
+    srv = StoreServer(db_url, port=0, http_port=0, heartbeat_timeout=60.0, clock=clock)
+    srv.start()
+    yield srv
+    srv.stop(grace=1)
+
+
+@pytest.fixture
+def stub(server: StoreServer) -> Iterator[store_pb2_grpc.StoreStub]:
+    """The Store service of ``server``, over a real channel."""
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        yield store_pb2_grpc.StoreStub(channel)
+
+
+@pytest.fixture
+def api(server: StoreServer) -> Iterator[Api]:
+    """The public Api on ``server``."""
+    with Api(server.grpc_address) as a:
+        yield a

@@ -4,7 +4,6 @@ store server on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -14,29 +13,8 @@ from tracklog._cli import main as cli
 from tracklog._errors import NotFoundError, UsageError
 from tracklog.v1 import records_pb2, store_pb2, store_pb2_grpc
 from tracklog_server import RunKey, StoreServer
-from tracklog_server.testing import FakeClock
 
 from .helpers import RunWriter, finish_record, history_record, ref, start_record, update_record
-
-
-@pytest.fixture
-def server(db_url: str, clock: FakeClock) -> Iterator[StoreServer]:
-    srv = StoreServer(db_url, port=0, http_port=0, heartbeat_timeout=60.0, clock=clock)
-    srv.start()
-    yield srv
-    srv.stop(grace=1)
-
-
-@pytest.fixture
-def stub(server: StoreServer) -> Iterator[store_pb2_grpc.StoreStub]:
-    with grpc.insecure_channel(server.grpc_address) as channel:
-        yield store_pb2_grpc.StoreStub(channel)
-
-
-@pytest.fixture
-def api(server: StoreServer) -> Iterator[Api]:
-    with Api(server.grpc_address) as a:
-        yield a
 
 
 class Training:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
-import grpc
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,32 +15,10 @@ from hypothesis import strategies as st
 from tracklog import Api
 from tracklog._errors import NotFoundError, UsageError
 from tracklog.v1 import store_pb2_grpc
-from tracklog_server import RunKey, StoreServer
-from tracklog_server.testing import FakeClock
+from tracklog_server import RunKey
 
 from .helpers import history_record, system_record
 from .test_api_manage import Training, path
-
-
-@pytest.fixture
-def server(db_url: str, clock: FakeClock) -> Iterator[StoreServer]:
-    srv = StoreServer(db_url, port=0, http_port=0, heartbeat_timeout=60.0, clock=clock)
-    srv.start()
-    yield srv
-    srv.stop(grace=1)
-
-
-@pytest.fixture
-def stub(server: StoreServer) -> Iterator[store_pb2_grpc.StoreStub]:
-    with grpc.insecure_channel(server.grpc_address) as channel:
-        yield store_pb2_grpc.StoreStub(channel)
-
-
-@pytest.fixture
-def api(server: StoreServer) -> Iterator[Api]:
-    with Api(server.grpc_address) as a:
-        yield a
-
 
 T0 = 1_700_000_000.0
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 
 from tracklog import Api
@@ -16,29 +14,8 @@ from tracklog._cli import main as cli
 from tracklog._errors import NotFoundError, UsageError
 from tracklog.v1 import records_pb2, store_pb2, store_pb2_grpc
 from tracklog_server import RunKey, StoreServer
-from tracklog_server.testing import FakeClock
 
 from .helpers import RunWriter, history_record, ref, start_record
-
-
-@pytest.fixture
-def server(db_url: str, clock: FakeClock) -> Iterator[StoreServer]:
-    srv = StoreServer(db_url, port=0, http_port=0, heartbeat_timeout=60.0, clock=clock)
-    srv.start()
-    yield srv
-    srv.stop(grace=1)
-
-
-@pytest.fixture
-def stub(server: StoreServer) -> Iterator[store_pb2_grpc.StoreStub]:
-    with grpc.insecure_channel(server.grpc_address) as channel:
-        yield store_pb2_grpc.StoreStub(channel)
-
-
-@pytest.fixture
-def api(server: StoreServer) -> Iterator[Api]:
-    with Api(server.grpc_address) as a:
-        yield a
 
 
 class SearchCalls:

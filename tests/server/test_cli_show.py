@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
-import grpc
 import pytest
 
 from tracklog._cli import main as cli
 from tracklog.v1 import records_pb2, store_pb2_grpc
 from tracklog_server import RunKey, StoreServer
-from tracklog_server.testing import FakeClock
 
 from .helpers import finish_record, history_record, metadata_record, summary_record, timing_record
 from .test_api_manage import Training, path
@@ -41,20 +38,6 @@ METADATA = {
         "dirty": True,
     },
 }
-
-
-@pytest.fixture
-def server(db_url: str, clock: FakeClock) -> Iterator[StoreServer]:
-    srv = StoreServer(db_url, port=0, http_port=0, heartbeat_timeout=60.0, clock=clock)
-    srv.start()
-    yield srv
-    srv.stop(grace=1)
-
-
-@pytest.fixture
-def stub(server: StoreServer) -> Iterator[store_pb2_grpc.StoreStub]:
-    with grpc.insecure_channel(server.grpc_address) as channel:
-        yield store_pb2_grpc.StoreStub(channel)
 
 
 def test_show_prints_every_overview_field_then_config_and_summary(

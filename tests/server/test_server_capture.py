@@ -41,12 +41,6 @@ def server(db_url: str, clock: FakeClock) -> Iterator[StoreServer]:
     srv.stop(grace=1)
 
 
-@pytest.fixture
-def stub(server: StoreServer) -> Iterator[store_pb2_grpc.StoreStub]:
-    with grpc.insecure_channel(server.grpc_address) as channel:
-        yield store_pb2_grpc.StoreStub(channel)
-
-
 def ingest(
     stub: store_pb2_grpc.StoreStub, key: RunKey, frames: list[tuple[int, bytes]]
 ) -> store_pb2.IngestResponse:
