@@ -351,7 +351,7 @@ def _cmd_delete(args: argparse.Namespace, rest: list[str]) -> int:
         runs = [api.run(path) for path in args.paths]  # every path exists before anything goes
         if not args.yes:
             listed = "\n".join(f"  {r.path}  {r.name}  {r.state}" for r in runs)
-            print(f"These {len(runs)} runs will be deleted (their ids stay reserved):\n{listed}")
+            print(f"{_cli_runs.count_runs(len(runs))} will be deleted (their ids stay reserved):\n{listed}")
             if not sys.stdin.isatty():
                 raise UsageError("no terminal to confirm on; pass --yes to delete without asking")
             if input("Delete them? [y/N] ").strip().lower() not in ("y", "yes"):

@@ -184,10 +184,10 @@ def cmd_delete_by_filter(args: argparse.Namespace) -> int:
                 return 0
             listed = "\n".join(f"  {p}" for p in going)
             if args.dry_run:
-                print(f"These {len(going)} runs would be deleted:\n{listed}")
+                print(f"{count_runs(len(going))} would be deleted:\n{listed}")
                 return 0
             if not args.yes:
-                print(f"These {len(going)} runs will be deleted (their ids stay reserved):\n{listed}")
+                print(f"{count_runs(len(going))} will be deleted (their ids stay reserved):\n{listed}")
                 if not sys.stdin.isatty():
                     raise UsageError("no terminal to confirm on; pass --yes to delete without asking")
                 if input("Delete them? [y/N] ").strip().lower() not in ("y", "yes"):
@@ -199,3 +199,8 @@ def cmd_delete_by_filter(args: argparse.Namespace) -> int:
         raise UsageError(f"tracklog delete: {exc}") from exc
     print(f"deleted {deleted} run{'s' if deleted != 1 else ''}")
     return 0
+
+
+def count_runs(n: int) -> str:
+    """ "1 run", "2 runs": the count a confirmation starts with."""
+    return f"{n} run" if n == 1 else f"{n} runs"

@@ -214,7 +214,7 @@ def test_the_delete_command_deletes_by_filter_after_a_dry_run(
     base = ["delete", "alice/proj", "--server", server.grpc_address, "--filter", '{"tags": "even"}']
     assert cli([*base, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "These 2 runs would be deleted:\n  alice/proj/r0\n  alice/proj/r2\n" in out
+    assert "2 runs would be deleted:\n  alice/proj/r0\n  alice/proj/r2\n" in out
     assert cli([*base, "--yes"]) == 0
     assert "deleted 2 runs" in capsys.readouterr().out
     with Api(server.grpc_address) as api:
