@@ -12,18 +12,25 @@ as a backspace), inline flags, and repetition of anything that can itself repeat
 
 from __future__ import annotations
 
+import importlib
 import re
-import re._constants as sre_constants  # type: ignore[import-not-found]  # no stubs; the stdlib's own
-import re._parser as sre_parse  # type: ignore[import-not-found]  # parser, exactly what re compiles
+import sys
 from typing import Any
 
 from tracklog_server._errors import InvalidInputError
+
+# The stdlib's own parser, exactly what ``re`` compiles: ``re._parser`` since 3.11 (the old names
+# warn there), ``sre_parse`` on 3.10. Untyped either way (no stubs for the new names).
+_NEW_NAMES = sys.version_info >= (3, 11)
+sre_constants: Any = importlib.import_module("re._constants" if _NEW_NAMES else "sre_constants")
+sre_parse: Any = importlib.import_module("re._parser" if _NEW_NAMES else "sre_parse")
 
 MAX_PATTERN = 256  # characters
 MAX_REPEAT_COUNT = 255  # PostgreSQL's RE_DUP_MAX
 MAX_UNBOUNDED = 4  # quantifiers without an upper bound (each can multiply the backtracking)
 
 _c = sre_constants
+_POSSESSIVE_REPEAT = getattr(_c, "POSSESSIVE_REPEAT", object())  # 3.11+: a*+
 _ALLOWED_AT = {_c.AT_BEGINNING, _c.AT_END, _c.AT_BEGINNING_STRING, _c.AT_END_STRING}
 _ALLOWED_CATEGORIES = {
     _c.CATEGORY_DIGIT, _c.CATEGORY_NOT_DIGIT, _c.CATEGORY_WORD, _c.CATEGORY_NOT_WORD,
@@ -95,13 +102,13 @@ class _Walker:
             for branch in arg[1]:
                 self.items(list(branch), in_repeat)
             return
-        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _POSSESSIVE_REPEAT):
             low, high, body = arg
             if high is _c.MAXREPEAT:
                 self.unbounded += 1
             elif high > MAX_REPEAT_COUNT or low > MAX_REPEAT_COUNT:
                 raise self.refuse(f"a repetition count over {MAX_REPEAT_COUNT} is not supported")
-            if op is _c.POSSESSIVE_REPEAT:
+            if op is _POSSESSIVE_REPEAT:
                 raise self.refuse("possessive quantifiers are not supported")
             repeats = high is _c.MAXREPEAT or high > 1
             if in_repeat and repeats:
