@@ -69,8 +69,11 @@ def test_a_run_in_a_kernel_records_what_cells_print_and_the_notebook_still_shows
     shown = kernel.run("for i in range(3):\n    print('line', i)\nprint('to stderr', file=sys.stderr)")
     assert shown["stdout"] == "line 0\nline 1\nline 2\n"
     assert shown["stderr"] == "to stderr\n"
-    kernel.run("print('partial, no newline', end='')")
     kernel.run("import os\nos.system('echo from a child process')")
+    kernel.run(
+        "import threading\nt = threading.Thread(target=print, args=('from a thread',))\nt.start()\nt.join()"
+    )
+    kernel.run("print('partial, no newline', end='')")
     kernel.run("run.finish()")
     after = kernel.run("print('after finish', (sys.stdout, sys.stderr) == before)")
     assert after["stdout"] == "after finish True\n"
@@ -81,6 +84,7 @@ def test_a_run_in_a_kernel_records_what_cells_print_and_the_notebook_still_shows
             lambda: (lines := run.logs()) and "partial, no newline" in lines and lines, 30, "the cells' lines"
         )
     assert logs[logs.index("line 0") :][:4] == ["line 0", "line 1", "line 2", "to stderr"]
-    assert "from a child process" in logs  # fd-level output is still captured as before
+    assert logs.count("from a child process") == 1  # fd-level output is still captured, once
+    assert logs.count("from a thread") == 1
     assert logs.count("line 1") == 1  # each print recorded once, not once per path
     assert "after finish True" not in logs
