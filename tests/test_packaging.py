@@ -24,7 +24,8 @@ def test_import_tracklog_loads_neither_sqlalchemy_psutil_tenacity_nor_the_web_ap
     out = _fresh_python(
         "import sys, tracklog",
         "heavy = sorted(m for m in ('sqlalchemy', 'psutil', 'tenacity', 'alembic', 'psycopg', 'tracklogd',"
-        " 'tracklog_server', 'fastapi', 'starlette', 'uvicorn', 'pydantic', 'numpy') if m in sys.modules)",
+        " 'tracklog_server', 'fastapi', 'starlette', 'uvicorn', 'pydantic', 'numpy', 'IPython', 'ipykernel')"
+        " if m in sys.modules)",
         "print(','.join(heavy))",
     )
     assert out.strip() == ""

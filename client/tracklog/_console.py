@@ -10,6 +10,13 @@ wrapped so that every Python-level write drains both pipes right after it, in th
 Python write is recorded before anything written after it. Output from C code is drained by the
 reader thread within milliseconds.
 
+Inside a Jupyter kernel ``sys.stdout``/``sys.stderr`` are ipykernel's ``OutStream``s: print() in a
+cell goes over ZMQ to the notebook and never reaches fd 1. So for a stream that is an ``OutStream``,
+the wrapper also records the text of each Python-level write itself (fd capture still records C
+output, which ipykernel forwards from fd 1 to the notebook by writing to the inner ``OutStream``
+directly, never through the wrapper, so nothing is recorded twice). The notebook shows what it
+showed before.
+
 Invariants: the pipes are always drained (the reader thread never blocks on anything but them), so
 the script never blocks on a full pipe; a failure inside capture turns capture off and restores the
 fds, it never breaks the script's output.
@@ -66,17 +73,35 @@ def _text(raw: bytes) -> str:
     return raw[:MAX_LINE].decode("utf-8", errors="replace")
 
 
-class _Wrapped:
-    """``sys.stdout``/``sys.stderr`` as before, plus a drain of the capture pipes after each write."""
+def in_kernel_stream(stream: object) -> bool:
+    """True for ipykernel's ``OutStream``, whose writes never reach a file descriptor. Costs no
+    import: ipykernel is in ``sys.modules`` already whenever such a stream exists."""
+    return "ipykernel" in sys.modules and type(stream).__module__.startswith("ipykernel.")
 
-    def __init__(self, inner: TextIO, drain: Callable[[], None], tty_fd: int) -> None:
+
+class _Wrapped:
+    """``sys.stdout``/``sys.stderr`` as before, plus a drain of the capture pipes after each write;
+    with ``record``, each written text is also handed to it (a kernel stream, see the module doc)."""
+
+    def __init__(
+        self,
+        inner: TextIO,
+        drain: Callable[[], None],
+        tty_fd: int,
+        record: Callable[[str], None] | None = None,
+    ) -> None:
         self._inner = inner
         self._drain = drain
         self._tty_fd = tty_fd
+        self._record = record
 
     def write(self, text: str) -> int:
         written = self._inner.write(text)
-        if "\n" in text or "\r" in text or getattr(self._inner, "line_buffering", False):
+        if self._record is not None:
+            # No flush here: the kernel's stream sends on its own schedule, and a flush from a cell
+            # waits for the kernel's IO thread on every printed line.
+            self._record(text)
+        elif "\n" in text or "\r" in text or getattr(self._inner, "line_buffering", False):
             self._inner.flush()
         self._drain()
         return written
@@ -108,6 +133,11 @@ class Console:
         self._stop_r, self._stop_w = -1, -1
         self._thread: threading.Thread | None = None
         self._orig_streams: tuple[Any, Any] | None = None
+        # Text written to a kernel's streams, split into lines like the pipes' bytes.
+        self._direct: dict[int, _LineSplitter] = {
+            STDOUT: _LineSplitter(STDOUT),
+            STDERR: _LineSplitter(STDERR),
+        }
         self.active = False
 
     def start(self) -> bool:
@@ -129,13 +159,33 @@ class Console:
             return False
         self._orig_streams = (sys.stdout, sys.stderr)
         if sys.stdout is not None:
-            sys.stdout = _Wrapped(sys.stdout, self.drain, self._saved[1])
+            sys.stdout = self._wrap(sys.stdout, 1, STDOUT)
         if sys.stderr is not None:
-            sys.stderr = _Wrapped(sys.stderr, self.drain, self._saved[2])
+            sys.stderr = self._wrap(sys.stderr, 2, STDERR)
         self.active = True
         self._thread = threading.Thread(target=self._run, name="tracklog-console", daemon=True)
         self._thread.start()
         return True
+
+    def _wrap(self, inner: TextIO, fd: int, stream: int) -> _Wrapped:
+        record: Callable[[str], None] | None = None
+        if in_kernel_stream(inner):
+            splitter = self._direct[stream]
+
+            def record(text: str) -> None:
+                self._record_direct(splitter, text)
+
+        return _Wrapped(inner, self.drain, self._saved[fd], record)
+
+    def _record_direct(self, splitter: _LineSplitter, text: str) -> None:
+        """Records text written to a kernel stream, split under the lock like the pipes' bytes."""
+        lines: list[Line] = []
+        with self._lock:
+            if not self.active:
+                return
+            splitter.feed(text.encode("utf-8", errors="replace"), time.time(), lines)
+        if lines:
+            self._sink(lines)
 
     def drain(self) -> None:
         """Moves whatever is in the pipes to the terminal and the sink. Safe from any thread.
@@ -218,6 +268,8 @@ class Console:
                         _write_all(saved, data)
                     if data:
                         splitter.feed(data, now, lines)
+                splitter.flush(now, lines)
+            for splitter in self._direct.values():
                 splitter.flush(now, lines)
             for fd in [*self._pipes, self._stop_r, self._stop_w]:
                 with contextlib.suppress(OSError):
