@@ -182,7 +182,8 @@ class Compiler:
 
     def _regex(self, expr: Any, pattern: str) -> ColumnElement[bool]:
         if self.dialect == "postgresql":
-            return cast(ColumnElement[bool], expr.op("~")(pattern))
+            # A comparison: its result is boolean (so $not of a $regex negates a boolean, not the text).
+            return cast(ColumnElement[bool], expr.op("~", is_comparison=True)(pattern))
         return func.tracklog_regexp(pattern, expr) == 1
 
     def matches(self, field: Field, pattern: str) -> ColumnElement[bool]:
@@ -330,7 +331,10 @@ def search_rows(
     ]
     # The first page counts the matches in the same statement (a window over the filtered runs,
     # which the sort reads anyway): the filter is evaluated once. Later pages count separately.
-    stmt = select(RunRow, rank, num, text, func.count().over() if after is None else literal(0))
+    # The sort reads only the key and the run's pk (narrow rows: the thousands of matches are not
+    # carried through the join, window and sort with their JSON); the page's runs are loaded after.
+    count = func.count().over() if after is None else literal(0)
+    stmt = select(RunRow.pk, RunRow.run_id, rank, num, text, count)
     for alias, on in joins:
         stmt = stmt.outerjoin(alias, on)
     stmt = stmt.where(cond)
@@ -343,9 +347,17 @@ def search_rows(
         e = compiler.text(expr) if is_text else expr
         ordering.append(e.desc() if descending else e.asc())
     rows = session.execute(stmt.order_by(*ordering).limit(limit)).all()
-    out = [(row[0], SortKey(int(row[1]), float(row[2]), str(row[3]), row[0].run_id)) for row in rows]
+    loaded = (
+        {
+            run.pk: run
+            for run in session.execute(select(RunRow).where(RunRow.pk.in_([r[0] for r in rows]))).scalars()
+        }
+        if rows
+        else {}
+    )
+    out = [(loaded[row[0]], SortKey(int(row[2]), float(row[3]), str(row[4]), row[1])) for row in rows]
     if after is None:
-        total = int(rows[0][4]) if rows else 0
+        total = int(rows[0][5]) if rows else 0
     else:
         total = int(session.execute(select(func.count()).select_from(RunRow).where(cond)).scalar_one())
     return out, total

@@ -420,15 +420,17 @@ def _where(key: RunKey) -> tuple[Any, ...]:
     return (RunRow.entity == key.entity, RunRow.project == key.project, RunRow.run_id == key.id)
 
 
-def _metric_rows(session: Session, run_pks: Sequence[int]) -> dict[int, list[MetricSummaryRow]]:
-    out: dict[int, list[MetricSummaryRow]] = {}
+def _metric_rows(session: Session, run_pks: Sequence[int]) -> dict[int, list[Any]]:
+    """The metric summaries of these runs, by run, in key order: plain rows with the columns of
+    ``MetricSummaryRow`` as attributes, not ORM objects (building ~1,000 of those for a page of 50
+    runs took a third of a search's time)."""
+    out: dict[int, list[Any]] = {}
     if not run_pks:
         return out
+    table = MetricSummaryRow.__table__
     rows = session.execute(
-        select(MetricSummaryRow)
-        .where(MetricSummaryRow.run_pk.in_(run_pks))
-        .order_by(MetricSummaryRow.run_pk, MetricSummaryRow.key)
-    ).scalars()
+        select(*table.columns).where(table.c.run_pk.in_(run_pks)).order_by(table.c.run_pk, table.c.key)
+    )
     for row in rows:
         out.setdefault(row.run_pk, []).append(row)
     return out
@@ -438,7 +440,8 @@ def _or_nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _to_run(row: RunRow, metric_rows: Sequence[MetricSummaryRow]) -> Run:
+def _to_run(row: RunRow, metric_rows: Sequence[Any]) -> Run:
+    # metric_rows: rows from _metric_rows, read by MetricSummaryRow's column names.
     removed = set(row.summary_removed)
     summary: dict[str, Any] = {}
     metrics = []
