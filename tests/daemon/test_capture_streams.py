@@ -257,6 +257,10 @@ def test_only_a_new_training_process_counts_as_new_for_the_metadata(
     slot, _, new = registry.attach(attach_message(tmp_path), first)
     assert new  # a new run
     assert not registry.attach(attach_message(tmp_path), again).new_process  # the same process again
+    # The first process ends; a later one resumes the run (while it lived, a second one is refused).
+    pids = registry._pid_alive
+    assert isinstance(pids, FakePids)
+    pids.alive.discard(CLIENT_PID)
     assert registry.attach(attach_message(tmp_path, pid=CLIENT_PID + 1), other).new_process  # a resume
 
     assert slot.pid == CLIENT_PID + 1
