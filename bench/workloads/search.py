@@ -3,8 +3,10 @@
 data beside it.
 
 tracklog: the runs are written in bulk as ingest leaves them (run rows, metric summaries of the 20
-logged keys, the searchable values derived by the store's own code), then ``ANALYZE`` (what
-autovacuum does after a bulk load), then a store server process answers
+logged keys, the searchable values derived by the store's own code); on PostgreSQL then ``VACUUM
+ANALYZE`` (what autovacuum does soon after a bulk load; timed queries racing it would measure the
+vacuum); on SQLite nothing more: the store server analyzes its search tables itself at start, as it
+would for any user's store. Then a store server process answers
 ``Api().runs("bench/search", filters=..., order="-summary.s0", per_page=50)[0]`` (a new query each
 time: the first page, its total included) and ``.group_by("config.c3")``, timed from the client.
 MLflow: the same values as params (config) and metrics (summary), written straight into its tables
@@ -114,10 +116,29 @@ def _populate_tracklog(db_url: str, data: list[tuple[dict[str, Any], dict[str, f
         for model, batch in ((MetricSummaryRow, metrics), (RunValueRow, values)):
             for i in range(0, len(batch), 20_000):
                 conn.execute(insert(model.__table__), batch[i : i + 20_000])
-    with store.engine.connect() as conn:  # as autovacuum soon would after a bulk load
-        conn.exec_driver_sql("ANALYZE")
-        conn.commit()
+    if store.engine.dialect.name == "postgresql":
+        # As autovacuum soon would after a bulk load (VACUUM runs outside a transaction).
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
     store.close()
+
+
+def _await_statistics(db: Any, timeout: float = 60.0) -> None:
+    """Until the server's first upkeep pass has analyzed run_values (a store that has been running)."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = sqlite3.connect(db)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_stat1 WHERE tbl = 'run_values'").fetchone():
+                return
+        except sqlite3.OperationalError:
+            pass  # no sqlite_stat1 yet
+        finally:
+            conn.close()
+        time.sleep(0.05)  # polling another process's database for a condition, with a deadline
+    raise SystemExit("the store server did not analyze its search tables within 60 s")
 
 
 class _Docs:
@@ -140,6 +161,8 @@ def run_tracklog(args: Any, out: dict[str, Any]) -> bool:
         _populate_tracklog(db_url, data)
         out["populate_s"] = time.perf_counter() - t0
         server = c.StoreServerProcess(db_url, args.workdir)
+        if pg is None:
+            _await_statistics(args.workdir / "store.db")
         api = tracklog.Api(server=server.address)
 
         def first_page() -> None:
@@ -187,7 +210,10 @@ def run_mlflow(args: Any, out: dict[str, Any]) -> bool:
 
     data = project(args.runs)
     pg = c.PostgresDatabase() if args.backend == "postgres" else None
-    uri = pg.url if pg is not None else f"sqlite:///{args.workdir / 'mlflow.db'}"
+    # MLflow names psycopg2 for a bare postgresql:// URL; the same server through psycopg 3.
+    uri = f"sqlite:///{args.workdir / 'mlflow.db'}"
+    if pg is not None:
+        uri = pg.url.replace("postgresql://", "postgresql+psycopg://")
     try:
         client = MlflowClient(uri)
         experiment = client.create_experiment("bench-search")
@@ -225,7 +251,7 @@ def run_mlflow(args: Any, out: dict[str, Any]) -> bool:
             import psycopg
 
             with psycopg.connect(pg.url, autocommit=True) as conn:
-                conn.execute("ANALYZE")
+                conn.execute("VACUUM ANALYZE")  # as for tracklog's tables
 
         def first_page() -> Any:
             return client.search_runs(

@@ -303,9 +303,9 @@ class ApiRun:
         # What the editable fields held when loaded: update() sends only what changed since, as
         # differences (tags added and removed, config and summary items set and removed), so that
         # the training process's own edits meanwhile are kept.
+        # (The config and summary as loaded are read again from the view when update() needs them:
+        # a page of runs is built without encoding every item of every run once more.)
         self._loaded_tags = list(self.tags)
-        self._loaded_config = _as_text(self.config)  # without the reserved key: update() keeps it
-        self._loaded_summary = _as_text(self.summary)
 
     @property
     def path(self) -> str:
@@ -340,10 +340,13 @@ class ApiRun:
                 raise UsageError(f"tag {_rules.short(tag)} {problem}")
         changes.add_tags.extend(t for t in dict.fromkeys(tags) if t not in self._loaded_tags)
         changes.remove_tags.extend(t for t in self._loaded_tags if t not in tags)
-        for name, doc, loaded, removed in (
-            ("config", self.config, self._loaded_config, changes.config_removed),
-            ("summary", self.summary, self._loaded_summary, changes.summary_removed),
+        loaded_config = json.loads(view.config_json or "{}")
+        _metrics.from_config(loaded_config)  # without the reserved key: update() keeps it
+        for name, doc, loaded_doc, removed in (
+            ("config", self.config, loaded_config, changes.config_removed),
+            ("summary", self.summary, json.loads(view.summary_json or "{}"), changes.summary_removed),
         ):
+            loaded = _as_text(loaded_doc)
             now = _as_text(doc)
             items = {k: doc[k] for k, text in now.items() if loaded.get(k) != text}
             if items:

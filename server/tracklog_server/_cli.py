@@ -16,8 +16,9 @@ from pathlib import Path
 from tracklog import _home, _tokens
 
 from ._errors import StoreError
-from ._server import DEFAULT_HEARTBEAT_TIMEOUT, StoreServer, is_loopback
+from ._server import DEFAULT_HEARTBEAT_TIMEOUT, StoreServer
 from .storage._database import display_url, normalize_url
+from .transport._web_auth import is_loopback
 
 log = logging.getLogger("tracklog_server")
 

@@ -30,12 +30,12 @@ from tracklog._rules import step_problem
 from tracklog._spool import history_rows
 from tracklog.v1 import records_pb2
 
+from . import _run_states as _states
 from ._capture_records import CaptureOp, decode_capture
 from ._entities import RunKey, RunState
 from ._errors import InvalidInputError
 from ._limits import MAX_LONG_TEXT, MAX_RECORD_BYTES, MAX_TAGS
 from ._validate import check_history_key, check_text, check_write_time, loads_object
-from .application import _states
 
 _FINISH_STATES = {
     records_pb2.RUN_STATE_FINISHED: RunState.FINISHED,

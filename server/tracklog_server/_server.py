@@ -1,7 +1,8 @@
-"""The store server: the gRPC service, the HTTP endpoint and the crash detector on one store.
+"""The store server: the gRPC service, the HTTP endpoint, the crash detector and the upkeep (the
+planner's statistics) on one store.
 
 Start-up order: migrate the schema (in the store's constructor), bind the gRPC port, bind the HTTP
-port, then start serving and detecting. Binding both before serving means a busy port fails start()
+port, then start serving, detecting and upkeep. Binding both before serving means a busy port fails start()
 before anything is visible. stop() reverses it and closes the database engine.
 
 A server that is its user's alone (the daemon's embedded store) takes ``unix_socket``: gRPC then
@@ -13,7 +14,6 @@ told otherwise.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import stat
@@ -31,9 +31,11 @@ from ._errors import InvalidInputError
 from ._limits import MAX_MESSAGE_BYTES
 from .application._crash import CrashDetector
 from .application._ingest import IngestGate
+from .application._upkeep import Upkeep
 from .storage._sql_store import Clock, SqlAlchemyStore
 from .storage._store import AbstractStore
 from .transport._grpc import StoreService
+from .transport._web_auth import is_loopback
 from .transport._web_server import WebServer
 
 log = logging.getLogger(__name__)
@@ -44,15 +46,6 @@ _GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
 ]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _hostport(host: str, port: int) -> str:
@@ -106,6 +99,7 @@ class StoreServer:
         self._max_workers = max_workers
         self.store: AbstractStore = store if store is not None else SqlAlchemyStore(db_url, clock=clock)
         self._detector = CrashDetector(self.store, heartbeat_timeout, crash_check_interval)
+        self.upkeep = Upkeep(self.store)
         self._grpc: grpc.Server | None = None
         self._http: WebServer | None = None
         self.grpc_port = 0
@@ -167,11 +161,13 @@ class StoreServer:
         if self._http is not None:
             self._http.start()
         self._detector.start()
+        self.upkeep.start()
         log.debug("serving gRPC on %s, HTTP on %s", self.grpc_address, self.http_url or "(disabled)")
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops serving (in-flight RPCs get ``grace`` seconds), then closes the database."""
         self._detector.stop()
+        self.upkeep.stop()
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
             self._grpc = None

@@ -183,3 +183,47 @@ def test_a_cross_site_form_post_cannot_even_reach_the_json_body_parser(open_serv
     with refused.value as response:
         assert response.code == 403
         assert "cross-site request refused" in json.loads(response.read())["error"]
+
+
+REBOUND_HOSTS = ["evil.example", "evil.example:80", "127.0.0.1.evil.example", "", "[2001:db8::1]:7007"]
+
+
+@pytest.mark.parametrize("host", REBOUND_HOSTS)
+def test_a_loopback_store_refuses_a_host_name_that_is_not_the_loopback_so_dns_rebinding_reads_nothing(
+    open_server: StoreServer, host: str
+) -> None:
+    web = Web(open_server.http_url)
+    for method, path in (("GET", "/api/v1/runs/alice/mnist/pub1"), ("GET", "/alice/mnist"),
+                         ("POST", "/api/v1/runs/alice/mnist/pub1/stop")):  # fmt: skip
+        reply = web.request(method, path, None, {"Host": host, "X-Tracklog-Request": "1"})
+        assert reply.status == 403, (host, method, path)
+        assert b"public-run" not in reply.body
+        assert b"loopback" in reply.body
+    assert web.ok("/api/v1/runs/alice/mnist/pub1")["state"] == "running"
+    web.close()
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:7007", "127.0.0.1:7007", "[::1]:7007", "LOCALHOST"])
+def test_a_loopback_store_answers_every_loopback_name_on_any_port(
+    open_server: StoreServer, host: str
+) -> None:
+    web = Web(open_server.http_url)
+    reply = web.request("GET", "/api/v1/runs/alice/mnist/pub1", None, {"Host": host})
+    assert reply.status == 200, reply.body
+    assert reply.json["name"] == "public-run"
+    web.close()
+
+
+def test_a_store_listening_on_all_interfaces_answers_any_host_name(db_url: str) -> None:
+    srv = StoreServer(db_url, host="0.0.0.0", port=0, http_port=0, allow_remote=True)
+    srv.start()
+    try:
+        key = RunKey("alice", "mnist", "team1")
+        srv.store.ingest(key, RunWriter(key).frames(start_record(key, name="team-run")))
+        web = Web(f"http://127.0.0.1:{srv.http_port}")
+        reply = web.request("GET", "/api/v1/runs/alice/mnist/team1", None, {"Host": "tracker.team.example"})
+        assert reply.status == 200, reply.body
+        assert reply.json["name"] == "team-run"
+        web.close()
+    finally:
+        srv.stop(grace=1)

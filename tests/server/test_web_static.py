@@ -95,3 +95,19 @@ def test_without_a_build_pages_say_the_app_is_not_built_and_point_at_the_api(unb
     assert page.status == 200
     assert "The web app is not built" in page.text
     assert "/api/v1/openapi.json" in page.text
+
+
+@pytest.mark.parametrize("path", ["/", "/alice/mnist/runs/abc123", "/assets/app-3f2a.js", "/favicon.svg"])
+def test_head_answers_as_get_does_without_a_body(web: Web, path: str) -> None:
+    got = web.get(path)
+    head = web.request("HEAD", path)
+    assert head.status == 200
+    assert head.body == b""
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert head.headers["Cache-Control"] == got.headers["Cache-Control"]
+
+
+def test_head_on_the_short_run_url_redirects_as_get_does(web: Web) -> None:
+    head = web.request("HEAD", "/alice/mnist/abc123")
+    assert head.status == 308
+    assert head.headers["Location"] == "/alice/mnist/runs/abc123"

@@ -39,6 +39,7 @@ LRS = {LRS!r}
 for i, lr in enumerate(LRS):
     config = {{"lr": lr, "optimizer": "adam" if i % 2 == 0 else "sgd", "batch": 32 * (i + 1)}}
     run = tracklog.init(project={PROJECT!r}, name=f"run-{{i}}", tags=["seed"], config=config)
+    run.define_metric("loss", goal="minimize")  # kept under the config's reserved key, never shown
     top = 0.5 + 0.1 * i
     for s in range({STEPS}):
         acc = top * (s + 1) / {STEPS}

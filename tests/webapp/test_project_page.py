@@ -47,6 +47,7 @@ def test_the_table_shows_every_run_with_its_config_and_summary_columns(
     run_fields.append("job_type")
     keys = ["config.lr", "config.optimizer", "config.batch", "summary.acc", "summary.loss"]
     assert [c for c in run_fields + keys if c not in headers] == []
+    assert [c for c in headers if "_tracklog" in c] == []  # define_metric's own key is not a column
     expect(page.get_by_test_id("run-total")).to_have_text("5 runs")
     # One chart per metric, one line per run.
     expect(page.get_by_test_id("chart")).to_have_count(2)

@@ -67,6 +67,8 @@ def test_the_overview_shows_the_runs_fields_and_edits_tags_notes_and_name(
     expect(overview.locator('tr[data-field="Run path"]')).to_contain_text(path)
     expect(page.get_by_test_id("run-state")).to_have_text("finished")
     expect(page.get_by_test_id("config").locator("tr", has_text="lr")).to_contain_text(str(LRS[4]))
+    assert "_tracklog" in _api_run(web_store, path)["config"]  # stored, as wandb stores _wandb ...
+    expect(page.get_by_test_id("config")).not_to_contain_text("_tracklog")  # ... and not shown
     expect(page.get_by_test_id("summary").locator("tr", has_text="acc")).to_contain_text("0.9")
 
     page.get_by_test_id("tag-input").fill("best")

@@ -76,6 +76,25 @@ async function request<T>(method: string, url: string, body?: unknown, signal?: 
   return data as T;
 }
 
+/** tracklog's own config key (define_metric's definitions). It stays in the run's config, as wandb
+ * keeps `_wandb` there, and the app hides it from people as wandb's UI hides its own. */
+export const RESERVED_CONFIG_KEY = "_tracklog";
+
+function isReserved(key: string): boolean {
+  return key === RESERVED_CONFIG_KEY || key.startsWith(RESERVED_CONFIG_KEY + ".");
+}
+
+function withoutReservedKeys(desc: ProjectDescription): ProjectDescription {
+  return { ...desc, config_keys: desc.config_keys.filter((k) => !isReserved(k.key)) };
+}
+
+function withoutReservedConfig(run: Run): Run {
+  if (!(RESERVED_CONFIG_KEY in run.config)) return run;
+  const config = { ...run.config };
+  delete config[RESERVED_CONFIG_KEY];
+  return { ...run, config };
+}
+
 export interface RunQuery {
   filter: unknown | null;
   order: string;
@@ -86,7 +105,8 @@ export interface RunQuery {
 
 export const api = {
   projects: () => request<{ projects: ProjectSummary[] }>("GET", `${BASE}/projects`),
-  project: (entity: string, project: string) => request<ProjectDescription>("GET", projectPath(entity, project)),
+  project: async (entity: string, project: string) =>
+    withoutReservedKeys(await request<ProjectDescription>("GET", projectPath(entity, project))),
   runs: (entity: string, project: string, q: RunQuery, signal?: AbortSignal) =>
     request<RunPage>(
       "GET",
@@ -111,8 +131,8 @@ export const api = {
     ),
   bulk: (entity: string, project: string, ids: string[], action: BulkAction) =>
     request<{ changed: number }>("POST", projectPath(entity, project) + "/runs/bulk", { ids, ...action }),
-  run: (entity: string, project: string, id: string, signal?: AbortSignal) =>
-    request<Run>("GET", runPath(entity, project, id), undefined, signal),
+  run: async (entity: string, project: string, id: string, signal?: AbortSignal) =>
+    withoutReservedConfig(await request<Run>("GET", runPath(entity, project, id), undefined, signal)),
   updateRun: (
     entity: string,
     project: string,

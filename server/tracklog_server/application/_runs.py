@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tracklog_server import _run_states as _states
 from tracklog_server._entities import Run, RunChanges, RunKey
 from tracklog_server._errors import InvalidInputError
 from tracklog_server.storage._store import AbstractStore
 
-from . import _states
 from ._caller import ANONYMOUS, Caller
 
 __all__ = ["ANONYMOUS", "MAX_RUNS_PER_DELETE", "Caller", "delete_runs", "stop_run", "update_run"]

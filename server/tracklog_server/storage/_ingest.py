@@ -42,6 +42,8 @@ from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, upd
 from sqlalchemy.engine import Connection
 
 from tracklog._history import FLOAT, dumps
+from tracklog_server import _run_identity as _identity
+from tracklog_server import _run_states as _states
 from tracklog_server._capture_records import FileOp, MetadataOp, OutputOp, SystemOp, TimingOp
 from tracklog_server._entities import IngestResult, RefusedRecord, RunIdentity, RunKey, RunState
 from tracklog_server._errors import InvalidInputError, PermissionDeniedError
@@ -61,7 +63,6 @@ from tracklog_server._records import (
     UpdateOp,
     through,
 )
-from tracklog_server.application import _identity, _states
 
 from . import _values as _run_values
 from ._capture_ingest import CaptureWriter

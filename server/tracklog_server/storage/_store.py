@@ -68,6 +68,11 @@ class AbstractStore(abc.ABC):
         """Marks the runs alive (a crashed run that has not finished runs again); unknown and finished
         runs are ignored. Returns the runs whose stop was requested."""
 
+    def refresh_statistics(self) -> bool:
+        """Brings the query planner's statistics of the searched tables up to date when a database
+        needs it done (SQLite); True when it did something. A store without any: nothing to do."""
+        return False
+
     @abc.abstractmethod
     def mark_crashed(self, timeout: float) -> int:
         """Marks running runs without a heartbeat for ``timeout`` seconds as crashed, in one statement

@@ -121,7 +121,9 @@ def create_app(
     port: int,
     caller: Caller = ANONYMOUS,
     webapp: Path = WEBAPP_DIR,
+    loopback_only: bool = False,
 ) -> ASGIApp:
-    """The guarded application a server runs: token and cross-site checks first, then gzip."""
+    """The guarded application a server runs: Host, token and cross-site checks first, then gzip."""
     api = create_api(store, caller=caller, webapp=webapp)
-    return Guard(GZipMiddleware(api, minimum_size=1024, compresslevel=6), token, port)
+    gzip = GZipMiddleware(api, minimum_size=1024, compresslevel=6)
+    return Guard(gzip, token, port, loopback_only=loopback_only)

@@ -13,12 +13,20 @@ cookie) to this server. Every mutation (any method but GET, HEAD, OPTIONS) there
 ``X-Tracklog-Request: 1``, which a form cannot send and a script of another site cannot send without a
 CORS preflight this server never grants; a ``Sec-Fetch-Site`` other than same-origin/none, or an
 ``Origin`` other than this server's own, is refused as well. These checks hold with or without a token.
+
+**DNS rebinding.** A server listening on a loopback address answers only requests whose ``Host`` names
+the loopback (``localhost``, ``127.0.0.1``, ``[::1]``, any port). Otherwise a page of another site
+could point its own host name at 127.0.0.1 and then read and edit the runs as a same-origin page:
+the browser would send its requests, Origin and all, to this server under the other site's name. A
+store listening on all interfaces (a team's server) is reached by names it cannot know, and is
+exempt.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import ipaddress
 import json
 from http import cookies
 from urllib.parse import parse_qsl, urlencode
@@ -28,6 +36,26 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REQUEST_HEADER = "x-tracklog-request"
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is the loopback's (the host names that may reach it are known)."""
+    name = host.strip("[]").lower()
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:  # an address literal only: "127.0.0.1.evil.example" is a name another site controls
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(header: str) -> str:
+    """The name part of a ``Host`` header: ``[::1]:7007`` -> ``::1``, ``localhost:7007`` -> ``localhost``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
 def cookie_name(port: int) -> str:
@@ -61,17 +89,30 @@ async def refuse(scope: Scope, send: Send, status: int, message: str) -> None:
 
 
 class Guard:
-    """ASGI middleware: the token check (when ``token`` is set), then the cross-site check."""
+    """ASGI middleware: the Host check (when ``loopback_only``), the token check (when ``token`` is
+    set), then the cross-site check."""
 
-    def __init__(self, app: ASGIApp, token: str | None, port: int) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, port: int, *, loopback_only: bool = False) -> None:
         self.app = app
         self.token = token
         self.port = port
+        self.loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.loopback_only:
+            name = host_name(Headers(scope=scope).get("host", ""))
+            if not is_loopback(name):
+                await refuse(
+                    scope,
+                    send,
+                    403,
+                    f"Forbidden: this store listens on the loopback only and answers to localhost or "
+                    f"127.0.0.1, not to the host name {name!r}",
+                )
+                return
         if self.token is not None and not await self._authorized(scope, send, self.token):
             return
         if scope["method"] not in SAFE_METHODS:

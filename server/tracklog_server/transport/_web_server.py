@@ -19,6 +19,7 @@ import uvicorn
 from tracklog_server.storage._store import AbstractStore
 
 from ._web_app import create_app
+from ._web_auth import is_loopback
 from ._web_static import WEBAPP_DIR
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class WebServer:
     ) -> None:
         self._sock = bind(host, port)
         self.port = int(self._sock.getsockname()[1])
-        app = create_app(store, token=token, port=self.port, webapp=webapp)
+        app = create_app(store, token=token, port=self.port, webapp=webapp, loopback_only=is_loopback(host))
         config = uvicorn.Config(
             app,
             log_config=None,

@@ -7,6 +7,8 @@ form) redirects to the ``runs/`` form. Assets' names carry their content hash, s
 ``index.html`` is revalidated every time, so a new build is picked up at once. Without a build, pages
 say so (and point at the JSON API) rather than fail.
 
+Pages and assets answer HEAD as GET does (without the body): link checkers and ``curl -I`` use it.
+
 Pages may not be framed by another site (``frame-ancestors 'none'``): a framed page with a Stop or
 Delete button invites clickjacking.
 """
@@ -50,7 +52,7 @@ def static_router(webapp: Path = WEBAPP_DIR) -> APIRouter:
             return FileResponse(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
         return HTMLResponse(NOT_BUILT, headers=_PAGE_HEADERS)
 
-    @router.get("/assets/{name:path}")
+    @router.api_route("/assets/{name:path}", methods=["GET", "HEAD"])
     def asset(name: str) -> Response:
         path = (root / "assets" / name).resolve()
         if not path.is_relative_to(root / "assets") or not path.is_file():
@@ -61,13 +63,13 @@ def static_router(webapp: Path = WEBAPP_DIR) -> APIRouter:
     def unknown_api(rest: str) -> Response:
         raise NotFoundError(f"no API route /api/{rest}")
 
-    @router.get("/{entity}/{project}/{run_id}")
+    @router.api_route("/{entity}/{project}/{run_id}", methods=["GET", "HEAD"])
     def short_run_url(entity: str, project: str, run_id: str, request: Request) -> Response:
         path = f"/{quote(entity, safe='')}/{quote(project, safe='')}/runs/{quote(run_id, safe='')}"
         query = request.url.query
         return RedirectResponse(path + (f"?{query}" if query else ""), status_code=308)
 
-    @router.get("/{path:path}")
+    @router.api_route("/{path:path}", methods=["GET", "HEAD"])
     def page(path: str) -> Response:
         top = (root / path).resolve()
         if (

@@ -1,8 +1,8 @@
 """Run-state transitions: the one place that decides which state a run goes to, and when.
 
-Every state change of a run is one of these, and each is decided here (the store applies them inside
-its transactions, as single statements where replicas race, so it imports this module rather than
-calling back into the application layer):
+Every state change of a run is one of these, and each is decided here. This is a rule of the domain
+(beside ``_entities``), below both layers that use it: the application's use cases and the store,
+which applies the transitions inside its transactions, as single statements where replicas race.
 
 * **start** (a RunStart creates the run, or resumes it: a later incarnation or a resend): ``running``,
   its finish forgotten.
