@@ -4,12 +4,14 @@ pinned, runs tagged in bulk, key-based colours with their legend, and the view k
 from __future__ import annotations
 
 import re
+import urllib.error
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.e2e.conftest import wait_for
 from tests.webapp.conftest import LRS, PROJECT, WebStore
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
@@ -215,3 +217,49 @@ def test_selected_runs_are_tagged_in_bulk(web_store: WebStore, page: Any) -> Non
     expect(tagged).to_have_count(2)
     runs = web_store.get(f"/api/v1/projects/local/{PROJECT}/runs?per_page=100")["runs"]
     assert sorted(r["name"] for r in runs if "bulk-tag" in r["tags"]) == ["run-0", "run-1"]
+
+
+LIVE_PROJECT = """
+import os, tracklog
+run = tracklog.init(project="webtest-plive", name="live-two")
+print("RUN", run.path, flush=True)
+i = 0
+while not os.path.exists("stop-plive"):
+    run.log({"x": float(i)})
+    i += 1
+run.finish()
+"""
+
+
+def test_the_project_page_follows_a_running_run_until_it_finishes_without_a_reload(
+    web_store: WebStore, page: Any
+) -> None:
+    live = web_store.script(LIVE_PROJECT)
+    try:
+        assert live.stdout is not None
+        line = live.stdout.readline()
+        assert line.startswith("RUN "), line + (live.stderr.read() if live.stderr else "")
+        run_id = line.split()[1].split("/")[-1]
+
+        def state_in_store() -> str | None:
+            try:
+                return str(web_store.get(f"/api/v1/runs/local/webtest-plive/{run_id}")["state"])
+            except urllib.error.HTTPError:
+                return None  # not synced yet
+
+        wait_for(lambda: state_in_store() == "running", 60, "the live run to reach the store")
+        page.goto(f"{web_store.base}/local/webtest-plive")
+        state = page.locator(f"{ROWS}[data-run='{run_id}'] td[data-col=state]")
+        expect(state).to_have_text("running")
+        expect(page.get_by_test_id("chart")).to_have_count(1)
+        points = "Number(document.querySelector('[data-testid=chart]')?.dataset.points ?? 0)"
+        first = page.evaluate(f"() => {points}")
+        # The running run's chart grows, and its state changes, with no reload of the page.
+        page.wait_for_function(f"() => {points} > {first}", timeout=15_000)
+        (web_store.workdir / "stop-plive").touch()
+        assert live.wait(60) == 0
+        expect(state).to_have_text("finished", timeout=15_000)
+    finally:
+        if live.poll() is None:
+            live.kill()
+        live.communicate()

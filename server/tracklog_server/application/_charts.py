@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -73,7 +74,11 @@ def check_request(keys: Sequence[str], points: int, lo: float | None, hi: float 
 def downsample(x: Floats, y: Floats, points: int) -> tuple[Floats, Floats, bool]:
     """At most ``points`` of the (x ascending) series: all of them (exact) when they fit, else per
     equal-width x bucket the first point holding the bucket's minimum and the first holding its maximum
-    (NaN ignored; an all-NaN bucket keeps its first point), plus the first and last point."""
+    (NaN ignored; an all-NaN bucket keeps its first point), plus the first and last point.
+
+    Each bucket is one slice and one argmin and argmax over it: the series is read about twice, where
+    masks over the whole series (value == its bucket's min) read it a dozen times; a million points
+    take a few milliseconds."""
     if points < MIN_POINTS:
         raise ValueError(f"points must be at least {MIN_POINTS}")
     n = len(x)
@@ -88,33 +93,33 @@ def downsample(x: Floats, y: Floats, points: int) -> tuple[Floats, Floats, bool]
     else:
         starts = np.zeros(1, dtype=np.intp)  # every point at one x: one bucket
     ends = np.append(starts[1:], n)
-    segment = np.repeat(np.arange(len(starts)), ends - starts)
     nan = np.isnan(y)
-    low_src = np.where(nan, np.inf, y)
-    high_src = np.where(nan, -np.inf, y)
-    mins = np.minimum.reduceat(low_src, starts)
-    maxs = np.maximum.reduceat(high_src, starts)
-    keep = [
-        _first_where((low_src == mins[segment]) & ~nan, starts, ends),
-        _first_where((high_src == maxs[segment]) & ~nan, starts, ends),
-        np.array([0, n - 1]),
-    ]
-    picked = np.unique(np.concatenate(keep))
-    return x[picked], y[picked], False
+    has_nan = bool(nan.any())
+    # NaN never wins: it becomes +inf for the minimum and -inf for the maximum.
+    low = np.where(nan, np.inf, y) if has_nan else y
+    high = np.where(nan, -np.inf, y) if has_nan else y
+    picked = [0, n - 1]
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        i = start + int(np.argmin(low[start:end]))  # argmin and argmax give the first of equals
+        j = start + int(np.argmax(high[start:end]))
+        if has_nan:
+            i = _not_nan(y, nan, start, end, i, np.min)
+            j = _not_nan(y, nan, start, end, j, np.max)
+        picked += (i, j)
+    keep = np.unique(np.array(picked, dtype=np.intp))
+    return x[keep], y[keep], False
 
 
-def _first_where(
-    mask: npt.NDArray[np.bool_], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
-) -> npt.NDArray[np.intp]:
-    """Per segment [start, end): the first index where ``mask`` holds, or the segment's start when it
-    holds nowhere (an all-NaN bucket keeps one point, so the chart shows the gap)."""
-    hits = np.flatnonzero(mask)
-    if len(hits) == 0:
-        return starts
-    pos = np.searchsorted(hits, starts, side="left")
-    candidate = hits[np.minimum(pos, len(hits) - 1)]
-    found = (pos < len(hits)) & (candidate < ends)
-    return np.where(found, candidate, starts)
+def _not_nan(y: Floats, nan: npt.NDArray[np.bool_], start: int, end: int, index: int, extreme: Any) -> int:
+    """``index`` unless it is a NaN standing in for an infinity while the bucket holds real values
+    (every real value +inf, say): then the first real value equal to the bucket's extreme."""
+    if not nan[index]:
+        return index
+    real = np.flatnonzero(~nan[start:end])
+    if len(real) == 0:
+        return start  # all NaN: the bucket's first point, so the chart shows the gap
+    values = y[start:end][real]
+    return start + int(real[int(np.flatnonzero(values == extreme(values))[0])])
 
 
 def _series(x: Floats, y: Floats, points: int, lo: float | None, hi: float | None) -> Series:

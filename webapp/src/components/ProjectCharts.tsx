@@ -11,11 +11,39 @@ export type RunSeries = Map<string, Record<string, Series>>;
 const CONCURRENCY = 4;
 const POINTS = 300;
 
-/** History of `keys` for each run (downsampled to POINTS), fetched a few runs at a time. */
-export function useRunsHistory(entity: string, project: string, runs: Run[], keys: string[]): RunSeries {
+/** History of `keys` for each run (downsampled to POINTS), fetched a few runs at a time. Each time
+ * `tick` moves (the page's live poll), the series of the runs still running are fetched again. */
+export function useRunsHistory(
+  entity: string,
+  project: string,
+  runs: Run[],
+  keys: string[],
+  tick = 0,
+): RunSeries {
   const [data, setData] = useState<RunSeries>(new Map());
   const ids = runs.map((r) => r.id).join("\n");
   const keyList = keys.join("\n");
+  const running = runs.filter((r) => r.state === "running").map((r) => r.id);
+  useEffect(() => {
+    if (tick === 0 || keys.length === 0 || running.length === 0) return;
+    const ctl = new AbortController();
+    void Promise.all(
+      running.map((id) =>
+        api
+          .history(entity, project, id, { keys, x: "_step", points: POINTS }, ctl.signal)
+          .then((h) => [id, h.series] as const)
+          .catch(() => null),
+      ),
+    ).then((fresh) => {
+      if (ctl.signal.aborted) return;
+      setData((old) => {
+        const next = new Map(old);
+        for (const got of fresh) if (got) next.set(got[0], got[1]);
+        return next;
+      });
+    });
+    return () => ctl.abort();
+  }, [tick]);
   useEffect(() => {
     if (keys.length === 0 || runs.length === 0) {
       setData(new Map());

@@ -21,6 +21,10 @@ import { orderedColumns, readView, sortOrder, writeView, type ViewState } from "
 
 type Panel = "filter" | "columns" | "colors" | null;
 
+// While a run shown is running, the page asks again this often: the table's states, runtimes and
+// summaries, the project's keys, and the running runs' charts.
+const LIVE_POLL_MS = 3000;
+
 export function ProjectPage(props: { entity: string; project: string; search: string }) {
   const { entity, project } = props;
   const view = readView(props.search);
@@ -32,6 +36,7 @@ export function ProjectPage(props: { entity: string; project: string; search: st
   const [panel, setPanel] = useState<Panel>(null);
   const [error, setError] = useState<string | null>(null);
   const [reload, setReload] = useState(0);
+  const [tick, setTick] = useState(0);
   const [searchDraft, setSearchDraft] = useState(view.search);
 
   const setView = (next: Partial<ViewState>) => {
@@ -46,7 +51,7 @@ export function ProjectPage(props: { entity: string; project: string; search: st
       .project(entity, project)
       .then(setDesc)
       .catch((exc) => setError(errorText(exc)));
-  }, [entity, project, reload]);
+  }, [entity, project, reload, tick]);
 
   const columns = useMemo(() => projectColumns(desc), [desc]);
   const typeOf = typeLookup(columns);
@@ -79,7 +84,7 @@ export function ProjectPage(props: { entity: string; project: string; search: st
       })
       .catch((exc) => ctl.signal.aborted || setError(errorText(exc)));
     return () => ctl.abort();
-  }, [entity, project, filterKey, view.order, view.search, view.perPage, cursor, reload]);
+  }, [entity, project, filterKey, view.order, view.search, view.perPage, cursor, reload, tick]);
 
   useEffect(() => {
     if (!view.group || filterError) {
@@ -92,11 +97,17 @@ export function ProjectPage(props: { entity: string; project: string; search: st
       .then((g) => setGroups(g.groups))
       .catch((exc) => ctl.signal.aborted || setError(errorText(exc)));
     return () => ctl.abort();
-  }, [entity, project, view.group, filterKey, reload]);
+  }, [entity, project, view.group, filterKey, reload, tick]);
 
   const runs = page?.runs ?? [];
+  const live = runs.some((r) => r.state === "running");
+  useEffect(() => {
+    if (!live) return;
+    const timer = window.setTimeout(() => setTick((n) => n + 1), LIVE_POLL_MS);
+    return () => window.clearTimeout(timer);
+  }, [live, page]);
   const metricKeys = desc?.metric_keys ?? [];
-  const history = useRunsHistory(entity, project, runs, metricKeys);
+  const history = useRunsHistory(entity, project, runs, metricKeys, tick);
 
   const spec = view.color;
   const coloring = useMemo(() => {
