@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
@@ -225,3 +226,34 @@ def test_asking_only_for_step_or_timestamp_returns_every_row_without_columns(
         "_timestamp": TIME0 + 10,
         "val": 20,
     }
+
+
+def test_whole_columns_for_charts_hold_every_step_and_value_in_any_range(
+    store: SqlAlchemyStore, key: RunKey
+) -> None:
+    """history_columns (what charts read): "every" is logged at each step (its chunks are contiguous
+    and send no steps), "odd" at odd steps, "gappy" at every step but a hole at 40-59; batches of 17
+    rows, so chunks are cut by every range below."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for s in range(3, 120):
+        row: dict[str, Any] = {"every": s * 0.5}
+        if s % 2:
+            row["odd"] = -s
+        if not 40 <= s < 60:
+            row["gappy"] = float(s) if s != 77 else math.nan
+        rows.append((s, row))
+    ingest_rows(store, key, rows, batch=17)
+    expected = {k: [(s, float(r[k])) for s, r in rows if k in r] for k in ("every", "odd", "gappy")}
+    bounds = [0, 3, 4, 16, 19, 20, 39, 40, 41, 59, 60, 77, 78, 119, 120, 500]
+    for lo in bounds:
+        for hi in [None, *bounds]:
+            got = store.history_columns(key, ["every", "odd", "gappy", "missing"], lo, hi)
+            for k, points in expected.items():
+                want = [(s, v) for s, v in points if s >= lo and (hi is None or s < hi)]
+                if not want:
+                    assert k not in got, (k, lo, hi)
+                    continue
+                steps, values = got[k]
+                assert steps.tolist() == [s for s, _v in want], (k, lo, hi)
+                assert np.array_equal(values, [v for _s, v in want], equal_nan=True), (k, lo, hi)
+            assert "missing" not in got

@@ -59,7 +59,7 @@ from . import _sql_mutations, _sql_search, _statistics
 from ._capture_read import list_files, open_file, read_chunks, read_logs
 from ._daemon_ingest import apply_daemon_frames, decode_daemon_frames
 from ._database import create_store_engine, upgrade_schema, writer
-from ._history_columns import read_columns
+from ._history_columns import Steps, Values, read_columns
 from ._history_read import read_history
 from ._ingest import apply_frames, writer_hash
 from ._models import MetricSummaryRow, RunRow
@@ -282,7 +282,7 @@ class SqlAlchemyStore(AbstractStore):
 
     def history_columns(
         self, key: RunKey, keys: Sequence[str], min_step: int = 0, max_step: int | None = None
-    ) -> dict[str, tuple[bytes, bytes]]:
+    ) -> dict[str, tuple[Steps, Values]]:
         with translate_db_errors(f"read history of run {key}"), self._read() as session:
             return read_columns(session, _run_pk(session, key), keys, min_step, max_step)
 

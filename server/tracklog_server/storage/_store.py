@@ -30,6 +30,8 @@ from tracklog_server._entities import (
 )
 from tracklog_server._filter_ast import Field, Node, Order, SortKey
 
+from ._history_columns import Steps, Values
+
 
 class AbstractStore(abc.ABC):
     @abc.abstractmethod
@@ -103,9 +105,9 @@ class AbstractStore(abc.ABC):
     @abc.abstractmethod
     def history_columns(
         self, key: RunKey, keys: Sequence[str], min_step: int = 0, max_step: int | None = None
-    ) -> dict[str, tuple[bytes, bytes]]:
+    ) -> dict[str, tuple[Steps, Values]]:
         """Per key (``_timestamp`` included) with numeric values in ``[min_step, max_step)``: its
-        steps (int64 LE) and values (float64 LE) in ascending step order, read whole (for charts)."""
+        steps and values in ascending step order, read whole (for charts)."""
 
     @abc.abstractmethod
     def system_history(self, key: RunKey, query: SystemQuery) -> Iterator[SystemPage]:
