@@ -6,6 +6,7 @@ repetition, reporting medians. Prints a table and writes bench/results.json. See
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -346,8 +347,10 @@ def _postgres_ok() -> bool:
     return not _postgres_problem()
 
 
+@functools.cache
 def _postgres_problem() -> str:
-    """Why the PostgreSQL rows cannot run ("" when they can): said in the notes, never skipped silently."""
+    """Why the PostgreSQL rows cannot run ("" when they can): said in the notes, never skipped silently.
+    Asked once per bench (a server that is down costs a connect timeout each time)."""
     try:
         import psycopg
     except ImportError:

@@ -73,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
         "request; the printed address carries it as ?token=...",
     )
     p.add_argument(
+        "--http-allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the web app also answers to while listening on the loopback (a reverse "
+        "proxy's public name); repeatable. Others get 403: a defence against DNS rebinding",
+    )
+    p.add_argument(
         "--insecure-allow-remote",
         action="store_true",
         help="allow a non-loopback --host although the server has no authentication yet",
@@ -156,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_remote=args.insecure_allow_remote,
             unix_socket=args.unix_socket,
             http_token=token,
+            http_allowed_hosts=args.http_allowed_host,
         )
     except StoreError as exc:
         print(f"tracklog: error: {exc}", file=sys.stderr)

@@ -63,7 +63,7 @@ class MetricSummary:
 
 @dataclass(frozen=True, slots=True)
 class RunIdentity:
-    """What decides whether a new start may use a run's id (``application._identity``)."""
+    """What decides whether a new start may use a run's id (``_run_identity``)."""
 
     writer_hash: str  # sha256 of the writer token of the run's current incarnation ("" : any writer)
     state: RunState

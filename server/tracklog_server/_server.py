@@ -18,6 +18,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -79,6 +80,7 @@ class StoreServer:
         store: AbstractStore | None = None,
         unix_socket: Path | None = None,
         http_token: str | None = None,
+        http_allowed_hosts: Sequence[str] = (),
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise InvalidInputError(
@@ -90,6 +92,7 @@ class StoreServer:
         if http_token is not None and len(http_token) < 16:
             raise InvalidInputError("an HTTP token must be at least 16 characters")
         self.unix_socket = Path(unix_socket).absolute() if unix_socket is not None else None
+        self._http_allowed_hosts = tuple(h.strip().lower() for h in http_allowed_hosts if h.strip())
         self.http_token = http_token
         self._socket_inode: int | None = None
         self.host = host
@@ -152,7 +155,13 @@ class StoreServer:
             self.grpc_port = _bind(server, _hostport(self.host, self._port))
         if self._http_port is not None:
             try:
-                self._http = WebServer(self.store, self.host, self._http_port, token=self.http_token)
+                self._http = WebServer(
+                    self.store,
+                    self.host,
+                    self._http_port,
+                    token=self.http_token,
+                    allowed_hosts=self._http_allowed_hosts,
+                )
             except OSError as exc:
                 where = _hostport(self.host, self._http_port)
                 raise OSError(f"cannot listen for HTTP on {where}: {exc.strerror or exc}") from exc
@@ -167,13 +176,13 @@ class StoreServer:
     def stop(self, grace: float = 5.0) -> None:
         """Stops serving (in-flight RPCs get ``grace`` seconds), then closes the database."""
         self._detector.stop()
-        self.upkeep.stop()
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
             self._grpc = None
         if self._http is not None:
             self._http.stop()
             self._http = None
+        self.upkeep.stop()  # after the RPCs: a pass waiting for a write turn gets it
         self._remove_socket()
         self.store.close()
 

@@ -185,7 +185,8 @@ def test_a_cross_site_form_post_cannot_even_reach_the_json_body_parser(open_serv
         assert "cross-site request refused" in json.loads(response.read())["error"]
 
 
-REBOUND_HOSTS = ["evil.example", "evil.example:80", "127.0.0.1.evil.example", "", "[2001:db8::1]:7007"]
+REBOUND_HOSTS = ["evil.example", "evil.example:80", "127.0.0.1.evil.example", "", "[2001:db8::1]:7007",
+                 "[::1]evil.example", "localhost:evil", "localhost.evil.example"]  # fmt: skip
 
 
 @pytest.mark.parametrize("host", REBOUND_HOSTS)
@@ -224,6 +225,25 @@ def test_a_store_listening_on_all_interfaces_answers_any_host_name(db_url: str) 
         reply = web.request("GET", "/api/v1/runs/alice/mnist/team1", None, {"Host": "tracker.team.example"})
         assert reply.status == 200, reply.body
         assert reply.json["name"] == "team-run"
+        web.close()
+    finally:
+        srv.stop(grace=1)
+
+
+def test_a_reverse_proxys_name_is_answered_when_allowed_and_only_then(db_url: str) -> None:
+    srv = StoreServer(db_url, port=0, http_port=0, http_allowed_hosts=["Tracker.Example.ORG"])
+    srv.start()
+    try:
+        key = RunKey("alice", "mnist", "proxied")
+        srv.store.ingest(key, RunWriter(key).frames(start_record(key, name="behind-nginx")))
+        web = Web(srv.http_url)
+        path = "/api/v1/runs/alice/mnist/proxied"
+        allowed = web.request("GET", path, None, {"Host": "tracker.example.org"})
+        assert allowed.status == 200, allowed.body
+        assert allowed.json["name"] == "behind-nginx"
+        other = web.request("GET", path, None, {"Host": "tracker.example.org.evil.example"})
+        assert other.status == 403
+        assert b"--http-allowed-host" in other.body
         web.close()
     finally:
         srv.stop(grace=1)

@@ -111,3 +111,13 @@ def test_head_on_the_short_run_url_redirects_as_get_does(web: Web) -> None:
     head = web.request("HEAD", "/alice/mnist/abc123")
     assert head.status == 308
     assert head.headers["Location"] == "/alice/mnist/runs/abc123"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/projects", "/api/v1/runs/a/b/c", "/api/v1/runs/a/b/c/history", "/api/nothing"]
+)
+def test_head_on_an_api_path_is_refused_never_answered_with_the_app_page(web: Web, path: str) -> None:
+    head = web.request("HEAD", path)
+    assert head.status == 405
+    assert head.headers["Allow"] == "GET"
+    assert head.body == b""

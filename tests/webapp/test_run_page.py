@@ -83,6 +83,7 @@ def test_the_overview_shows_the_runs_fields_and_edits_tags_notes_and_name(
     page.get_by_test_id("notes-input").press("Control+Enter")
     expect(page.get_by_test_id("notes")).to_have_text("a <b>fine</b> run")  # as text, never as HTML
     assert _api_run(web_store, path)["notes"] == "a <b>fine</b> run"
+    expect(page.get_by_test_id("config")).not_to_contain_text("_tracklog")  # nor after an edit
 
     page.get_by_test_id("run-name").click()
     page.get_by_test_id("run-name-input").fill("run-4-renamed")

@@ -138,9 +138,9 @@ export const api = {
     project: string,
     id: string,
     fields: Partial<Pick<Run, "name" | "notes" | "tags" | "group" | "job_type">>,
-  ) => request<Run>("PATCH", runPath(entity, project, id), fields),
+  ) => request<Run>("PATCH", runPath(entity, project, id), fields).then(withoutReservedConfig),
   stopRun: (entity: string, project: string, id: string) =>
-    request<Run>("POST", runPath(entity, project, id) + "/stop"),
+    request<Run>("POST", runPath(entity, project, id) + "/stop").then(withoutReservedConfig),
   deleteRun: (entity: string, project: string, id: string, deleteFiles: boolean) =>
     request<{ deleted: number }>("DELETE", runPath(entity, project, id) + query({ delete_files: String(deleteFiles) })),
   history: (

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,17 @@ MIN_POINTS = 4  # one bucket's minimum and maximum, and the first and last point
 MAX_POINTS = 20_000  # per series; a 4K screen is 3840 pixels wide
 MAX_KEYS = 100  # per request
 DEFAULT_POINTS = 1000
+# Buckets of at least this many points on average are scanned one by one (argmin, argmax); shorter
+# ones by whole-series passes. Measured: 1M points in 500 buckets, 2 ms a key against 13 ms;
+# 20,000 points in 10,000 buckets, 12 ms against 43 ms the other way round.
+_LOOP_FROM = 16
 
 Floats = npt.NDArray[np.float64]
+
+# A request's keys are read and downsampled two at a time: SQLite's reads and numpy's passes release
+# the GIL, so on two cores a 1M-row x 10-key chart answers in about 60% of the time. Shared by all
+# requests: a busy server queues keys here rather than running more threads than it has cores.
+_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tracklog-charts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,8 @@ def downsample(x: Floats, y: Floats, points: int) -> tuple[Floats, Floats, bool]
     else:
         starts = np.zeros(1, dtype=np.intp)  # every point at one x: one bucket
     ends = np.append(starts[1:], n)
+    if n < _LOOP_FROM * len(starts):
+        return _downsample_masks(x, y, starts, ends)
     nan = np.isnan(y)
     has_nan = bool(nan.any())
     # NaN never wins: it becomes +inf for the minimum and -inf for the maximum.
@@ -108,6 +120,41 @@ def downsample(x: Floats, y: Floats, points: int) -> tuple[Floats, Floats, bool]
         picked += (i, j)
     keep = np.unique(np.array(picked, dtype=np.intp))
     return x[keep], y[keep], False
+
+
+def _downsample_masks(
+    x: Floats, y: Floats, starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
+) -> tuple[Floats, Floats, bool]:
+    """``downsample`` for many short buckets: whole-series passes (the value equal to its bucket's
+    min or max), where a Python loop over thousands of buckets would cost more than the passes."""
+    n = len(x)
+    segment = np.repeat(np.arange(len(starts)), ends - starts)
+    nan = np.isnan(y)
+    low = np.where(nan, np.inf, y)
+    high = np.where(nan, -np.inf, y)
+    mins = np.minimum.reduceat(low, starts)
+    maxs = np.maximum.reduceat(high, starts)
+    keep = [
+        _first_where((low == mins[segment]) & ~nan, starts, ends),
+        _first_where((high == maxs[segment]) & ~nan, starts, ends),
+        np.array([0, n - 1]),
+    ]
+    picked = np.unique(np.concatenate(keep))
+    return x[picked], y[picked], False
+
+
+def _first_where(
+    mask: npt.NDArray[np.bool_], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
+) -> npt.NDArray[np.intp]:
+    """Per segment [start, end): the first index where ``mask`` holds, or the segment's start when it
+    holds nowhere (an all-NaN bucket keeps one point, so the chart shows the gap)."""
+    hits = np.flatnonzero(mask)
+    if len(hits) == 0:
+        return starts
+    pos = np.searchsorted(hits, starts, side="left")
+    candidate = hits[np.minimum(pos, len(hits) - 1)]
+    found = (pos < len(hits)) & (candidate < ends)
+    return np.where(found, candidate, starts)
 
 
 def _not_nan(y: Floats, nan: npt.NDArray[np.bool_], start: int, end: int, index: int, extreme: Any) -> int:
@@ -154,14 +201,13 @@ def history_chart(
         # The store cuts by step itself (min inclusive, max exclusive), reading only that range.
         lo_step = max(0, math.ceil(lo)) if lo is not None else 0
         hi_step = max(0, math.floor(hi) + 1) if hi is not None else None
-    columns = store.history_columns(
-        key, [*wanted, TIMESTAMP] if x_key != "_step" else wanted, lo_step, hi_step
-    )
     none: tuple[npt.NDArray[np.int64], Floats] = (np.zeros(0, np.int64), np.zeros(0, np.float64))
-    all_steps, all_times = columns.pop(TIMESTAMP, none)
-    series: dict[str, Series] = {}
-    for k in wanted:
-        s, y = columns.get(k, none)
+    all_steps, all_times = none
+    if x_key != "_step":
+        all_steps, all_times = store.history_columns(key, [TIMESTAMP], lo_step, hi_step).get(TIMESTAMP, none)
+
+    def one(k: str) -> tuple[str, Series]:
+        s, y = store.history_columns(key, [k], lo_step, hi_step).get(k, none)
         if x_key == "_step":
             x = s.astype(np.float64)
         else:
@@ -173,8 +219,9 @@ def history_chart(
             if len(x) > 1 and np.any(x[1:] < x[:-1]):  # a clock stepped back: chart in x order
                 order = np.argsort(x, kind="stable")
                 x, y = x[order], y[order]
-        series[k] = _series(x, y, points, lo, hi)
-    return Chart(x_key, series)
+        return k, _series(x, y, points, lo, hi)
+
+    return Chart(x_key, dict(_WORKERS.map(one, wanted)))
 
 
 def system_chart(

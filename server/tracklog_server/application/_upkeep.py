@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 300.0
 _QUIET_LOG_SECONDS = 60.0
+STOP_TIMEOUT = 30.0
 
 
 class Upkeep:
@@ -49,10 +50,14 @@ class Upkeep:
             self._thread = threading.Thread(target=self._loop, name="tracklog-upkeep", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Ends the thread; a pass in progress finishes first (up to ``timeout``: the thread is a
+        daemon thread, so one still in an ANALYZE never holds up the process's exit)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("store upkeep still running after %.0f s; leaving it to finish", timeout)
             self._thread = None
 
     def _loop(self) -> None:

@@ -209,8 +209,9 @@ class SqlAlchemyStore(AbstractStore):
             stale = _statistics.stale_tables(conn)
         if not stale:
             return False
-        with self._writing("refresh the planner's statistics") as conn:
-            _statistics.analyze(conn, stale)
+        for table in stale:  # a turn each: heartbeats and ingest go between
+            with self._writing(f"refresh the planner's statistics of {table}") as conn:
+                _statistics.analyze(conn, table)
         return True
 
     def mark_crashed(self, timeout: float) -> int:

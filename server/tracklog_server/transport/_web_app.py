@@ -10,6 +10,7 @@ short message, never a stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -122,8 +123,9 @@ def create_app(
     caller: Caller = ANONYMOUS,
     webapp: Path = WEBAPP_DIR,
     loopback_only: bool = False,
+    allowed_hosts: Sequence[str] = (),
 ) -> ASGIApp:
     """The guarded application a server runs: Host, token and cross-site checks first, then gzip."""
     api = create_api(store, caller=caller, webapp=webapp)
     gzip = GZipMiddleware(api, minimum_size=1024, compresslevel=6)
-    return Guard(gzip, token, port, loopback_only=loopback_only)
+    return Guard(gzip, token, port, loopback_only=loopback_only, allowed_hosts=allowed_hosts)

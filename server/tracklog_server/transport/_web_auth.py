@@ -15,7 +15,8 @@ CORS preflight this server never grants; a ``Sec-Fetch-Site`` other than same-or
 ``Origin`` other than this server's own, is refused as well. These checks hold with or without a token.
 
 **DNS rebinding.** A server listening on a loopback address answers only requests whose ``Host`` names
-the loopback (``localhost``, ``127.0.0.1``, ``[::1]``, any port). Otherwise a page of another site
+the loopback (``localhost``, ``127.0.0.1``, ``[::1]``, any port) or one of ``allowed_hosts`` (the
+public name of a reverse proxy in front of it, ``--http-allowed-host``). Otherwise a page of another site
 could point its own host name at 127.0.0.1 and then read and edit the runs as a same-origin page:
 the browser would send its requests, Origin and all, to this server under the other site's name. A
 store listening on all interfaces (a team's server) is reached by names it cannot know, and is
@@ -28,6 +29,7 @@ import contextlib
 import hmac
 import ipaddress
 import json
+from collections.abc import Sequence
 from http import cookies
 from urllib.parse import parse_qsl, urlencode
 
@@ -36,26 +38,43 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REQUEST_HEADER = "x-tracklog-request"
-LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 def is_loopback(host: str) -> bool:
-    """Whether a listening address is the loopback's (the host names that may reach it are known)."""
-    name = host.strip("[]").lower()
-    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+    """Whether a listening address is the loopback's: ``localhost`` or a loopback address literal
+    (strict: what the server binds to must not depend on a resolver's search domains)."""
+    if host == "localhost":
         return True
-    try:  # an address literal only: "127.0.0.1.evil.example" is a name another site controls
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def names_loopback(name: str) -> bool:
+    """Whether a ``Host`` header's name (``host_name``) names the loopback as a browser resolves it:
+    ``localhost`` and ``*.localhost`` in any case (browsers never ask DNS for them), or a loopback
+    address literal. "127.0.0.1.evil.example" is a name another site controls: not loopback."""
+    name = name.lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
 
 def host_name(header: str) -> str:
-    """The name part of a ``Host`` header: ``[::1]:7007`` -> ``::1``, ``localhost:7007`` -> ``localhost``."""
-    header = header.strip().lower()
+    """The name part of a ``Host`` header: ``[::1]:7007`` -> ``::1``, ``localhost:7007`` ->
+    ``localhost``; "" when the header is malformed (``[::1]evil``, a port that is not a number)."""
+    header = header.strip()
     if header.startswith("["):
-        return header[1:].partition("]")[0]
-    return header.rpartition(":")[0] if header.count(":") == 1 else header
+        name, _, rest = header[1:].partition("]")
+        return name if rest == "" or (rest.startswith(":") and rest[1:].isdigit()) else ""
+    name, colon, port = header.partition(":")
+    if colon and not port.isdigit():
+        return ""
+    return name
 
 
 def cookie_name(port: int) -> str:
@@ -92,11 +111,20 @@ class Guard:
     """ASGI middleware: the Host check (when ``loopback_only``), the token check (when ``token`` is
     set), then the cross-site check."""
 
-    def __init__(self, app: ASGIApp, token: str | None, port: int, *, loopback_only: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        port: int,
+        *,
+        loopback_only: bool = False,
+        allowed_hosts: Sequence[str] = (),
+    ) -> None:
         self.app = app
         self.token = token
         self.port = port
         self.loopback_only = loopback_only
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,13 +132,14 @@ class Guard:
             return
         if self.loopback_only:
             name = host_name(Headers(scope=scope).get("host", ""))
-            if not is_loopback(name):
+            if not names_loopback(name) and name.lower() not in self.allowed_hosts:
                 await refuse(
                     scope,
                     send,
                     403,
                     f"Forbidden: this store listens on the loopback only and answers to localhost or "
-                    f"127.0.0.1, not to the host name {name!r}",
+                    f"127.0.0.1, not to the host name {name!r} (a reverse proxy's name is allowed with "
+                    "--http-allowed-host)",
                 )
                 return
         if self.token is not None and not await self._authorized(scope, send, self.token):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
@@ -55,10 +56,18 @@ class WebServer:
         *,
         token: str | None = None,
         webapp: Path = WEBAPP_DIR,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         self._sock = bind(host, port)
         self.port = int(self._sock.getsockname()[1])
-        app = create_app(store, token=token, port=self.port, webapp=webapp, loopback_only=is_loopback(host))
+        app = create_app(
+            store,
+            token=token,
+            port=self.port,
+            webapp=webapp,
+            loopback_only=is_loopback(host),
+            allowed_hosts=allowed_hosts,
+        )
         config = uvicorn.Config(
             app,
             log_config=None,

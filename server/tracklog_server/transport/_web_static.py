@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from tracklog_server._errors import NotFoundError
@@ -59,8 +59,12 @@ def static_router(webapp: Path = WEBAPP_DIR) -> APIRouter:
             raise NotFoundError(f"no asset {name!r}")
         return FileResponse(path, headers=_ASSET_HEADERS)
 
-    @router.get("/api/{rest:path}")
-    def unknown_api(rest: str) -> Response:
+    # HEAD as well: a HEAD of an API path must not fall through to the page routes below (which
+    # would answer it with the app's index.html). The API answers GET, not HEAD: 405.
+    @router.api_route("/api/{rest:path}", methods=["GET", "HEAD"])
+    def unknown_api(rest: str, request: Request) -> Response:
+        if request.method == "HEAD":
+            raise HTTPException(405, "the API does not answer HEAD; use GET", headers={"Allow": "GET"})
         raise NotFoundError(f"no API route /api/{rest}")
 
     @router.api_route("/{entity}/{project}/{run_id}", methods=["GET", "HEAD"])

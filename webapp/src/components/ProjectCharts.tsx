@@ -1,7 +1,7 @@
 // The project page's charts: one chart per metric key, one line per visible run in the run's colour,
 // with a legend. The series come downsampled by the server (each bucket keeps its min and max), so a
 // run's Min and Max over a downsampled series are its true Min and Max: the key-based colours use them.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
 import type { Run, Series } from "../types";
 import { Chart } from "./Chart";
@@ -11,68 +11,86 @@ export type RunSeries = Map<string, Record<string, Series>>;
 const CONCURRENCY = 4;
 const POINTS = 300;
 
-/** History of `keys` for each run (downsampled to POINTS), fetched a few runs at a time. Each time
- * `tick` moves (the page's live poll), the series of the runs still running are fetched again. */
-export function useRunsHistory(
+/** Fetches each run's history of `keys` with at most CONCURRENCY requests at once; `onSome` is called
+ * every CONCURRENCY answers and at the end, with everything fetched so far. */
+async function fetchHistories(
   entity: string,
   project: string,
-  runs: Run[],
+  ids: string[],
   keys: string[],
-  tick = 0,
-): RunSeries {
+  signal: AbortSignal,
+  onSome: (got: RunSeries) => void,
+): Promise<RunSeries> {
+  const queue = [...ids];
+  const out: RunSeries = new Map();
+  let answered = 0;
+  const worker = async () => {
+    for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+      try {
+        const h = await api.history(entity, project, id, { keys, x: "_step", points: POINTS }, signal);
+        out.set(id, h.series);
+      } catch {
+        // A run deleted meanwhile, or a network error: its lines stay as they were; the table still shows it.
+        if (signal.aborted) return;
+      }
+      if (!signal.aborted && ++answered % CONCURRENCY === 0) onSome(out);
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  return out;
+}
+
+/** History of `keys` for each run (downsampled to POINTS), fetched a few runs at a time. Each new
+ * answer for the runs (the page's live poll) fetches again the runs running now or in the answer
+ * before (so a run that just finished gets its last points): a few at a time, and an answer that
+ * finds the last refresh still going is skipped, so a slow server never gets a growing queue. */
+export function useRunsHistory(entity: string, project: string, runs: Run[], keys: string[]): RunSeries {
   const [data, setData] = useState<RunSeries>(new Map());
   const ids = runs.map((r) => r.id).join("\n");
   const keyList = keys.join("\n");
-  const running = runs.filter((r) => r.state === "running").map((r) => r.id);
-  useEffect(() => {
-    if (tick === 0 || keys.length === 0 || running.length === 0) return;
-    const ctl = new AbortController();
-    void Promise.all(
-      running.map((id) =>
-        api
-          .history(entity, project, id, { keys, x: "_step", points: POINTS }, ctl.signal)
-          .then((h) => [id, h.series] as const)
-          .catch(() => null),
-      ),
-    ).then((fresh) => {
-      if (ctl.signal.aborted) return;
-      setData((old) => {
-        const next = new Map(old);
-        for (const got of fresh) if (got) next.set(got[0], got[1]);
-        return next;
-      });
-    });
-    return () => ctl.abort();
-  }, [tick]);
+  const loading = useRef(false);
+  const refreshing = useRef(false);
+  const wasRunning = useRef<Set<string>>(new Set());
+  const life = useRef(new AbortController()); // aborted when the page goes
+  useEffect(() => () => life.current.abort(), []);
   useEffect(() => {
     if (keys.length === 0 || runs.length === 0) {
       setData(new Map());
       return;
     }
     const ctl = new AbortController();
-    const queue = [...runs];
-    const out: RunSeries = new Map();
-    let pending = 0;
-    const worker = async () => {
-      for (let run = queue.shift(); run; run = queue.shift()) {
-        try {
-          const h = await api.history(entity, project, run.id, { keys, x: "_step", points: POINTS }, ctl.signal);
-          out.set(run.id, h.series);
-        } catch {
-          // A run deleted meanwhile, or a network error: its lines stay missing; the table still shows it.
-          if (ctl.signal.aborted) return;
-        }
-        if (!ctl.signal.aborted && ++pending % CONCURRENCY === 0) setData(new Map(out));
-      }
-    };
-    void Promise.all(Array.from({ length: CONCURRENCY }, worker)).then(() => {
+    loading.current = true;
+    const merge = (got: RunSeries) => setData(new Map(got));
+    void fetchHistories(entity, project, runs.map((r) => r.id), keys, ctl.signal, merge).then((out) => {
       if (ctl.signal.aborted) return;
+      loading.current = false;
       setData(new Map(out));
       // scripts/bench waits for this before timing a sort or filter (the page is then at rest).
       document.body.dataset.historyLoadedAt = String(Math.round(performance.now()));
     });
-    return () => ctl.abort();
+    return () => {
+      ctl.abort();
+      loading.current = false;
+    };
   }, [entity, project, ids, keyList]);
+  useEffect(() => {
+    const running = new Set(runs.filter((r) => r.state === "running").map((r) => r.id));
+    const due = runs.map((r) => r.id).filter((id) => running.has(id) || wasRunning.current.has(id));
+    wasRunning.current = running;
+    if (keys.length === 0 || due.length === 0 || loading.current || refreshing.current) return;
+    const signal = life.current.signal;
+    refreshing.current = true;
+    const merge = (got: RunSeries) =>
+      setData((old) => {
+        const next = new Map(old);
+        for (const [id, series] of got) next.set(id, series);
+        return next;
+      });
+    void fetchHistories(entity, project, due, keys, signal, merge).then((out) => {
+      refreshing.current = false;
+      if (!signal.aborted) merge(out);
+    });
+  }, [runs]);
   return data;
 }
 

@@ -37,6 +37,7 @@ export function ProjectPage(props: { entity: string; project: string; search: st
   const [error, setError] = useState<string | null>(null);
   const [reload, setReload] = useState(0);
   const [tick, setTick] = useState(0);
+  const [answers, setAnswers] = useState(0); // runs requests answered, failed ones too
   const [searchDraft, setSearchDraft] = useState(view.search);
 
   const setView = (next: Partial<ViewState>) => {
@@ -82,7 +83,8 @@ export function ProjectPage(props: { entity: string; project: string; search: st
           document.body.dataset.tableShownAt ??= String(Math.round(now));
         });
       })
-      .catch((exc) => ctl.signal.aborted || setError(errorText(exc)));
+      .catch((exc) => ctl.signal.aborted || setError(errorText(exc)))
+      .finally(() => ctl.signal.aborted || setAnswers((n) => n + 1));
     return () => ctl.abort();
   }, [entity, project, filterKey, view.order, view.search, view.perPage, cursor, reload, tick]);
 
@@ -101,13 +103,15 @@ export function ProjectPage(props: { entity: string; project: string; search: st
 
   const runs = page?.runs ?? [];
   const live = runs.some((r) => r.state === "running");
+  // The next look is due LIVE_POLL_MS after the last answer, a failed one too (a store restarting
+  // must not end the page's updates), so requests never pile up behind a slow server.
   useEffect(() => {
     if (!live) return;
     const timer = window.setTimeout(() => setTick((n) => n + 1), LIVE_POLL_MS);
     return () => window.clearTimeout(timer);
-  }, [live, page]);
+  }, [live, answers]);
   const metricKeys = desc?.metric_keys ?? [];
-  const history = useRunsHistory(entity, project, runs, metricKeys, tick);
+  const history = useRunsHistory(entity, project, runs, metricKeys);
 
   const spec = view.color;
   const coloring = useMemo(() => {
