@@ -2,7 +2,7 @@
 // the visible runs. The view lives in the URL (viewstate.ts): every change rewrites the query string,
 // and the page renders from it, so a copied URL opens the same view.
 import type { RowSelectionState } from "@tanstack/table-core";
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api } from "../api";
 import { aggregate, keyColoring, runColor } from "../colors";
 import { configNumber, projectColumns, typeLookup } from "../columns";
@@ -37,7 +37,10 @@ export function ProjectPage(props: { entity: string; project: string; search: st
   const [error, setError] = useState<string | null>(null);
   const [reload, setReload] = useState(0);
   const [tick, setTick] = useState(0);
-  const [answers, setAnswers] = useState(0); // runs requests answered, failed ones too
+  // Runs requests answered while the page is live, and failed ones: the live poll's clock. (Not
+  // counted otherwise: one more render of a large table after each answer delays its paint.)
+  const [answers, setAnswers] = useState(0);
+  const liveRef = useRef(false);
   const [searchDraft, setSearchDraft] = useState(view.search);
 
   const setView = (next: Partial<ViewState>) => {
@@ -83,8 +86,14 @@ export function ProjectPage(props: { entity: string; project: string; search: st
           document.body.dataset.tableShownAt ??= String(Math.round(now));
         });
       })
-      .catch((exc) => ctl.signal.aborted || setError(errorText(exc)))
-      .finally(() => ctl.signal.aborted || setAnswers((n) => n + 1));
+      .then(
+        () => liveRef.current && setAnswers((n) => n + 1),
+        (exc) => {
+          if (ctl.signal.aborted) return;
+          setError(errorText(exc));
+          setAnswers((n) => n + 1);
+        },
+      );
     return () => ctl.abort();
   }, [entity, project, filterKey, view.order, view.search, view.perPage, cursor, reload, tick]);
 
@@ -103,6 +112,7 @@ export function ProjectPage(props: { entity: string; project: string; search: st
 
   const runs = page?.runs ?? [];
   const live = runs.some((r) => r.state === "running");
+  liveRef.current = live;
   // The next look is due LIVE_POLL_MS after the last answer, a failed one too (a store restarting
   // must not end the page's updates), so requests never pile up behind a slow server.
   useEffect(() => {
