@@ -119,6 +119,8 @@ def table(figures: Iterable[Figure], tools: Iterable[str]) -> str:
         ratios = []
         for tool in tools:
             text = fmt(fig.median(tool), fig.unit)
+            if not fig.samples.get(tool) and tool in fig.notes:
+                text = fig.notes[tool]  # why there is no figure ("not shown in 60 s")
             if tool != TRACKLOG:
                 ratio = fig.ratio(tool)
                 if not math.isnan(ratio) and not fig.no_ratio:
