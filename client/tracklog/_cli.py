@@ -444,8 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not _ours(exc):
             raise  # a bug: its traceback is the report
-        # Each error once, as the command's: "tracklog tag: run e/p/x not found".
-        print(f"tracklog {args.command}: {exc}", file=sys.stderr)
+        # Each error once, as the command's: "tracklog tag: run e/p/x not found" (a message that
+        # already names its command keeps its own prefix).
+        text = str(exc)
+        print(text if text.startswith("tracklog ") else f"tracklog {args.command}: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

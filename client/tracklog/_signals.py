@@ -14,6 +14,7 @@ does); one watcher per process, none inherited by a forked child.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -130,3 +131,22 @@ def after_fork() -> None:
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)
     watcher.close()
+
+
+def interrupt_main_for_stop() -> str:
+    """Ends the training script's main thread for a stop asked through the API; returns how.
+
+    As Ctrl+C does (KeyboardInterrupt in the main thread, so ``with run:`` and ``finally`` blocks
+    run) when Python handles SIGINT. A script started in the background by a shell (``cmd &`` in a
+    script, ``nohup``) inherits SIGINT ignored, and Python then installs no handler:
+    ``interrupt_main()`` would do nothing and the stop would be lost. There it ends as SIGTERM does
+    (tracklog's handler ends the run killed, then the process), through the script's own SIGTERM
+    handler if it has one."""
+    if callable(signal.getsignal(signal.SIGINT)):
+        _thread.interrupt_main()
+        return "SIGINT"
+    if callable(signal.getsignal(signal.SIGTERM)):
+        _thread.interrupt_main(signal.SIGTERM)  # the handler runs on the main thread, as for a kill
+    else:
+        os.kill(os.getpid(), signal.SIGTERM)  # no Python handler: the default action ends it
+    return "SIGTERM"

@@ -6,7 +6,6 @@ frames above it in memory and resends them after a reconnect.
 
 from __future__ import annotations
 
-import _thread
 import queue
 import sys
 import threading
@@ -16,7 +15,7 @@ from typing import Any, Protocol, cast
 
 import grpc
 
-from tracklog import _launch, _spool
+from tracklog import _launch, _signals, _spool
 from tracklog._errors import CommError, RunBusy
 from tracklog.v1 import daemon_pb2, daemon_pb2_grpc, records_pb2
 
@@ -212,7 +211,7 @@ class DaemonTransport:
                 if kind == "stop":
                     # Said on stderr, so the run's console log keeps why it ended killed.
                     sys.stderr.write(f"tracklog: stopping the run: {message.stop.reason}\n")
-                    _thread.interrupt_main()  # a stop from the API ends the run as killed
+                    _signals.interrupt_main_for_stop()  # a stop from the API ends the run as killed
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else None
             if code == grpc.StatusCode.ALREADY_EXISTS:  # another live process writes this run
