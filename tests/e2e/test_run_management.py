@@ -46,11 +46,17 @@ def _state(api: tracklog.Api, path: str) -> str | None:
         return None
 
 
+# As a shell starts a background job (`python train.py &` in a script, nohup): SIGINT ignored, so
+# Python installs no KeyboardInterrupt handler and the Ctrl+C way of stopping cannot work.
+IGNORING_CTRL_C = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+
+
+@pytest.mark.parametrize("prelude", ["", IGNORING_CTRL_C], ids=["foreground", "background-job"])
 def test_stop_from_the_api_ends_a_live_run_killed_within_5_seconds_and_keeps_an_api_tag(
-    script: Callable[..., Script],
+    script: Callable[..., Script], prelude: str
 ) -> None:
     # The default heartbeat interval, not the suite's quick one: the 5 s promise is about defaults.
-    s = script(LOOP, TRACKLOG_HEARTBEAT_INTERVAL=str(DaemonConfig().heartbeat_interval))
+    s = script(prelude + LOOP, TRACKLOG_HEARTBEAT_INTERVAL=str(DaemonConfig().heartbeat_interval))
     path = s.wait_line("RUN ")
     s.wait_line("LOOPING")
     with tracklog.Api() as api:
@@ -90,26 +96,3 @@ def test_a_deleted_runs_id_is_refused_at_init_saying_it_was_deleted(
         assert not (elsewhere / "tracklog").exists()  # refused before anything was written
         with pytest.raises(tracklog.NotFoundError, match=f"run {path} was deleted"):
             api.run(path)
-
-
-# As a shell starts a background job (`python train.py &` in a script, nohup): SIGINT ignored, so
-# Python installs no KeyboardInterrupt handler and the Ctrl+C way of stopping cannot work.
-LOOP_IGNORING_SIGINT = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + LOOP
-
-
-def test_stop_ends_a_run_started_as_a_background_job_that_ignores_ctrl_c(
-    script: Callable[..., Script],
-) -> None:
-    s = script(LOOP_IGNORING_SIGINT, TRACKLOG_HEARTBEAT_INTERVAL=str(DaemonConfig().heartbeat_interval))
-    path = s.wait_line("RUN ")
-    s.wait_line("LOOPING")
-    with tracklog.Api() as api:
-        wait_for(lambda: _state(api, path) == "running", 30, "the run to reach the store")
-        started = time.monotonic()
-        api.run(path).stop()
-        code = s.wait(timeout=30)
-        took = time.monotonic() - started
-        assert code != 0
-        assert took < 5.0, f"the training process ended {took:.1f}s after the stop"
-        wait_for(lambda: _state(api, path) == "killed", 30, "the run to be killed")
-        assert any("a stop was requested" in line for line in api.run(path).logs())

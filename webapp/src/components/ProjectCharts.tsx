@@ -76,8 +76,14 @@ export function useRunsHistory(entity: string, project: string, runs: Run[], key
   useEffect(() => {
     const running = new Set(runs.filter((r) => r.state === "running").map((r) => r.id));
     const due = runs.map((r) => r.id).filter((id) => running.has(id) || wasRunning.current.has(id));
+    if (keys.length === 0 || due.length === 0) {
+      wasRunning.current = running;
+      return;
+    }
+    // Busy: skipped, and the runs that were running stay due (one that ended meanwhile still gets
+    // its last points from the next refresh).
+    if (loading.current || refreshing.current) return;
     wasRunning.current = running;
-    if (keys.length === 0 || due.length === 0 || loading.current || refreshing.current) return;
     const signal = life.current.signal;
     refreshing.current = true;
     const merge = (got: RunSeries) =>
