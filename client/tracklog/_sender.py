@@ -260,6 +260,10 @@ class Sender:
                 self._trim()
             elif self._unacked:
                 self._sleep_until_retry(deadline)
+        if self._write_error and not self._unacked:
+            # The daemon wrote again only in this last wait, after the last _ship(): the user was
+            # told it could not write, and is told it did (what _ship's next call would have said).
+            self._write_failure()
 
     def _sleep_until_retry(self, deadline: float) -> None:
         delay = max(0.0, min(self._next_attempt, deadline) - self._clock())

@@ -217,6 +217,22 @@ def test_a_daemon_that_cannot_write_is_told_once_and_gets_everything_again_when_
 # -- the memory cap ---------------------------------------------------------------------------------
 
 
+def test_a_daemon_that_writes_again_only_while_the_run_finishes_is_still_reported_as_writing_again(
+    daemon: FakeDaemon, tmp_path: Path
+) -> None:
+    sender, warnings = _sender(tmp_path / "home")
+    assert sender.connect_now(timeout=5)
+    sender.start()
+    daemon.write_error = DISK_FULL
+    sender.queue.extend(_row(s) for s in range(500))
+    assert wait_until(lambda: any("cannot write" in w for w in warnings), timeout=10)
+    daemon.write_error = ""  # the disk has room again just as the run ends: the last wait sees it
+    assert sender.close(timeout=30, closing=[_finish()])
+    assert [row["_step"] for row in history_rows(daemon.records(PATH))] == list(range(500))
+    assert len([w for w in warnings if "cannot write" in w]) == 1, warnings
+    assert len([w for w in warnings if "writes this run's data again" in w]) == 1, warnings
+
+
 def test_a_stalled_daemon_costs_rows_beyond_the_memory_cap_counted_exactly_and_the_rest_arrives(
     daemon: FakeDaemon, tmp_path: Path
 ) -> None:
