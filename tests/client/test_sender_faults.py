@@ -187,13 +187,23 @@ def test_closing_records_go_behind_everything_the_thread_queued_at_the_tick(
 # -- a daemon that cannot write ---------------------------------------------------------------------
 
 
-def test_a_daemon_that_cannot_write_is_told_once_and_gets_everything_again_when_it_can(
-    daemon: FakeDaemon, tmp_path: Path
-) -> None:
-    sender, warnings = _sender(tmp_path / "home")
+def _sender_of_a_daemon_that_cannot_write(daemon: FakeDaemon, home: Path) -> tuple[Sender, list[str]]:
+    """A started sender whose daemon answers every write with "No space left on device"."""
+    sender, warnings = _sender(home)
     assert sender.connect_now(timeout=5)
     sender.start()
     daemon.write_error = DISK_FULL
+    return sender, warnings
+
+
+def _said(warnings: list[str], text: str) -> int:
+    return len([w for w in warnings if text in w])
+
+
+def test_a_daemon_that_cannot_write_is_told_once_and_gets_everything_again_when_it_can(
+    daemon: FakeDaemon, tmp_path: Path
+) -> None:
+    sender, warnings = _sender_of_a_daemon_that_cannot_write(daemon, tmp_path / "home")
     for step in range(0, 3_000, 100):
         sender.queue.extend(_row(s) for s in range(step, step + 100))
         assert wait_until(lambda: not sender.queue)
@@ -205,32 +215,29 @@ def test_a_daemon_that_cannot_write_is_told_once_and_gets_everything_again_when_
     assert "No space left on device" in failing[0]
     daemon.write_error = ""
     assert wait_until(lambda: sender.pending_frames == 0, timeout=15)
-    assert len([w for w in warnings if "writes this run's data again" in w]) == 1, warnings
+    assert _said(warnings, "writes this run's data again") == 1, warnings
     sender.queue.extend(_row(s) for s in range(3_000, 3_100))
     assert sender.close(timeout=30, closing=[_finish()])
     records = daemon.records(PATH)
     assert [seq for seq, _ in records] == list(range(1, len(records) + 1))
     assert [row["_step"] for row in history_rows(records)] == list(range(3_100))
-    assert len([w for w in warnings if "cannot write" in w]) == 1
-
-
-# -- the memory cap ---------------------------------------------------------------------------------
+    assert _said(warnings, "cannot write") == 1
 
 
 def test_a_daemon_that_writes_again_only_while_the_run_finishes_is_still_reported_as_writing_again(
     daemon: FakeDaemon, tmp_path: Path
 ) -> None:
-    sender, warnings = _sender(tmp_path / "home")
-    assert sender.connect_now(timeout=5)
-    sender.start()
-    daemon.write_error = DISK_FULL
+    sender, warnings = _sender_of_a_daemon_that_cannot_write(daemon, tmp_path / "home")
     sender.queue.extend(_row(s) for s in range(500))
     assert wait_until(lambda: any("cannot write" in w for w in warnings), timeout=10)
     daemon.write_error = ""  # the disk has room again just as the run ends: the last wait sees it
     assert sender.close(timeout=30, closing=[_finish()])
     assert [row["_step"] for row in history_rows(daemon.records(PATH))] == list(range(500))
-    assert len([w for w in warnings if "cannot write" in w]) == 1, warnings
-    assert len([w for w in warnings if "writes this run's data again" in w]) == 1, warnings
+    assert _said(warnings, "cannot write") == 1, warnings
+    assert _said(warnings, "writes this run's data again") == 1, warnings
+
+
+# -- the memory cap ---------------------------------------------------------------------------------
 
 
 def test_a_stalled_daemon_costs_rows_beyond_the_memory_cap_counted_exactly_and_the_rest_arrives(
